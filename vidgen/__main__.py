@@ -1,0 +1,3 @@
+from vidgen.cli import app
+
+app(prog_name="vidgen")
