@@ -1,0 +1,44 @@
+"""What to generate and how to run it: the two frozen values every stage downstream trusts.
+
+The CLI (or `vidgen batch`) builds and validates them in one place, before any model loads; pipelines
+and stages read them and never second-guess them.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class Request:
+    """One video to generate, validated: sizes fit the model, media already read."""
+
+    mode: str  # "t2v" | "i2v" | "v2v"
+    prompt: str
+    negative_prompt: str = ""
+    seed: int = 0
+    steps: int = 50
+    guidance: float = 6.0
+    dynamic_cfg: bool = False
+    height: int = 480
+    width: int = 720
+    frames: int = 49
+    fps: int = 8
+    # i2v: the conditioning image, uint8 [H, W, 3] as read from disk (the pipeline resizes it).
+    image: np.ndarray | None = field(default=None, compare=False, repr=False)
+    # v2v: the input frames, uint8 [F, H, W, 3], already cut to `frames`.
+    video: np.ndarray | None = field(default=None, compare=False, repr=False)
+    strength: float = 0.8
+    max_sequence_length: int = 226
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how the models run; independent of what is generated."""
+
+    device: str = "cpu"
+    dtype: torch.dtype = torch.float32
+    offload: str = "none"  # "none" | "model" | "sequential"
+    vae_tiling: bool = False
+    keep_models: bool = False  # keep each stage's model on the device after its work is done
