@@ -42,3 +42,12 @@ class Runtime:
     offload: str = "none"  # "none" | "model" | "sequential"
     vae_tiling: bool = False
     keep_models: bool = False  # keep each stage's model on the device after its work is done
+
+
+@dataclass
+class Result:
+    """What a pipeline returns: the frames, and what the sidecar and the user should know."""
+
+    frames: np.ndarray  # uint8 [F, H, W, 3]
+    timings: dict[str, float] = field(default_factory=dict)  # stage name -> seconds
+    warnings: list[str] = field(default_factory=list)  # one line each, shown to the user
