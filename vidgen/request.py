@@ -5,6 +5,7 @@ and stages read them and never second-guess them.
 """
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,6 +32,10 @@ class Request:
     video: np.ndarray | None = field(default=None, compare=False, repr=False)
     strength: float = 0.8
     max_sequence_length: int = 226
+    # Overrides of the model folder's scheduler config as sorted (key, value) pairs, from a preset: e.g.
+    # (("_class_name", "CogVideoXDPMScheduler"), ("timestep_spacing", "trailing")) as the 5b authors
+    # sample. Empty keeps the folder's scheduler as it is.
+    scheduler: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
