@@ -1,0 +1,133 @@
+"""Forward-pass time of vidgen's CogVideoX transformer against diffusers', same weights and inputs.
+
+The model is CogVideoX-2b wide (30 heads x 64, time embedding 512, T5 width 4096) but only a few layers
+deep, on a small latent grid, so it runs on a CPU in seconds: by default 2 layers, 2 latent frames of
+30x44 latents (240x352 pixels; 660 video tokens) and 226 text tokens, batch 2 (what classifier-free
+guidance runs). `--positions rotary` switches to the 5b-style rotary positions, with the tables passed
+to both models the way the pipeline does.
+
+Runs alternate (ours, diffusers, ours, ...) after a warm-up so drifting machine load hits both alike.
+Two pairs are timed: unfused vs unfused, and fused QKV vs diffusers' fused QKV.
+
+    python bench/cogvideox_forward.py
+    python bench/cogvideox_forward.py --device cuda --dtype bf16 --layers 4 --frames 13 --height 60 --width 90
+"""
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from diffusers import CogVideoXTransformer3DModel as DiffusersModel
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from vidgen.models.cogvideox import CogVideoXTransformer3DModel, rotary_embedding  # noqa: E402
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--frames", type=int, default=2, help="latent frames")
+    parser.add_argument("--height", type=int, default=30, help="latent height")
+    parser.add_argument("--width", type=int, default=44, help="latent width")
+    parser.add_argument("--text-tokens", type=int, default=226)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--positions", choices=["sincos", "rotary"], default="sincos")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per model")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs per model")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    return parser.parse_args()
+
+
+def build_models(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.nn.Module]:
+    config = {
+        "num_attention_heads": 30,
+        "attention_head_dim": 64,
+        "num_layers": args.layers,
+        "use_rotary_positional_embeddings": args.positions == "rotary",
+    }
+    torch.manual_seed(0)
+    reference = DiffusersModel(**config)
+    with torch.no_grad():
+        # diffusers zero-initialises some layers; random weights keep every op's output non-trivial.
+        for param in reference.parameters():
+            param.add_(torch.randn_like(param) * 0.02)
+    ours = CogVideoXTransformer3DModel(**config)
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    dtype = DTYPES[args.dtype]
+    return ours.to(args.device, dtype).eval(), reference.to(args.device, dtype).eval()
+
+
+def make_inputs(args: argparse.Namespace, config: object) -> dict:
+    dtype, device = DTYPES[args.dtype], args.device
+    generator = torch.Generator().manual_seed(1)
+    latents = torch.randn(args.batch, args.frames, 16, args.height, args.width, generator=generator)
+    text = torch.randn(args.batch, args.text_tokens, 4096, generator=generator)
+    inputs = {
+        "hidden_states": latents.to(device, dtype),
+        "encoder_hidden_states": text.to(device, dtype),
+        "timestep": torch.full((args.batch,), 500, device=device),
+    }
+    if args.positions == "rotary":
+        inputs["image_rotary_emb"] = rotary_embedding(config, args.frames, args.height, args.width, device)
+    return inputs
+
+
+def time_once(model: torch.nn.Module, inputs: dict, device: str) -> float:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    model(**inputs, return_dict=False)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def compare(ours: torch.nn.Module, reference: torch.nn.Module, inputs: dict, args: argparse.Namespace) -> None:
+    """Prints median seconds of each and the median of per-pair ratios ours / diffusers."""
+    with torch.inference_mode():
+        expected = reference(**inputs).sample.float()
+        error = (ours(**inputs).sample.float() - expected).norm() / expected.norm()
+        for _ in range(args.warmup):
+            time_once(ours, inputs, args.device)
+            time_once(reference, inputs, args.device)
+        ours_times, reference_times = [], []
+        for _ in range(args.repeats):
+            ours_times.append(time_once(ours, inputs, args.device))
+            reference_times.append(time_once(reference, inputs, args.device))
+    ratios = [mine / theirs for mine, theirs in zip(ours_times, reference_times, strict=True)]
+    print(
+        f"  ours {statistics.median(ours_times) * 1000:9.1f} ms   "
+        f"diffusers {statistics.median(reference_times) * 1000:9.1f} ms   "
+        f"ratio ours/diffusers {statistics.median(ratios):.3f}   (relative error {error:.1e})"
+    )
+
+
+def main() -> None:
+    args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    ours, reference = build_models(args)
+    inputs = make_inputs(args, ours.config)
+    tokens = args.text_tokens + args.frames * (args.height // 2) * (args.width // 2)
+    print(
+        f"CogVideoX-2b width, {args.layers} layers, {args.positions} positions, batch {args.batch}, "
+        f"{args.frames}x{args.height}x{args.width} latents ({tokens} tokens), {args.dtype} on {args.device}, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
+    print("unfused (checkpoint layout):")
+    compare(ours, reference, inputs, args)
+    ours.fuse_qkv_projections()
+    reference.fuse_qkv_projections()
+    print("fused QKV, both:")
+    compare(ours, reference, inputs, args)
+
+
+if __name__ == "__main__":
+    main()
