@@ -1,4 +1,4 @@
-"""Pieces both transformers share: the timestep embedding and the attention call."""
+"""Pieces both transformers share: timestep embedding, attention call, rotary, fused linears, MLP."""
 
 import math
 
@@ -64,3 +64,66 @@ def attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> to
     """[B, heads, S, D] query/key/value -> [B, S, heads * D]."""
     out = F.scaled_dot_product_attention(query, key, value)
     return out.transpose(1, 2).flatten(2)
+
+
+def apply_rotary_(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
+    """Rotate channel pairs (x[..., 2i], x[..., 2i + 1]) of x [..., D] in place by complex freqs [..., D/2].
+
+    Both references rotate in float32 whatever x's dtype, so a low-precision x is rotated through a float32
+    copy and written back. Callers pass the fresh output of a projection or norm; returns x.
+    """
+    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))  # shares x's storage when x is float32
+    pairs.mul_(freqs)
+    if x.dtype != torch.float32:
+        x.copy_(torch.view_as_real(pairs).flatten(-2))
+    return x
+
+
+def concat_linears(layers: list[nn.Linear]) -> nn.Linear:
+    """One Linear computing all of `layers` (same input) side by side: their outputs concatenated."""
+    weight = torch.cat([layer.weight.detach() for layer in layers])
+    fused = nn.Linear(weight.shape[1], weight.shape[0], bias=layers[0].bias is not None, device="meta")
+    fused.weight = nn.Parameter(weight, requires_grad=layers[0].weight.requires_grad)
+    if fused.bias is not None:
+        fused.bias = nn.Parameter(
+            torch.cat([layer.bias.detach() for layer in layers]), fused.weight.requires_grad
+        )
+    return fused
+
+
+def split_linear(fused: nn.Linear, parts: int) -> list[nn.Linear]:
+    """Undo `concat_linears`: `parts` Linears of equal output size holding exact copies of fused's slices."""
+    biases = fused.bias.detach().chunk(parts) if fused.bias is not None else [None] * parts
+    layers = []
+    for weight, bias in zip(fused.weight.detach().chunk(parts), biases, strict=True):
+        layer = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device="meta")
+        layer.weight = nn.Parameter(weight.clone(), requires_grad=fused.weight.requires_grad)
+        if bias is not None:
+            layer.bias = nn.Parameter(bias.clone(), requires_grad=fused.weight.requires_grad)
+        layers.append(layer)
+    return layers
+
+
+class ActivationProjection(nn.Module):
+    """Linear then activation; the `net.0` of diffusers' FeedForward (its `proj` holds the weights)."""
+
+    def __init__(self, dim: int, inner_dim: int, act: str = "gelu-approximate") -> None:
+        super().__init__()
+        self.proj = nn.Linear(dim, inner_dim)
+        self.act = activation(act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.proj(x))
+
+
+class FeedForward(nn.Module):
+    """dim -> inner_dim -> dim MLP with diffusers' FeedForward parameter names (`net.0.proj`, `net.2`)."""
+
+    def __init__(self, dim: int, inner_dim: int, act: str = "gelu-approximate", dropout: float = 0.0) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            ActivationProjection(dim, inner_dim, act), nn.Dropout(dropout), nn.Linear(inner_dim, dim)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
