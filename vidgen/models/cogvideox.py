@@ -82,7 +82,7 @@ def _crop_resize_positions(
     kwargs = {"dtype": torch.float32, "device": device}
     pos_h = torch.linspace(top, bottom * (grid_h - 1) / grid_h, grid_h, **kwargs)
     pos_w = torch.linspace(left, right * (grid_w - 1) / grid_w, grid_w, **kwargs)
-    pos_t = torch.linspace(0, frames * (frames - 1) / frames, frames, **kwargs)
+    pos_t = torch.arange(frames, **kwargs)  # diffusers' linspace(0, F * (F - 1) / F, F): the same integers
     return pos_t, pos_h, pos_w
 
 
