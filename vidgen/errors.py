@@ -1,10 +1,15 @@
 """The one error type for user mistakes: the CLI prints it as one line and exits with its code."""
 
+# Exit codes, documented in `vidgen --help`'s epilog.
+USAGE = 2  # a mistake in the options or inputs; nothing was generated
+OUT_OF_MEMORY = 3  # the device ran out of memory; options that use less memory are named
+INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT (128 + 2)
+
 
 class VidgenError(Exception):
     """A mistake the user can fix: what is wrong, and how to fix it."""
 
-    def __init__(self, message: str, hint: str = "", exit_code: int = 2) -> None:
+    def __init__(self, message: str, hint: str = "", exit_code: int = USAGE) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint

@@ -1,0 +1,99 @@
+"""Presets: every file parses, the released ones say what MODELS.md says, and each tiny preset agrees with
+the folder vidgen.tiny builds for it."""
+
+import diffusers
+import pytest
+
+from vidgen import tiny
+from vidgen.model_info import read_cogvideox_info
+from vidgen.presets import PRESET_DIR, close_names, find_preset, load_preset, load_presets, match_preset
+from vidgen.validate import DTYPES
+
+PRESETS = load_presets()
+RELEASED = [p for p in PRESETS.values() if not p.is_tiny]
+TINY = [p for p in PRESETS.values() if p.is_tiny]
+
+
+def test_every_file_is_a_preset_named_like_its_file():
+    files = sorted(PRESET_DIR.glob("*.toml"))
+    assert len(files) == len(PRESETS) >= 8
+    assert {path.stem for path in files} == set(PRESETS)
+
+
+@pytest.mark.parametrize("preset", PRESETS.values(), ids=lambda p: p.name)
+def test_defaults_obey_the_presets_own_rules(preset):
+    assert preset.family == "cogvideox"
+    assert set(preset.modes) <= {"t2v", "i2v", "v2v"} and preset.modes
+    assert preset.dtype in DTYPES
+    assert preset.height % 16 == 0 and preset.width % 16 == 0
+    assert (preset.frames - 1) % 4 == 0  # the VAE's 4x temporal compression
+    assert (preset.frames - 1) % preset.frame_step == 0 and preset.frames <= preset.max_frames
+    scheduler = dict(preset.scheduler)
+    if "_class_name" in scheduler:
+        assert hasattr(diffusers, scheduler["_class_name"])
+
+
+def test_released_presets_match_the_model_cards():
+    facts = {
+        # name: (repo, dtype, height, width, frames, fps, modes)
+        "cogvideox-2b": ("THUDM/CogVideoX-2b", "fp16", 480, 720, 49, 8, ("t2v", "v2v")),
+        "cogvideox-5b": ("THUDM/CogVideoX-5b", "bf16", 480, 720, 49, 8, ("t2v", "v2v")),
+        "cogvideox-5b-i2v": ("THUDM/CogVideoX-5b-I2V", "bf16", 480, 720, 49, 8, ("i2v",)),
+        "cogvideox1.5-5b": ("THUDM/CogVideoX1.5-5B", "bf16", 768, 1360, 81, 16, ("t2v", "v2v")),
+        "cogvideox1.5-5b-i2v": ("THUDM/CogVideoX1.5-5B-I2V", "bf16", 768, 1360, 81, 16, ("i2v",)),
+    }
+    assert {p.name for p in RELEASED} == set(facts)
+    for name, fact in facts.items():
+        p = PRESETS[name]
+        assert (p.source, p.dtype, p.height, p.width, p.frames, p.fps, p.modes) == fact
+
+
+def test_5b_and_1_5_presets_sample_as_the_authors_do():
+    for preset in RELEASED:
+        scheduler = dict(preset.scheduler)
+        if preset.name == "cogvideox-2b":
+            assert scheduler == {} and not preset.dynamic_cfg
+        else:
+            assert scheduler == {"_class_name": "CogVideoXDPMScheduler", "timestep_spacing": "trailing"}
+            assert preset.dynamic_cfg
+
+
+@pytest.mark.parametrize("preset", TINY, ids=lambda p: p.name)
+def test_tiny_preset_agrees_with_the_folder_built_for_it(preset):
+    family, variant = preset.tiny_variant
+    assert (preset.dtype, preset.height, preset.width) == ("fp32", 64, 96) and preset.steps <= 4
+    info = read_cogvideox_info(tiny.ensure_tiny(family, variant))
+    assert (info.architecture, info.modes) == (preset.architecture, preset.modes)
+    if info.fixed_size:
+        assert (preset.height, preset.width, preset.frames) == info.sample_size
+
+
+def test_a_folder_gets_the_released_preset_of_its_architecture():
+    assert match_preset("cogvideox-sincos", ("t2v", "v2v"), PRESETS).name == "cogvideox-2b"
+    assert match_preset("cogvideox-learned", ("i2v",), PRESETS).name == "cogvideox-5b-i2v"
+    assert match_preset("cogvideox1.5", ("i2v",), PRESETS).name == "cogvideox1.5-5b-i2v"
+    assert match_preset("helios", ("t2v",), PRESETS) is None
+
+
+def test_names_are_found_ignoring_case_and_close_names_are_suggested():
+    assert find_preset("CogVideoX-5b", PRESETS).name == "cogvideox-5b"
+    assert close_names("cogvideox-3b", PRESETS)[0] in ("cogvideox-5b", "cogvideox-2b")
+    assert "tiny-cogvideox" in close_names("tiny", PRESETS)
+    assert len(close_names("cogvideo", PRESETS)) <= 3
+
+
+def test_a_preset_file_with_an_unknown_or_missing_key_is_named(tmp_path):
+    text = (PRESET_DIR / "tiny-cogvideox.toml").read_text()
+    (tmp_path / "typo.toml").write_text(text.replace("guidance =", "guidence ="))
+    with pytest.raises(
+        ValueError, match=r"typo.toml: unknown keys \['guidence'\], missing keys \['guidance'\]"
+    ):
+        load_preset(tmp_path / "typo.toml")
+
+
+def test_two_presets_with_one_name_are_refused(tmp_path):
+    text = (PRESET_DIR / "tiny-cogvideox.toml").read_text()
+    (tmp_path / "a.toml").write_text(text)
+    (tmp_path / "b.toml").write_text(text)
+    with pytest.raises(ValueError, match="already used"):
+        load_presets(tmp_path)
