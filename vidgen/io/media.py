@@ -1,0 +1,67 @@
+"""Read the images and videos users condition on, as uint8 RGB arrays; any failure names the file."""
+
+from pathlib import Path
+
+import numpy as np
+
+from vidgen.errors import VidgenError
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An image file as uint8 [H, W, 3] RGB (alpha dropped, greyscale and palettes expanded)."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = _existing_file(path, "image")
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        raise VidgenError(
+            f"cannot read image '{path}': {_reason(error)}", "pass a PNG, JPEG or WebP image"
+        ) from None
+
+
+def read_video(path: str | Path, max_frames: int | None = None) -> np.ndarray:
+    """A video file (or animated GIF) as uint8 [F, H, W, 3] RGB, at most `max_frames` frames."""
+    import imageio.v3 as iio
+
+    path = _existing_file(path, "video")
+    frames = []
+    try:
+        for frame in iio.imiter(path):
+            frames.append(_to_rgb(np.asarray(frame)))
+            if max_frames is not None and len(frames) == max_frames:
+                break
+    except (OSError, ValueError, RuntimeError) as error:
+        raise VidgenError(
+            f"cannot read video '{path}': {_reason(error)}", "pass an MP4, WebM or GIF video"
+        ) from None
+    if not frames:
+        raise VidgenError(f"video '{path}' has no frames", "pass a video with at least one frame")
+    return np.stack(frames)
+
+
+def _existing_file(path: str | Path, what: str) -> Path:
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise VidgenError(f"{what} '{path}' does not exist", f"check the path to the {what}")
+    if not path.is_file():
+        raise VidgenError(f"{what} '{path}' is not a file", f"pass the path to a {what} file")
+    return path
+
+
+def _to_rgb(frame: np.ndarray) -> np.ndarray:
+    """[H, W], [H, W, 1], [H, W, 3] or [H, W, 4] of any integer depth -> uint8 [H, W, 3]."""
+    if frame.dtype != np.uint8:
+        frame = (frame.astype(np.float64) * 255 / np.iinfo(frame.dtype).max).round().astype(np.uint8)
+    if frame.ndim == 2:
+        frame = frame[..., None]
+    if frame.shape[-1] == 1:
+        frame = np.repeat(frame, 3, axis=-1)
+    return np.ascontiguousarray(frame[..., :3])
+
+
+def _reason(error: Exception) -> str:
+    """The first line of an exception's message: decoders can be verbose."""
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
