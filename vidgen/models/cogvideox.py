@@ -101,15 +101,8 @@ def _rotary_tables(
     for dim, pos in zip(dims, (pos_t, pos_h, pos_w), strict=True):
         inv_freq = 1.0 / (theta ** (torch.arange(0, dim, 2, dtype=torch.float32, device=pos.device) / dim))
         angles.append(torch.outer(pos, inv_freq))  # [n, dim / 2]
-    frames, height, width = len(pos_t), len(pos_h), len(pos_w)
-    grid = torch.cat(
-        [
-            angles[0][:, None, None].expand(frames, height, width, -1),
-            angles[1][None, :, None].expand(frames, height, width, -1),
-            angles[2][None, None, :].expand(frames, height, width, -1),
-        ],
-        dim=-1,
-    ).flatten(0, 2)  # [F * H * W, head_dim / 2]
+    per_t, per_h, per_w = _per_token(*angles)
+    grid = torch.cat([per_t, per_h, per_w], dim=-1)  # [F * H * W, head_dim / 2]
     return grid.cos().repeat_interleave(2, dim=1), grid.sin().repeat_interleave(2, dim=1)
 
 
@@ -133,15 +126,22 @@ def sincos_positions(
     pos_t = torch.arange(frames, dtype=torch.float32, device=device) / temporal_scale
     pos_h = torch.arange(height, dtype=torch.float32, device=device) / spatial_scale
     pos_w = torch.arange(width, dtype=torch.float32, device=device) / spatial_scale
-    emb_t, emb_h, emb_w = _sincos(time_dim, pos_t), _sincos(axis_dim, pos_h), _sincos(axis_dim, pos_w)
-    return torch.cat(
-        [
-            emb_t[:, None, None].expand(frames, height, width, -1),
-            emb_w[None, None, :].expand(frames, height, width, -1),
-            emb_h[None, :, None].expand(frames, height, width, -1),
-        ],
-        dim=-1,
-    ).flatten(0, 2)
+    per_t, per_h, per_w = _per_token(
+        _sincos(time_dim, pos_t), _sincos(axis_dim, pos_h), _sincos(axis_dim, pos_w)
+    )
+    return torch.cat([per_t, per_w, per_h], dim=-1)
+
+
+def _per_token(
+    per_frame: torch.Tensor, per_row: torch.Tensor, per_column: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Axis features [F, a], [H, b], [W, c] repeated over the (frame, row, column) token grid: [F*H*W, ·]."""
+    size = (len(per_frame), len(per_row), len(per_column))
+    return (
+        per_frame[:, None, None].expand(*size, -1).flatten(0, 2),
+        per_row[None, :, None].expand(*size, -1).flatten(0, 2),
+        per_column[None, None, :].expand(*size, -1).flatten(0, 2),
+    )
 
 
 def _sincos(dim: int, positions: torch.Tensor) -> torch.Tensor:
