@@ -1,13 +1,14 @@
 """Forward-pass time of vidgen's CogVideoX transformer against diffusers', same weights and inputs.
 
 The model is CogVideoX-2b wide (30 heads x 64, time embedding 512, T5 width 4096) but only a few layers
-deep, on a small latent grid, so it runs on a CPU in seconds: by default 2 layers, 2 latent frames of
-30x44 latents (240x352 pixels; 660 video tokens) and 226 text tokens, batch 2 (what classifier-free
-guidance runs). `--positions rotary` switches to the 5b-style rotary positions, with the tables passed
-to both models the way the pipeline does.
+deep, on a small latent grid, so a forward takes about a second on a 2-core CPU: by default 2 layers,
+2 latent frames of 30x44 latents (240x352 pixels; 660 video tokens) and 226 text tokens, batch 1
+(`--batch 2` is what classifier-free guidance runs). `--positions rotary` switches to 5b-style rotary
+positions, with the tables passed to both models the way the pipeline does.
 
-Runs alternate (ours, diffusers, ours, ...) after a warm-up so drifting machine load hits both alike.
-Two pairs are timed: unfused vs unfused, and fused QKV vs diffusers' fused QKV.
+Runs alternate (ours, diffusers, ours, ...) after a warm-up so drifting machine load hits both alike;
+the ratio printed is the median of the per-pair ratios. Two pairs are timed: unfused vs unfused (the
+checkpoint layout, what a pipeline runs by default), and fused QKV vs diffusers' fused QKV.
 
     python bench/cogvideox_forward.py
     python bench/cogvideox_forward.py --device cuda --dtype bf16 --layers 4 --frames 13 --height 60 --width 90
@@ -37,7 +38,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--height", type=int, default=30, help="latent height")
     parser.add_argument("--width", type=int, default=44, help="latent width")
     parser.add_argument("--text-tokens", type=int, default=226)
-    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--positions", choices=["sincos", "rotary"], default="sincos")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per model")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs per model")
@@ -89,7 +90,9 @@ def time_once(model: torch.nn.Module, inputs: dict, device: str) -> float:
     return time.perf_counter() - start
 
 
-def compare(ours: torch.nn.Module, reference: torch.nn.Module, inputs: dict, args: argparse.Namespace) -> None:
+def compare(
+    ours: torch.nn.Module, reference: torch.nn.Module, inputs: dict, args: argparse.Namespace
+) -> None:
     """Prints median seconds of each and the median of per-pair ratios ours / diffusers."""
     with torch.inference_mode():
         expected = reference(**inputs).sample.float()

@@ -50,8 +50,8 @@ ROTARY_VARIANTS = [
     name for name, config in VARIANTS.items() if config.get("use_rotary_positional_embeddings")
 ]
 
-# The released transformer/config.json values that differ from the constructor defaults (checked
-# against diffusers' conversion script and copies of the hub configs).
+# The released transformer/config.json values that differ from the constructor defaults (from copies
+# of the hub configs; 1.5's 300x300 sample size as diffusers' conversion script writes it).
 RELEASED = {
     "2b": dict(),
     "5b": dict(num_attention_heads=48, num_layers=42, use_rotary_positional_embeddings=True),
@@ -250,6 +250,15 @@ def test_fused_qkv_matches_diffusers_and_unfuse_restores_checkpoint(variant):
     restored = ours.state_dict()
     assert restored.keys() == original.keys()
     assert all(torch.equal(restored[name], tensor) for name, tensor in original.items())
+
+
+def test_number_timestep_and_ofs_equal_their_tensor_forms():
+    ours, reference = build_pair("1.5-5b-i2v")
+    inputs = make_inputs(reference, latent_frames("1.5-5b-i2v"))
+    with torch.no_grad():
+        expected = ours(**{**inputs, "timestep": torch.tensor([500, 500]), "ofs": torch.tensor([2.0])}).sample
+        output = ours(**{**inputs, "timestep": 500, "ofs": 2.0}).sample
+    assert torch.equal(output, expected)
 
 
 def test_2b_sincos_positions_at_another_size_match_diffusers():
