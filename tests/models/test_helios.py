@@ -225,6 +225,14 @@ def test_history_without_memory_patch_is_an_error() -> None:
         run(ours, pipeline_inputs())
 
 
+def test_unknown_history_scale_mode_is_rejected_like_diffusers() -> None:
+    config = TINY | {"is_amplify_history": True, "history_scale_mode": "per_token"}
+    with pytest.raises(ValueError):
+        DiffusersHelios(**config)
+    with pytest.raises(ValueError, match="history_scale_mode"):
+        HeliosTransformer3DModel(**config)
+
+
 def test_return_dict_false_gives_a_one_tuple() -> None:
     ref, ours = build_pair()
     inputs = pipeline_inputs()
@@ -248,7 +256,13 @@ def test_forward_accepts_diffusers_arguments_in_order() -> None:
 
 
 def test_loading_metadata_matches_diffusers() -> None:
-    for attribute in ("_keep_in_fp32_modules", "_keys_to_ignore_on_load_unexpected", "_no_split_modules"):
+    for attribute in (
+        "_keep_in_fp32_modules",
+        "_keys_to_ignore_on_load_unexpected",
+        "_no_split_modules",
+        "_skip_layerwise_casting_patterns",
+        "_repeated_blocks",
+    ):
         assert getattr(HeliosTransformer3DModel, attribute) == getattr(DiffusersHelios, attribute)
     ours = HeliosTransformer3DModel(**TINY)
     module_classes = {type(m).__name__ for m in ours.modules()}
