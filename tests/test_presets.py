@@ -26,7 +26,9 @@ def test_defaults_obey_the_presets_own_rules(preset):
     assert set(preset.modes) <= {"t2v", "i2v", "v2v"} and preset.modes
     assert preset.dtype in DTYPES
     assert preset.height % 16 == 0 and preset.width % 16 == 0
-    assert (preset.frames - 1) % 4 == 0  # the VAE's 4x temporal compression
+    # 8k+1: 4 frames per latent frame, and an odd number of latent frames, which the VAE decodes
+    # to exactly this many frames (see ModelInfo.decoded_frames).
+    assert (preset.frames - 1) % 8 == 0
     assert (preset.frames - 1) % preset.frame_step == 0 and preset.frames <= preset.max_frames
     scheduler = dict(preset.scheduler)
     if "_class_name" in scheduler:

@@ -33,6 +33,20 @@ class ModelInfo:
         """Height and width must be multiples of this: one transformer patch in pixels."""
         return self.spatial_scale * self.patch_size
 
+    def latent_frames(self, frames: int) -> int:
+        return (frames - 1) // self.temporal_scale + 1
+
+    def decoded_frames(self, latent_frames: int) -> int:
+        """How many frames the VAE decodes `latent_frames` to.
+
+        diffusers' AutoencoderKLCogVideoX decodes latents two at a time (num_latent_frames_batch_size),
+        keeping a lone first latent frame as one frame only when the count is odd: an even count comes
+        out as 4 frames per latent, e.g. 13 requested frames (4 latents) would come back as 16.
+        """
+        if latent_frames % 2:
+            return (latent_frames - 1) * self.temporal_scale + 1
+        return latent_frames * self.temporal_scale
+
     @property
     def max_size(self) -> tuple[int, int] | None:
         """The largest height and width, where the model has one (1.5's slice rotary grid)."""
