@@ -1,16 +1,54 @@
 """The `vidgen` command: parse options, call one function, print. Nothing else lives here."""
 
-import typer
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import Enum
+from typing import Any
 
-from vidgen import __version__
+import typer
+from rich.console import Console
+from rich.table import Column, Table
+
+from vidgen import __version__, console
+from vidgen.errors import INTERRUPTED, VidgenError
+from vidgen.presets import close_names, find_preset, load_presets
+from vidgen.progress import Silent
+
+EXIT_CODES = (
+    "Exit codes: 0 done; 2 a mistake in the options or inputs (nothing was generated); "
+    "3 out of device memory; 130 interrupted (Ctrl-C). Partial outputs are never left behind."
+)
 
 app = typer.Typer(
     name="vidgen",
     help="Generate videos with CogVideoX and Helios on your own GPU.",
+    epilog=EXIT_CODES,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+models_app = typer.Typer(help="List the model presets, or show one's settings.")
+app.add_typer(models_app, name="models")
+
+
+class DType(str, Enum):
+    fp32 = "fp32"
+    fp16 = "fp16"
+    bf16 = "bf16"
+
+
+class Offload(str, Enum):
+    none = "none"
+    model = "model"
+    sequential = "sequential"
+
+
+class Format(str, Enum):
+    mp4 = "mp4"
+    gif = "gif"
+    png = "png"
 
 
 def _print_version(value: bool) -> None:
@@ -26,3 +64,233 @@ def main(
     ),
 ) -> None:
     """Generate videos with CogVideoX and Helios on your own GPU."""
+
+
+# Options shared by t2v, i2v and v2v. "Default" below means the model's preset when not given.
+PROMPT_ARGUMENT = typer.Argument(
+    None, metavar="PROMPT", help="What to generate; - reads stdin.", show_default=False
+)
+MODEL = typer.Option(
+    ..., "--model", "-m", help="A preset (see `vidgen models`), a diffusers folder or a hub repo id."
+)
+PROMPT = typer.Option(None, "--prompt", "-p", help="The prompt, instead of PROMPT.", show_default=False)
+NEGATIVE_PROMPT = typer.Option("", "--negative-prompt", "-n", help="What to avoid.")
+SEED = typer.Option(None, "--seed", min=0, max=2**63 - 1, help="Random seed. [default: random, printed]")
+STEPS = typer.Option(None, "--steps", min=1, max=1000, help="Denoising steps.", show_default=False)
+GUIDANCE = typer.Option(
+    None, "--guidance", min=0.0, help="Classifier-free guidance scale.", show_default=False
+)
+DYNAMIC_CFG = typer.Option(
+    None, "--dynamic-cfg/--no-dynamic-cfg", help="Ramp guidance over the steps.", show_default=False
+)
+HEIGHT = typer.Option(
+    None, "--height", min=16, help="Height in pixels, a multiple of 16.", show_default=False
+)
+WIDTH = typer.Option(None, "--width", min=16, help="Width in pixels, a multiple of 16.", show_default=False)
+FRAMES = typer.Option(None, "--frames", min=1, help="Frames, of the form 4k+1.", show_default=False)
+FPS = typer.Option(None, "--fps", min=1, max=240, help="Frames per second of the output.", show_default=False)
+DEVICE = typer.Option(None, "--device", help="cpu, cuda, cuda:N. [default: cuda if available, else cpu]")
+DTYPE = typer.Option(
+    None,
+    "--dtype",
+    help="Weights and compute precision. [default: the preset's; fp32 on CPU for fp16 models]",
+)
+OFFLOAD = typer.Option(
+    Offload.none,
+    "--offload",
+    help="Keep models on the CPU until needed (model) or stream layers (sequential).",
+)
+VAE_TILING = typer.Option(
+    None,
+    "--vae-tiling/--no-vae-tiling",
+    help="Decode in tiles to save memory. [default: the preset's]",
+    show_default=False,
+)
+OUTPUT = typer.Option(
+    None,
+    "--output",
+    "-o",
+    help="Output file (.mp4, .gif) or folder (png). [default: PROMPT-WORDS-SEED.mp4 here]",
+    show_default=False,
+)
+FORMAT = typer.Option(
+    None,
+    "--format",
+    help="mp4, gif, or png (a folder of frame_00000.png...). [default: from -o, else mp4]",
+    show_default=False,
+)
+OVERWRITE = typer.Option(False, "--overwrite", help="Replace an existing output and its .json sidecar.")
+QUIET = typer.Option(
+    False, "--quiet", "-q", help="No progress or notes on stderr (warnings and errors still show)."
+)
+JSON = typer.Option(False, "--json", help="Print one JSON summary on stdout, nothing else.")
+IMAGE = typer.Option(None, "--image", "-i", help="The image to animate.", show_default=False)
+VIDEO = typer.Option(None, "--video", help="The video to transform.", show_default=False)
+STRENGTH = typer.Option(
+    None,
+    "--strength",
+    min=0.0,
+    max=1.0,
+    help="How much to change the video. [default: 0.8]",
+    show_default=False,
+)
+
+OUTPUT_HELP = "Writes the video and, beside it, OUTPUT.json with every setting (the .mp4 carries it too)."
+
+
+@app.command(epilog=OUTPUT_HELP)
+def t2v(
+    prompt_argument: str | None = PROMPT_ARGUMENT,
+    model: str = MODEL,
+    prompt: str | None = PROMPT,
+    negative_prompt: str = NEGATIVE_PROMPT,
+    seed: int | None = SEED,
+    steps: int | None = STEPS,
+    guidance: float | None = GUIDANCE,
+    dynamic_cfg: bool | None = DYNAMIC_CFG,
+    height: int | None = HEIGHT,
+    width: int | None = WIDTH,
+    frames: int | None = FRAMES,
+    fps: int | None = FPS,
+    device: str | None = DEVICE,
+    dtype: DType | None = DTYPE,
+    offload: Offload = OFFLOAD,
+    vae_tiling: bool | None = VAE_TILING,
+    output: str | None = OUTPUT,
+    format: Format | None = FORMAT,
+    overwrite: bool = OVERWRITE,
+    quiet: bool = QUIET,
+    json_output: bool = JSON,
+) -> None:
+    """Text to video."""
+    _generate("t2v", locals())
+
+
+@app.command(epilog=OUTPUT_HELP)
+def i2v(
+    prompt_argument: str | None = PROMPT_ARGUMENT,
+    model: str = MODEL,
+    image: str | None = IMAGE,
+    prompt: str | None = PROMPT,
+    negative_prompt: str = NEGATIVE_PROMPT,
+    seed: int | None = SEED,
+    steps: int | None = STEPS,
+    guidance: float | None = GUIDANCE,
+    dynamic_cfg: bool | None = DYNAMIC_CFG,
+    height: int | None = HEIGHT,
+    width: int | None = WIDTH,
+    frames: int | None = FRAMES,
+    fps: int | None = FPS,
+    device: str | None = DEVICE,
+    dtype: DType | None = DTYPE,
+    offload: Offload = OFFLOAD,
+    vae_tiling: bool | None = VAE_TILING,
+    output: str | None = OUTPUT,
+    format: Format | None = FORMAT,
+    overwrite: bool = OVERWRITE,
+    quiet: bool = QUIET,
+    json_output: bool = JSON,
+) -> None:
+    """Image to video: animate --image as the prompt describes."""
+    _generate("i2v", locals())
+
+
+@app.command(epilog=OUTPUT_HELP)
+def v2v(
+    prompt_argument: str | None = PROMPT_ARGUMENT,
+    model: str = MODEL,
+    video: str | None = VIDEO,
+    strength: float | None = STRENGTH,
+    prompt: str | None = PROMPT,
+    negative_prompt: str = NEGATIVE_PROMPT,
+    seed: int | None = SEED,
+    steps: int | None = STEPS,
+    guidance: float | None = GUIDANCE,
+    dynamic_cfg: bool | None = DYNAMIC_CFG,
+    height: int | None = HEIGHT,
+    width: int | None = WIDTH,
+    frames: int | None = FRAMES,
+    fps: int | None = FPS,
+    device: str | None = DEVICE,
+    dtype: DType | None = DTYPE,
+    offload: Offload = OFFLOAD,
+    vae_tiling: bool | None = VAE_TILING,
+    output: str | None = OUTPUT,
+    format: Format | None = FORMAT,
+    overwrite: bool = OVERWRITE,
+    quiet: bool = QUIET,
+    json_output: bool = JSON,
+) -> None:
+    """Video to video: redo --video as the prompt describes (its first frames, resized)."""
+    _generate("v2v", locals())
+
+
+def _generate(mode: str, values: dict[str, Any]) -> None:
+    """Check, generate, write, then print the result."""
+    from vidgen.run import run  # torch and the pipelines load only when a command runs
+    from vidgen.validate import Options, prepare
+
+    values = {name: value.value if isinstance(value, Enum) else value for name, value in values.items()}
+    quiet, json_output = values.pop("quiet"), values.pop("json_output")
+    with _reported_errors():
+        plan = prepare(Options(mode=mode, **values), stdin=sys.stdin)
+        for line in () if quiet else plan.notes:
+            console.note(line)
+        console.silence_library_progress()
+        with console.ConsoleProgress() as progress:
+            outcome = run(plan, Silent() if quiet else progress)
+    for line in outcome.warnings:
+        console.warning(line)
+    if json_output:
+        typer.echo(json.dumps(outcome.summary))
+        return
+    request, frames = plan.request, outcome.summary["output"]["frames"]
+    typer.echo(
+        f"wrote {outcome.output} ({frames} frames, {request.width}x{request.height}, {request.fps} fps, "
+        f"seed {request.seed}); settings in {outcome.sidecar}"
+    )
+
+
+@contextmanager
+def _reported_errors() -> Iterator[None]:
+    """A user mistake or Ctrl-C ends in one line on stderr and its exit code, not a traceback."""
+    try:
+        yield
+    except VidgenError as error:
+        console.error(str(error))
+        raise typer.Exit(error.exit_code) from None
+    except KeyboardInterrupt:
+        console.error("interrupted; no output was written")
+        raise typer.Exit(INTERRUPTED) from None
+
+
+@models_app.callback(invoke_without_command=True)
+def models(context: typer.Context) -> None:
+    """List the model presets."""
+    if context.invoked_subcommand is not None:
+        return
+    # Names and sources are what users copy from this table: never cut them.
+    table = Table(
+        Column("name", no_wrap=True), "family", "modes", "size, frames", Column("source", overflow="fold")
+    )
+    for preset in load_presets().values():
+        size = f"{preset.height}x{preset.width}, {preset.frames}"
+        table.add_row(preset.name, preset.family, " ".join(preset.modes), size, preset.source)
+    Console().print(table)
+
+
+@models_app.command("show")
+def show(name: str = typer.Argument(..., help="A preset name from `vidgen models`.")) -> None:
+    """Print one preset's settings."""
+    presets = load_presets()
+    preset = find_preset(name, presets)
+    with _reported_errors():
+        if preset is None:
+            close = close_names(name, presets)
+            hint = f"did you mean {', '.join(close)}?" if close else "`vidgen models` lists the presets"
+            raise VidgenError(f"unknown preset '{name}'", hint)
+    table = Table("setting", "value", show_header=False)
+    for setting, value in vars(preset).items():
+        shown = dict(value) if setting == "scheduler" else value
+        table.add_row(setting, " ".join(shown) if setting == "modes" else str(shown))
+    Console().print(table)

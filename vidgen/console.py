@@ -1,0 +1,123 @@
+"""What the user sees on stderr while vidgen works: stage progress, notes, warnings, errors.
+
+On a terminal each stage is one rich progress line (steps with it/s and ETA); anywhere else (a log
+file, CI, a pipe) plain lines, so logs stay readable. stdout is left to results (`--json`).
+"""
+
+import math
+import time
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+
+def error(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+
+
+def warning(message: str) -> None:
+    typer.echo(f"warning: {message}", err=True)
+
+
+def note(message: str) -> None:
+    typer.echo(f"note: {message}", err=True)
+
+
+def silence_library_progress() -> None:
+    """Turn off transformers' and diffusers' own bars (weights loading): ours are the stage lines."""
+    import diffusers
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    diffusers.utils.logging.disable_progress_bar()
+
+
+class _Rate(ProgressColumn):
+    """Steps per second, for stages that have steps."""
+
+    def render(self, task: Task) -> Text:
+        if not task.total or task.total <= 1 or not task.speed:
+            return Text("")
+        return Text(f"{task.speed:.2f} it/s", style="progress.data.speed")
+
+
+class ConsoleProgress:
+    """`vidgen.progress.Progress` on stderr. Use as a context manager so a live display always stops."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True)
+        self._bars: Progress | None = None
+        self._task = None
+        self._name = ""
+        self._total: int | None = None
+        self._done = 0
+        self._started = 0.0
+
+    def __enter__(self) -> "ConsoleProgress":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._bars is not None:
+            self._bars.stop()
+
+    def start_stage(self, name: str, total: int | None = None) -> None:
+        self._name, self._total, self._done, self._started = name, total, 0, time.perf_counter()
+        if self.console.is_terminal:
+            self._task = self._live().add_task(name, total=total)
+        elif total:
+            self.console.print(f"{name}: {total} steps", highlight=False)
+
+    def advance(self, steps: int = 1) -> None:
+        before, self._done = self._done, self._done + steps
+        if self._task is not None:
+            self._live().advance(self._task, steps)
+        elif self._total and _tenths(before, self._total) != _tenths(self._done, self._total):
+            self.console.print(f"{self._name}: {self._step_line()}", highlight=False)
+
+    def end_stage(self) -> None:
+        seconds = time.perf_counter() - self._started
+        if self._task is not None:
+            total = self._total or 1  # a stage without steps shows as one finished step
+            self._live().update(self._task, total=total, completed=total)
+            self._task = None
+        else:
+            rate = f", {self._done / seconds:.2f} it/s" if self._total and seconds > 0 else ""
+            self.console.print(f"{self._name}: done in {seconds:.1f} s{rate}", highlight=False)
+
+    def _live(self) -> Progress:
+        """The rich display, started on first use so that nothing before it (downloads) is covered."""
+        if self._bars is None:
+            self._bars = Progress(
+                TextColumn("{task.description:<8}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                _Rate(),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=self.console,
+                redirect_stdout=False,  # stdout belongs to results (--json)
+            )
+            self._bars.start()
+        return self._bars
+
+    def _step_line(self) -> str:
+        seconds = time.perf_counter() - self._started
+        rate = self._done / seconds if seconds > 0 else math.inf
+        eta = (self._total - self._done) / rate if rate else 0.0
+        return f"{self._done}/{self._total} steps, {rate:.2f} it/s, ETA {eta:.0f} s"
+
+
+def _tenths(done: int, total: int) -> int:
+    return done * 10 // total

@@ -1,0 +1,102 @@
+"""The record of one generated video: every setting needed to make it again, and what it cost.
+
+The same dictionary goes into the JSON sidecar, the MP4's comment metadata and `--json`'s output.
+"""
+
+import shlex
+from typing import Any
+
+from vidgen import __version__
+from vidgen.sources import FetchedModel
+from vidgen.validate import Plan, dtype_name
+
+
+def summarize(
+    plan: Plan, model: FetchedModel, frames: int, timings: dict[str, float], warnings: list[str]
+) -> dict[str, Any]:
+    """The record of one video; `frames` is how many the output holds."""
+    request, runtime = plan.request, plan.runtime
+    return {
+        "vidgen": __version__,
+        "mode": request.mode,
+        "prompt": request.prompt,
+        "negative_prompt": request.negative_prompt,
+        "seed": request.seed,
+        "model": {
+            "name": plan.source.spec,
+            "kind": plan.source.kind,  # "preset" | "folder" | "hub"
+            "preset": plan.preset.name,  # named, or the one whose defaults the model got
+            "source": plan.source.location,
+            "folder": str(model.folder),
+            "revision": model.revision,
+        },
+        "settings": settings(plan),
+        "runtime": {
+            "device": runtime.device,
+            "dtype": dtype_name(runtime.dtype),
+            "offload": runtime.offload,
+            "vae_tiling": runtime.vae_tiling,
+        },
+        "output": {"path": str(plan.output.path), "format": plan.output.format, "frames": frames},
+        "sidecar": str(plan.output.sidecar),
+        "timings": {stage: round(seconds, 3) for stage, seconds in timings.items()},
+        "warnings": list(warnings),
+        "command": command(plan),
+    }
+
+
+def settings(plan: Plan) -> dict[str, Any]:
+    request = plan.request
+    values: dict[str, Any] = {
+        "steps": request.steps,
+        "guidance": request.guidance,
+        "dynamic_cfg": request.dynamic_cfg,
+        "height": request.height,
+        "width": request.width,
+        "frames": request.frames,
+        "fps": request.fps,
+        "max_sequence_length": request.max_sequence_length,
+        "scheduler": dict(request.scheduler),
+    }
+    if request.mode == "v2v":
+        values["strength"] = request.strength
+    values.update(plan.inputs)  # "image" / "video": the input files as given
+    return values
+
+
+def command(plan: Plan) -> str:
+    """A `vidgen` command line that makes the same video (given the same model files and inputs)."""
+    request = plan.request
+    words = [
+        "vidgen",
+        request.mode,
+        "--model",
+        plan.source.spec,
+        "--prompt",
+        request.prompt,
+        *(["--negative-prompt", request.negative_prompt] if request.negative_prompt else []),
+        *[f"--{name}" if value is True else f"--{name}={value}" for name, value in _flags(plan)],
+        "-o",
+        str(plan.output.path),
+    ]
+    return shlex.join(words)
+
+
+def _flags(plan: Plan) -> list[tuple[str, object]]:
+    request, runtime = plan.request, plan.runtime
+    flags: list[tuple[str, object]] = [
+        ("seed", request.seed),
+        ("steps", request.steps),
+        ("guidance", request.guidance),
+        ("dynamic-cfg" if request.dynamic_cfg else "no-dynamic-cfg", True),
+        ("height", request.height),
+        ("width", request.width),
+        ("frames", request.frames),
+        ("fps", request.fps),
+        ("dtype", dtype_name(runtime.dtype)),
+        ("format", plan.output.format),
+    ]
+    flags += [(name, path) for name, path in plan.inputs.items()]
+    if request.mode == "v2v":
+        flags.append(("strength", request.strength))
+    return flags
