@@ -78,6 +78,13 @@ HELIOS_VARIANTS: dict[str, dict] = {
         scheduler=("HeliosScheduler", dict(stages=1, stage_range=[0, 1], use_dynamic_shifting=True)),
         config={},
     ),
+    # Like Helios-Mid: pyramid sampling with the UniPC HeliosScheduler (3 stages, exponential dynamic
+    # shifting, as the authors' stage-2 validation config builds it) and CFG-Zero*.
+    "mid": dict(
+        pipeline="HeliosPyramidPipeline",
+        scheduler=("HeliosScheduler", dict(use_dynamic_shifting=True, time_shift_type="exponential")),
+        config={"is_distilled": False, "is_cfg_zero_star": True},
+    ),
     "distilled": dict(
         pipeline="HeliosPyramidPipeline",
         scheduler=("HeliosDMDScheduler", {}),
