@@ -11,6 +11,7 @@ the ratio printed is the median of the per-pair ratios. Two pairs are timed: unf
 checkpoint layout, what a pipeline runs by default), and fused QKV vs diffusers' fused QKV.
 
     python bench/cogvideox_forward.py
+    python bench/cogvideox_forward.py --threads 1 --clock cpu       # a busy shared CPU machine
     python bench/cogvideox_forward.py --device cuda --dtype bf16 --layers 4 --frames 13 --height 60 --width 90
 """
 
@@ -43,6 +44,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per model")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs per model")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="cpu: this process's CPU time, steadier than wall time on a busy machine (with --threads 1)",
+    )
     return parser.parse_args()
 
 
@@ -80,14 +87,15 @@ def make_inputs(args: argparse.Namespace, config: object) -> dict:
     return inputs
 
 
-def time_once(model: torch.nn.Module, inputs: dict, device: str) -> float:
-    if device.startswith("cuda"):
+def time_once(model: torch.nn.Module, inputs: dict, args: argparse.Namespace) -> float:
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    if args.device.startswith("cuda"):
         torch.cuda.synchronize()
-    start = time.perf_counter()
+    start = clock()
     model(**inputs, return_dict=False)
-    if device.startswith("cuda"):
+    if args.device.startswith("cuda"):
         torch.cuda.synchronize()
-    return time.perf_counter() - start
+    return clock() - start
 
 
 def compare(
@@ -98,12 +106,12 @@ def compare(
         expected = reference(**inputs).sample.float()
         error = (ours(**inputs).sample.float() - expected).norm() / expected.norm()
         for _ in range(args.warmup):
-            time_once(ours, inputs, args.device)
-            time_once(reference, inputs, args.device)
+            time_once(ours, inputs, args)
+            time_once(reference, inputs, args)
         ours_times, reference_times = [], []
         for _ in range(args.repeats):
-            ours_times.append(time_once(ours, inputs, args.device))
-            reference_times.append(time_once(reference, inputs, args.device))
+            ours_times.append(time_once(ours, inputs, args))
+            reference_times.append(time_once(reference, inputs, args))
     ratios = [mine / theirs for mine, theirs in zip(ours_times, reference_times, strict=True)]
     print(
         f"  ours {statistics.median(ours_times) * 1000:9.1f} ms   "
@@ -122,7 +130,7 @@ def main() -> None:
     print(
         f"CogVideoX-2b width, {args.layers} layers, {args.positions} positions, batch {args.batch}, "
         f"{args.frames}x{args.height}x{args.width} latents ({tokens} tokens), {args.dtype} on {args.device}, "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.clock} clock"
     )
     print("unfused (checkpoint layout):")
     compare(ours, reference, inputs, args)
