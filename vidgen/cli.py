@@ -236,7 +236,7 @@ def _generate(mode: str, values: dict[str, Any]) -> None:
         plan = prepare(Options(mode=mode, **values), stdin=sys.stdin)
         for line in () if quiet else plan.notes:
             console.note(line)
-        console.silence_library_progress()
+        console.quiet_libraries()
         with console.ConsoleProgress() as progress:
             outcome = run(plan, Silent() if quiet else progress)
     for line in outcome.warnings:

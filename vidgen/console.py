@@ -34,13 +34,19 @@ def note(message: str) -> None:
     typer.echo(f"note: {message}", err=True)
 
 
-def silence_library_progress() -> None:
-    """Turn off transformers' and diffusers' own bars (weights loading): ours are the stage lines."""
+def quiet_libraries() -> None:
+    """Turn off transformers' and diffusers' own bars and warnings: ours are the only lines.
+
+    Their bars (weights loading) break up the stage lines, and their warnings repeat ours in
+    library terms: a long prompt makes the tokenizer warn of "indexing errors" that truncation
+    prevents, next to our warning that says how many tokens were dropped.
+    """
     import diffusers
     import transformers
 
-    transformers.utils.logging.disable_progress_bar()
-    diffusers.utils.logging.disable_progress_bar()
+    for library in (transformers, diffusers):
+        library.utils.logging.disable_progress_bar()
+        library.utils.logging.set_verbosity_error()
 
 
 class _Rate(ProgressColumn):
