@@ -74,6 +74,8 @@ def test_a_folder_gets_the_released_preset_of_its_architecture():
     assert match_preset("cogvideox-sincos", ("t2v", "v2v"), PRESETS).name == "cogvideox-2b"
     assert match_preset("cogvideox-learned", ("i2v",), PRESETS).name == "cogvideox-5b-i2v"
     assert match_preset("cogvideox1.5", ("i2v",), PRESETS).name == "cogvideox1.5-5b-i2v"
+    # A CogVideoX shape no preset has (an I2V fine-tune of 2b, say) still gets a preset of its modes.
+    assert match_preset("cogvideox-sincos", ("i2v",), PRESETS).name == "cogvideox-5b-i2v"
     assert match_preset("helios", ("t2v",), PRESETS) is None
 
 

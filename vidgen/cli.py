@@ -66,7 +66,7 @@ def main(
     """Generate videos with CogVideoX and Helios on your own GPU."""
 
 
-# Options shared by t2v, i2v and v2v. "Default" below means the model's preset when not given.
+# Options shared by t2v, i2v and v2v. None means "not given": the preset (or the model) decides.
 PROMPT_ARGUMENT = typer.Argument(
     None, metavar="PROMPT", help="What to generate; - reads stdin.", show_default=False
 )
@@ -75,25 +75,56 @@ MODEL = typer.Option(
 )
 PROMPT = typer.Option(None, "--prompt", "-p", help="The prompt, instead of PROMPT.", show_default=False)
 NEGATIVE_PROMPT = typer.Option("", "--negative-prompt", "-n", help="What to avoid.")
-SEED = typer.Option(None, "--seed", min=0, max=2**63 - 1, help="Random seed. [default: random, printed]")
-STEPS = typer.Option(None, "--steps", min=1, max=1000, help="Denoising steps.", show_default=False)
+SEED = typer.Option(None, "--seed", min=0, help="Random seed.", show_default="random, printed")
+STEPS = typer.Option(None, "--steps", min=1, max=1000, help="Denoising steps.", show_default="the preset's")
 GUIDANCE = typer.Option(
-    None, "--guidance", min=0.0, help="Classifier-free guidance scale.", show_default=False
+    None,
+    "--guidance",
+    min=0.0,
+    help="Classifier-free guidance scale.",
+    show_default="the preset's",
 )
 DYNAMIC_CFG = typer.Option(
-    None, "--dynamic-cfg/--no-dynamic-cfg", help="Ramp guidance over the steps.", show_default=False
+    None,
+    "--dynamic-cfg/--no-dynamic-cfg",
+    help="Ramp guidance up over the steps.",
+    show_default="the preset's",
 )
 HEIGHT = typer.Option(
-    None, "--height", min=16, help="Height in pixels, a multiple of 16.", show_default=False
+    None,
+    "--height",
+    min=16,
+    help="Height in pixels, a multiple of 16.",
+    show_default="the preset's",
 )
-WIDTH = typer.Option(None, "--width", min=16, help="Width in pixels, a multiple of 16.", show_default=False)
-FRAMES = typer.Option(None, "--frames", min=1, help="Frames, of the form 4k+1.", show_default=False)
-FPS = typer.Option(None, "--fps", min=1, max=240, help="Frames per second of the output.", show_default=False)
-DEVICE = typer.Option(None, "--device", help="cpu, cuda, cuda:N. [default: cuda if available, else cpu]")
+WIDTH = typer.Option(
+    None,
+    "--width",
+    min=16,
+    help="Width in pixels, a multiple of 16.",
+    show_default="the preset's",
+)
+FRAMES = typer.Option(
+    None,
+    "--frames",
+    min=1,
+    help="Frame count, 8k+1 (e.g. 49, 81).",
+    show_default="the preset's",
+)
+FPS = typer.Option(
+    None,
+    "--fps",
+    min=1,
+    max=240,
+    help="Frames per second of the output.",
+    show_default="the preset's",
+)
+DEVICE = typer.Option(None, "--device", help="cpu, cuda, cuda:N.", show_default="cuda if available, else cpu")
 DTYPE = typer.Option(
     None,
     "--dtype",
-    help="Weights and compute precision. [default: the preset's; fp32 on CPU for fp16 models]",
+    help="Weights and compute precision.",
+    show_default="the preset's; fp32 on CPU for fp16 models",
 )
 OFFLOAD = typer.Option(
     Offload.none,
@@ -103,21 +134,21 @@ OFFLOAD = typer.Option(
 VAE_TILING = typer.Option(
     None,
     "--vae-tiling/--no-vae-tiling",
-    help="Decode in tiles to save memory. [default: the preset's]",
-    show_default=False,
+    help="Decode in tiles to save memory.",
+    show_default="the preset's",
 )
 OUTPUT = typer.Option(
     None,
     "--output",
     "-o",
-    help="Output file (.mp4, .gif) or folder (png). [default: PROMPT-WORDS-SEED.mp4 here]",
-    show_default=False,
+    help="Output file (.mp4, .gif) or folder (png).",
+    show_default="PROMPT-WORDS-SEED.mp4 here",
 )
 FORMAT = typer.Option(
     None,
     "--format",
-    help="mp4, gif, or png (a folder of frame_00000.png...). [default: from -o, else mp4]",
-    show_default=False,
+    help="mp4, gif, or png (a folder of frame_00000.png...).",
+    show_default="from -o, else mp4",
 )
 OVERWRITE = typer.Option(False, "--overwrite", help="Replace an existing output and its .json sidecar.")
 QUIET = typer.Option(
@@ -131,8 +162,8 @@ STRENGTH = typer.Option(
     "--strength",
     min=0.0,
     max=1.0,
-    help="How much to change the video. [default: 0.8]",
-    show_default=False,
+    help="How much to change the video.",
+    show_default="0.8",
 )
 
 OUTPUT_HELP = "Writes the video and, beside it, OUTPUT.json with every setting (the .mp4 carries it too)."

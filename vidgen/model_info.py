@@ -60,7 +60,7 @@ def read_json(path: Path) -> dict:
         return json.loads(path.read_text())
     except FileNotFoundError:
         raise VidgenError(
-            f"'{path.parent}' is not a diffusers-format model folder: {path.name} is missing",
+            f"'{path}' is missing: not a complete diffusers-format model folder",
             "pass a folder saved with diffusers' save_pretrained, or a preset name (see `vidgen models`)",
         ) from None
     except (OSError, ValueError) as error:

@@ -104,10 +104,10 @@ def match_preset(architecture: str, modes: tuple[str, ...], presets: Mapping[str
     """The preset whose defaults suit a model folder of this architecture and modes.
 
     Released models come first, so a real checkpoint gets its authors' settings; a tiny preset is only
-    used when no released one matches.
+    used when no released one matches. A shape no preset has (a fine-tune with another position
+    scheme) gets a preset with the same modes; the CLI then fits the size to the model's limits.
     """
-    candidates = sorted(presets.values(), key=lambda preset: preset.is_tiny)
-    for preset in candidates:
-        if preset.architecture == architecture and preset.modes == modes:
-            return preset
-    return None
+    ordered = sorted(presets.values(), key=lambda preset: preset.is_tiny)
+    exact = [p for p in ordered if p.architecture == architecture and p.modes == modes]
+    same_modes = [p for p in ordered if p.modes == modes]
+    return (exact or same_modes or [None])[0]

@@ -2,11 +2,11 @@
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -18,6 +18,8 @@ from vidgen.request import Result
 from vidgen.sources import FetchedModel, fetch_model
 from vidgen.summary import summarize
 from vidgen.validate import Output, Plan
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,7 @@ def write_video(output: Output, frames: np.ndarray, fps: int, comment: str | Non
     _write_or_explain(write, output.path)
 
 
-def _write_or_explain(write, path: Path):
+def _write_or_explain(write: Callable[[], T], path: Path) -> T:
     """Run `write`; a failing disk (full, removed, read-only) becomes one line naming the file."""
     try:
         return write()

@@ -91,12 +91,12 @@ def prepare(
     notes: list[str] = []
     prompt = resolve_prompt(options.prompt_argument, options.prompt, stdin)
     source = parse_model(options.model, presets)
-    seed = options.seed if options.seed is not None else _random_seed(notes)
+    seed = resolve_seed(options.seed, notes)
     output = plan_output(options.output, options.format, options.overwrite, prompt, seed)
     device = resolve_device(options.device)
     info = read_model_info(fetch_configs(source, cache_dir), options.model)
     preset = source.preset or match_preset(info.architecture, info.modes, presets)
-    if preset is None:  # every CogVideoX architecture has a preset; a new one needs its file
+    if preset is None:  # presets/ lacks a model with these modes: a new one needs its file
         raise ValueError(f"no preset matches architecture {info.architecture!r} with modes {info.modes}")
     check_mode(options.mode, info, options.model, presets)
     request = build_request(options, prompt, seed, preset, info, notes)
@@ -120,9 +120,13 @@ def resolve_prompt(argument: str | None, option: str | None, stdin: TextIO | Non
     return prompt.strip()
 
 
-def _random_seed(notes: list[str]) -> int:
-    seed = secrets.randbelow(2**32)
-    notes.append(f"seed {seed} (random; --seed {seed} repeats this video)")
+def resolve_seed(seed: int | None, notes: list[str]) -> int:
+    """The seed as given (torch takes 64 bits), or a random one that the user is told."""
+    if seed is not None and seed >= 2**64:
+        raise VidgenError(f"--seed {seed} is too large", "use a seed below 2**64")
+    if seed is None:
+        seed = secrets.randbelow(2**32)
+        notes.append(f"seed {seed} (random; --seed {seed} repeats this video)")
     return seed
 
 

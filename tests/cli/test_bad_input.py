@@ -63,6 +63,7 @@ def assert_nothing_written(files_in, folder, before):
         (("-o", "out.mp4", "--format", "gif"), ["--format gif", "out.mp4"]),
         (("-o", "out.avi"), ["out.avi", "--format png"]),
         (("--device", "tpu9"), ["device", "tpu9"]),
+        (("--seed", str(2**64)), ["--seed", "too large"]),
     ],
 )
 def test_bad_t2v_option_is_one_line_and_writes_nothing(vidgen, files_in, workdir, args, words):
