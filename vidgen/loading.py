@@ -1,0 +1,98 @@
+"""Loading the parts of a diffusers-format model folder, and moving stage models on and off the device.
+
+Weights load only from safetensors: a pickled checkpoint can run code when it is read, and a model
+folder is something a user downloads. Every model comes back in eval mode (a freshly built
+transformers model has dropout on, which would make two runs of one seed differ).
+"""
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+import transformers
+from accelerate import cpu_offload
+from torch import nn
+
+from vidgen.errors import VidgenError
+from vidgen.request import Runtime
+
+
+def model_index(folder: Path) -> dict:
+    """The folder's model_index.json: which class each component is."""
+    path = folder / "model_index.json"
+    if not path.is_file():
+        raise VidgenError(
+            f"{folder} is not a diffusers model folder (no model_index.json)",
+            hint="pass the folder of a downloaded checkpoint, with model_index.json at its top",
+        )
+    return json.loads(path.read_text())
+
+
+def load_tokenizer(folder: Path) -> transformers.PreTrainedTokenizerBase:
+    """The tokenizer class model_index.json names (as diffusers loads it), from folder/tokenizer."""
+    _, name = model_index(folder).get("tokenizer", ("transformers", "AutoTokenizer"))
+    cls = getattr(transformers, name, None)
+    if cls is None or not hasattr(cls, "from_pretrained") or "Tokenizer" not in name:
+        raise VidgenError(f"{folder}/model_index.json names an unknown tokenizer class {name!r}")
+    return cls.from_pretrained(folder / "tokenizer")
+
+
+def load_text_encoder(folder: Path, dtype: torch.dtype) -> transformers.T5EncoderModel:
+    """The T5 encoder from folder/text_encoder, on the CPU, in `dtype`, in eval mode."""
+    encoder = transformers.T5EncoderModel.from_pretrained(
+        folder / "text_encoder", dtype=dtype, use_safetensors=True
+    )
+    return encoder.eval()
+
+
+def load_diffusers_model(cls: type, folder: Path, subfolder: str, dtype: torch.dtype) -> nn.Module:
+    """A diffusers-style model (`from_pretrained(folder, subfolder=...)`) on the CPU, in eval mode."""
+    model = cls.from_pretrained(folder, subfolder=subfolder, dtype=dtype, use_safetensors=True)
+    return model.eval()
+
+
+def load_scheduler(folder: Path, allowed: dict[str, type]):
+    """A fresh scheduler of the class folder/scheduler/scheduler_config.json names, if it is allowed."""
+    config = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+    name = config.get("_class_name")
+    if name not in allowed:
+        raise VidgenError(
+            f"{folder} uses scheduler {name!r}, which vidgen does not run for this model",
+            hint=f"use one of {', '.join(sorted(allowed))} in scheduler/scheduler_config.json",
+        )
+    return allowed[name].from_pretrained(folder, subfolder="scheduler")
+
+
+def place(module: nn.Module, runtime: Runtime) -> nn.Module:
+    """Where a just-loaded model waits for its first stage, by offload mode.
+
+    "none": on the device from the start. "model": on the CPU; `on_device` brings it for its stage.
+    "sequential": accelerate hooks stream each layer's weights to the device as it runs, so the model
+    itself stays on the CPU (its parameters show as "meta").
+    """
+    if runtime.offload == "none":
+        return module.to(runtime.device)
+    if runtime.offload == "sequential":
+        return cpu_offload(module, execution_device=torch.device(runtime.device), offload_buffers=True)
+    return module
+
+
+@contextmanager
+def on_device(module: nn.Module, runtime: Runtime, park: str | torch.device = "cpu") -> Iterator[nn.Module]:
+    """Holds a stage's model on the device for the stage, then parks it off the device.
+
+    Parking happens unless `runtime.keep_models`, in every mode but "sequential" (whose hooks already
+    keep the weights off the device): the next stage gets the memory, and a later job brings the model
+    back here. `park` is a parameter so that tests on a CPU-only machine can see the move ("meta").
+    """
+    if runtime.offload == "sequential":
+        yield module
+        return
+    module.to(runtime.device)
+    try:
+        yield module
+    finally:
+        if not runtime.keep_models:
+            module.to(park)
