@@ -1,0 +1,52 @@
+"""Loading a model folder: safetensors only, the scheduler the folder names, clear errors for bad folders."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from vidgen import loading
+from vidgen.errors import VidgenError
+from vidgen.pipelines import cogvideox
+from vidgen.request import Runtime
+
+
+def test_pickled_weights_are_refused_not_unpickled(tiny_cogvideox, tmp_path, monkeypatch):
+    folder = shutil.copytree(tiny_cogvideox("t2v"), tmp_path / "pickled")
+    weights = folder / "vae" / "diffusion_pytorch_model.safetensors"
+    torch.save(load_file(weights), folder / "vae" / "diffusion_pytorch_model.bin")
+    weights.unlink()
+
+    def no_unpickling(*args, **kwargs):
+        raise AssertionError("a pickled checkpoint was opened")
+
+    monkeypatch.setattr(torch, "load", no_unpickling)
+    with pytest.raises(OSError, match="safetensors"):
+        cogvideox.load(folder, Runtime())
+
+
+def test_a_folder_without_model_index_is_a_user_error(tmp_path):
+    with pytest.raises(VidgenError, match="not a diffusers model folder"):
+        cogvideox.load(tmp_path, Runtime())
+
+
+def test_a_scheduler_vidgen_does_not_run_is_a_user_error(tiny_cogvideox, tmp_path):
+    folder = shutil.copytree(tiny_cogvideox("t2v"), tmp_path / "euler")
+    config_path = folder / "scheduler" / "scheduler_config.json"
+    config = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps({**config, "_class_name": "EulerDiscreteScheduler"}))
+    with pytest.raises(VidgenError, match="EulerDiscreteScheduler"):
+        loading.load_scheduler(folder, cogvideox.SCHEDULERS)
+
+
+def test_place_follows_the_offload_mode():
+    def layer():
+        return torch.nn.Linear(2, 2)
+
+    assert loading.place(layer(), Runtime(offload="none")).weight.device.type == "cpu"
+    assert loading.place(layer(), Runtime(offload="model")).weight.device.type == "cpu"
+    streamed = loading.place(layer(), Runtime(offload="sequential"))
+    assert streamed.weight.device.type == "meta" and hasattr(streamed, "_hf_hook")
+    assert streamed(torch.ones(1, 2)).shape == (1, 2)  # the hook brings the weights for the call
