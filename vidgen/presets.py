@@ -82,6 +82,9 @@ def load_presets(directory: Path = PRESET_DIR) -> dict[str, Preset]:
         if preset.name in presets:
             raise ValueError(f"{path}: preset name {preset.name!r} is already used")
         presets[preset.name] = preset
+    if not presets:
+        # presets/ sits beside the package in the repository: a wheel built without it has none.
+        raise FileNotFoundError(f"no preset files in {directory}; install vidgen from its repository")
     return presets
 
 
