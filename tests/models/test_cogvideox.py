@@ -3,6 +3,7 @@
 import inspect
 from types import SimpleNamespace
 
+import accelerate
 import pytest
 import torch
 from diffusers import CogVideoXTransformer3DModel as DiffusersModel
@@ -289,6 +290,18 @@ def test_half_precision_matches_diffusers_in_the_same_dtype(variant, dtype, boun
     assert relative_error(output, expected) <= bound
     # Same dtype behaviour (what is upcast, where it is cast back): no further from float32 than diffusers.
     assert relative_error(output, exact) <= 1.25 * relative_error(expected, exact)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_sequential_cpu_offload_matches_diffusers(variant):
+    # Weights live on `meta` and hooks bring them in when their module is called: every weight use must
+    # go through a module call (the pipelines' low-VRAM mode does this on a GPU).
+    ours, reference = build_pair(variant)
+    inputs = with_pipeline_rotary(reference, make_inputs(reference, latent_frames(variant)))
+    accelerate.cpu_offload(ours, execution_device=torch.device("cpu"))
+    assert {param.device.type for param in ours.parameters()} == {"meta"}
+    with torch.no_grad():
+        assert_close_fp32(ours(**inputs).sample, reference(**inputs).sample)
 
 
 def test_gradient_checkpointing_gives_the_same_gradients():

@@ -182,6 +182,15 @@ def unpatchify(
     return tokens.permute(0, 1, 5, 4, 2, 6, 3, 7).reshape(batch, frames, -1, height, width)
 
 
+class PatchConv(nn.Conv2d):
+    """The 1.0 checkpoints' patch conv (kernel = stride = p, weight [D, C, p, p]) run as a matmul on
+    flattened patches: the output comes out in token order, without transposing the D-wide result."""
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        """[B, N, C * p * p] -> [B, N, D]"""
+        return F.linear(patches, self.weight.flatten(1), self.bias)
+
+
 class CogVideoXPatchEmbed(nn.Module):
     """Projects text embeddings and video patches to the model width and adds positions.
 
@@ -211,8 +220,7 @@ class CogVideoXPatchEmbed(nn.Module):
         self.temporal_scale = temporal_interpolation_scale
         self.positions = positions
         if patch_size_t is None:
-            # 1.0 checkpoints store a conv kernel [D, C, p, p]; forward uses it as a matmul on patches.
-            self.proj = nn.Conv2d(in_channels, inner_dim, patch_size, stride=patch_size, bias=patch_bias)
+            self.proj = PatchConv(in_channels, inner_dim, patch_size, stride=patch_size, bias=patch_bias)
         else:
             # 1.5 checkpoints: a linear layer that always has a bias (diffusers ignores patch_bias here).
             self.proj = nn.Linear(in_channels * patch_size * patch_size * patch_size_t, inner_dim)
@@ -232,24 +240,22 @@ class CogVideoXPatchEmbed(nn.Module):
         """text [B, T, text_dim], video [B, F, C, H, W] -> text [B, T, D], video tokens [B, N, D]."""
         frames, height, width = video.shape[1], video.shape[3], video.shape[4]
         text = self.text_proj(text)
-        patches = patchify(video, self.patch_size, self.patch_size_t)
-        video = F.linear(patches, self.proj.weight.flatten(1), self.proj.bias)
+        # Modules are called (not their weights read) so offloading hooks see every use.
+        video = self.proj(patchify(video, self.patch_size, self.patch_size_t))
         if self.positions == "learned":
             table = self.pos_embedding.to(video.dtype)
             text_len = text.shape[1]
             text, video = text + table[:, :text_len], video + table[:, text_len:]
         elif self.positions == "sincos":
-            video = video + self._sincos_table(frames, height, width).to(video.dtype)
+            video = video + self._sincos_table(frames, height, width, video.device).to(video.dtype)
         return text, video
 
-    def _sincos_table(self, frames: int, height: int, width: int) -> torch.Tensor:
+    def _sincos_table(self, frames: int, height: int, width: int, device: torch.device) -> torch.Tensor:
         grid = (frames // self.patch_size_t, height // self.patch_size, width // self.patch_size)
         if grid == self.position_grid:
             return self.sincos_table
         dim = self.sincos_table.shape[-1]
-        return sincos_positions(
-            dim, *grid, self.spatial_scale, self.temporal_scale, device=self.proj.weight.device
-        )
+        return sincos_positions(dim, *grid, self.spatial_scale, self.temporal_scale, device=device)
 
 
 class ModulatedLayerNorm(nn.Module):
@@ -508,9 +514,9 @@ class CogVideoXTransformer3DModel(ModelMixin, ConfigMixin):
         rotary positions and it is None. `attention_kwargs` is accepted for diffusers compatibility and
         ignored (no attention processors or LoRA scaling here). Returns [B, F, C_out, H, W].
         """
-        batch, frames, _, height, width = hidden_states.shape
+        frames, height, width = hidden_states.shape[1], hidden_states.shape[3], hidden_states.shape[4]
         self._check_input(frames, height, width, encoder_hidden_states.shape[1], timestep_cond, ofs)
-        temb = self._embed_time(timestep, ofs, batch, hidden_states.dtype)  # [B, time_embed_dim]
+        temb = self._embed_time(timestep, ofs, hidden_states)  # [B, time_embed_dim]
 
         text, video = self.patch_embed(encoder_hidden_states, hidden_states)  # [B, T, D], [B, N, D]
         text, video = self.embedding_dropout(text), self.embedding_dropout(video)
@@ -535,12 +541,10 @@ class CogVideoXTransformer3DModel(ModelMixin, ConfigMixin):
         self,
         timestep: int | float | torch.Tensor,
         ofs: int | float | torch.Tensor | None,
-        batch: int,
-        dtype: torch.dtype,
+        hidden_states: torch.Tensor,
     ) -> torch.Tensor:
-        device = self.time_embedding.linear_1.weight.device
-        config = self.config
-        steps = _as_1d(timestep, device).expand(batch)
+        config, device, dtype = self.config, hidden_states.device, hidden_states.dtype
+        steps = _as_1d(timestep, device).expand(hidden_states.shape[0])
         inner_dim = config.num_attention_heads * config.attention_head_dim
         # Sinusoids are float32; cast to the activations' dtype, as diffusers does, before the MLP.
         features = sinusoidal_embedding(steps, inner_dim, config.flip_sin_to_cos, config.freq_shift)
