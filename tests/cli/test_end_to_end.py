@@ -8,11 +8,8 @@ pixels by far more. Few frames and steps keep these runs short.
 """
 
 import json
-import re
-import subprocess
 
 import imageio.v3 as iio
-import imageio_ffmpeg
 import numpy as np
 import pytest
 import torch
@@ -21,7 +18,7 @@ from typer.testing import CliRunner
 
 from vidgen import __version__, tiny
 from vidgen.cli import app
-from vidgen.io.media import read_video
+from vidgen.io.media import read_comment, read_video
 
 SEED = 7
 LONG_PROMPT = " ".join(["a red robot dances on the beach at night"] * 30)  # ~300 tokens, over 226
@@ -45,17 +42,6 @@ def diffusers_frames(pipeline_class, variant: str, **inputs) -> np.ndarray:
     return (frames * 255).round().astype(np.uint8)
 
 
-def mp4_comment(path) -> dict:
-    dump = subprocess.run(
-        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(path), "-f", "ffmetadata", "-"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    line = next(line for line in dump.splitlines() if line.startswith("comment="))
-    return json.loads(re.sub(r"\\(.)", r"\1", line.removeprefix("comment=")))
-
-
 @pytest.fixture(scope="module")
 def cat_mp4(tmp_path_factory):
     """The README's command: `vidgen t2v --model tiny-cogvideox "a cat walks" -o out.mp4`."""
@@ -77,7 +63,7 @@ def test_t2v_writes_an_mp4_with_its_sidecar(cat_mp4):
     assert {"load", "text", "denoise", "decode", "write"} <= set(sidecar["timings"])
     assert sidecar["command"].startswith("vidgen t2v --model tiny-cogvideox --prompt 'a cat walks' --seed=3")
     # The MP4 carries the same summary, written before the write itself was timed.
-    comment = mp4_comment(folder / "out.mp4")
+    comment = json.loads(read_comment(folder / "out.mp4"))
     assert comment["settings"] == sidecar["settings"] and comment["command"] == sidecar["command"]
 
 

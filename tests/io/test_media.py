@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from vidgen.errors import VidgenError
-from vidgen.io.media import read_image, read_video
+from vidgen.io.media import read_comment, read_image, read_video
 from vidgen.io.writer import VideoWriter
 
 
@@ -44,3 +44,9 @@ def test_unreadable_file_is_a_user_error_naming_it(tmp_path, reader, name):
     with pytest.raises(VidgenError, match=f"cannot read .* '.*{name}'") as caught:
         reader(tmp_path / name)
     assert "\n" not in str(caught.value)
+
+
+def test_a_video_without_a_comment_has_none(tmp_path):
+    with VideoWriter.open(tmp_path / "in.mp4", fps=8, format="mp4") as writer:
+        writer.write(np.zeros((1, 16, 16, 3), np.uint8))
+    assert read_comment(tmp_path / "in.mp4") is None

@@ -2,15 +2,13 @@
 
 import json
 import os
-import re
-import subprocess
 
 import imageio.v3 as iio
-import imageio_ffmpeg
 import numpy as np
 import pytest
 from PIL import Image
 
+from vidgen.io.media import read_comment
 from vidgen.io.writer import VideoWriter, sidecar_path, write_sidecar
 
 
@@ -22,18 +20,6 @@ def frames():
     return np.stack(video).astype(np.uint8)
 
 
-def mp4_comment(path) -> str:
-    """The MP4's comment tag, read back with ffmpeg's metadata dump (which escapes =;#\\ and newlines)."""
-    dump = subprocess.run(
-        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(path), "-f", "ffmetadata", "-"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    line = next(line for line in dump.splitlines() if line.startswith("comment="))
-    return re.sub(r"\\(.)", r"\1", line.removeprefix("comment="))
-
-
 def test_mp4_decodes_to_the_frames_written_with_the_comment_in_its_metadata(tmp_path, frames):
     comment = json.dumps({"prompt": 'a "cat"; = # \\ walks\nhome', "seed": 3})
     with VideoWriter.open(tmp_path / "out.mp4", fps=8, format="mp4", comment=comment) as writer:
@@ -42,7 +28,7 @@ def test_mp4_decodes_to_the_frames_written_with_the_comment_in_its_metadata(tmp_
     decoded = iio.imread(tmp_path / "out.mp4")
     assert decoded.shape == frames.shape
     assert np.abs(decoded.astype(int) - frames).mean() < 4  # H.264 at CRF 18: close, not exact
-    assert json.loads(mp4_comment(tmp_path / "out.mp4")) == json.loads(comment)
+    assert json.loads(read_comment(tmp_path / "out.mp4")) == json.loads(comment)
     assert iio.immeta(tmp_path / "out.mp4", plugin="FFMPEG")["fps"] == 8
 
 

@@ -1,5 +1,7 @@
 """Read the images and videos users condition on, as uint8 RGB arrays; any failure names the file."""
 
+import re
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +41,29 @@ def read_video(path: str | Path, max_frames: int | None = None) -> np.ndarray:
     if not frames:
         raise VidgenError(f"video '{path}' has no frames", "pass a video with at least one frame")
     return np.stack(frames)
+
+
+def read_comment(path: str | Path) -> str | None:
+    """The comment tag of a video file (vidgen's MP4s carry their summary there), or None.
+
+    ffmpeg's metadata dump escapes "=", ";", "#", "\\" and newlines with a backslash; vidgen's
+    comments are one-line JSON, so one line holds the whole value.
+    """
+    import imageio_ffmpeg
+
+    path = _existing_file(path, "video")
+    dump = subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(path), "-f", "ffmetadata", "-"],
+        capture_output=True,
+        text=True,
+    )
+    if dump.returncode != 0:
+        reason = (dump.stderr.strip().splitlines() or ["ffmpeg failed"])[0]
+        raise VidgenError(f"cannot read video '{path}': {reason}", "pass an MP4 that vidgen wrote")
+    for line in dump.stdout.splitlines():
+        if line.startswith("comment="):
+            return re.sub(r"\\(.)", r"\1", line.removeprefix("comment="))
+    return None
 
 
 def _existing_file(path: str | Path, what: str) -> Path:
