@@ -47,7 +47,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--text-tokens", type=int, default=512)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per model and pair")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed runs per model and pair")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs per model and pair (at least 1)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     return parser.parse_args()
 
@@ -105,30 +105,29 @@ def token_counts(args: argparse.Namespace) -> tuple[int, int]:
     return chunk, short + mid + long
 
 
-def time_once(model: torch.nn.Module, inputs: dict, device: str, **kwargs) -> float:
+def time_once(model: torch.nn.Module, inputs: dict, device: str, **kwargs) -> tuple[float, torch.Tensor]:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     start = time.perf_counter()
-    model(**inputs, return_dict=False, **kwargs)
+    (out,) = model(**inputs, return_dict=False, **kwargs)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, out
 
 
 def compare(
     ours: torch.nn.Module, reference: torch.nn.Module, inputs: dict, args: argparse.Namespace, **ours_kwargs
 ) -> None:
     """Prints median seconds of each and the median of per-pair ratios ours / diffusers."""
+    ours_times, reference_times = [], []
     with torch.inference_mode():
-        expected = reference(**inputs).sample.float()
-        error = (ours(**inputs, **ours_kwargs).sample.float() - expected).norm() / expected.norm()
-        for _ in range(args.warmup):
-            time_once(ours, inputs, args.device, **ours_kwargs)
-            time_once(reference, inputs, args.device)
-        ours_times, reference_times = [], []
-        for _ in range(args.repeats):
-            ours_times.append(time_once(ours, inputs, args.device, **ours_kwargs))
-            reference_times.append(time_once(reference, inputs, args.device))
+        for run in range(args.warmup + args.repeats):
+            mine, actual = time_once(ours, inputs, args.device, **ours_kwargs)
+            theirs, expected = time_once(reference, inputs, args.device)
+            if run >= args.warmup:
+                ours_times.append(mine)
+                reference_times.append(theirs)
+    error = (actual.float() - expected.float()).norm() / expected.float().norm()
     ratios = [mine / theirs for mine, theirs in zip(ours_times, reference_times, strict=True)]
     print(
         f"  ours {statistics.median(ours_times) * 1000:9.1f} ms   "
