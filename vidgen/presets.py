@@ -16,8 +16,17 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-# The presets ship beside the package in the repository (an editable install reads them in place).
-PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
+
+def _preset_dir() -> Path:
+    # A checkout (or editable install) reads presets/ in place; a wheel installs the same files as
+    # data under <prefix>/share/vidgen/presets.
+    beside_package = Path(__file__).resolve().parent.parent / "presets"
+    if beside_package.is_dir():
+        return beside_package
+    return Path(sys.prefix) / "share" / "vidgen" / "presets"
+
+
+PRESET_DIR = _preset_dir()
 
 TINY_PREFIX = "tiny:"
 
@@ -83,8 +92,8 @@ def load_presets(directory: Path = PRESET_DIR) -> dict[str, Preset]:
             raise ValueError(f"{path}: preset name {preset.name!r} is already used")
         presets[preset.name] = preset
     if not presets:
-        # presets/ sits beside the package in the repository: a wheel built without it has none.
-        raise FileNotFoundError(f"no preset files in {directory}; install vidgen from its repository")
+        # A broken install (presets/ neither in the checkout nor under <prefix>/share/vidgen) must say so.
+        raise FileNotFoundError(f"no preset files in {directory}; reinstall vidgen")
     return presets
 
 
