@@ -364,7 +364,7 @@ class CogVideoXBlock(nn.Module):
 
 
 class OutputNorm(nn.Module):
-    """Final adaptive LayerNorm (shift first, then scale, unlike the blocks' order)."""
+    """Final adaptive LayerNorm on video tokens: shift and scale (in that order) from the timestep."""
 
     def __init__(self, time_embed_dim: int, dim: int, elementwise_affine: bool, eps: float) -> None:
         super().__init__()
