@@ -21,6 +21,8 @@ is replaced by vidgen's never-failing version for these runs. That version draws
 as diffusers' wherever diffusers succeeds, which the block-noise tests prove.
 """
 
+import gc
+import weakref
 from dataclasses import dataclass, field, replace
 
 import diffusers
@@ -35,6 +37,7 @@ from vidgen.pipelines import helios
 from vidgen.request import Request, Runtime
 from vidgen.stages import pyramid
 from vidgen.stages import vae as vae_stage
+from vidgen.stages.helios_history import LatentHistory
 from vidgen.stages.text import TextCache
 
 FLOAT_TOLERANCE = 1e-4
@@ -263,6 +266,27 @@ def test_stopping_after_a_chunk_parks_the_models_unless_kept(tiny_helios):
         chunks.close()
         for part in (model.text_encoder, model.transformer, model.vae):
             assert next(part.parameters()).device.type == expected
+
+
+def test_generator_keeps_no_decoded_frames_and_a_bounded_history(tiny_helios, monkeypatch):
+    windows = []
+    append = LatentHistory.append
+
+    def recording_append(self, latents):
+        append(self, latents)
+        windows.append(self.window.shape[2])
+
+    monkeypatch.setattr(LatentHistory, "append", recording_append)
+    model = helios.load(tiny_helios("base"), Runtime())
+    request = replace(CASES["base-t2v"].make_request(), frames=99, steps=1)
+    chunks = helios.generate_chunks(model, request, helios.HeliosSettings(history_sizes=(4, 2, 1)), Runtime())
+    first = weakref.ref(next(chunks))
+    for _ in range(2):
+        next(chunks)
+        gc.collect()
+        assert first() is None  # handed over, not kept
+    chunks.close()
+    assert windows == [4 + 2 + 1] * 3  # 9, 18, then 27 latent frames generated
 
 
 def test_model_offload_gives_the_same_frames(tiny_helios):
