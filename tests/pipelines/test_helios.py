@@ -316,6 +316,18 @@ def test_prompt_schedule_changes_the_text_at_a_chunk_boundary(tiny_helios):
     assert len(calls) == 3  # prompt and negative once (cached for the second video), then the new prompt
 
 
+def test_scheduler_overrides_from_a_preset_reach_the_sampler(tiny_helios):
+    model = helios.load(tiny_helios("base"), Runtime())
+    request = replace(CASES["base-t2v"].make_request(), frames=33, steps=2)
+    unshifted = replace(request, scheduler=(("use_dynamic_shifting", False),))
+    videos = [
+        next(helios.generate_chunks(model, r, helios.HeliosSettings(), Runtime()))
+        for r in (request, unshifted)
+    ]
+    assert not np.array_equal(*videos)
+    assert model.scheduler.config.use_dynamic_shifting  # the folder's template is left alone
+
+
 def test_keep_first_frame_off_runs_where_diffusers_crashes(tiny_helios):
     folder = tiny_helios("base")
     request = replace(CASES["base-t2v"].make_request(), steps=1)
