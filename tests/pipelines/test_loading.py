@@ -13,6 +13,15 @@ from vidgen.pipelines import cogvideox
 from vidgen.request import Runtime
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Tiny tensors: a second worker thread costs more than it saves on a busy 2-core machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def test_pickled_weights_are_refused_not_unpickled(tiny_cogvideox, tmp_path, monkeypatch):
     folder = shutil.copytree(tiny_cogvideox("t2v"), tmp_path / "pickled")
     weights = folder / "vae" / "diffusion_pytorch_model.safetensors"
