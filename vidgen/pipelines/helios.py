@@ -39,8 +39,8 @@ from vidgen.stages.helios_denoise import (
     pyramid_step_count,
 )
 from vidgen.stages.helios_history import LatentHistory
-from vidgen.stages.helios_text import encode_prompts
-from vidgen.stages.text import TextCache
+from vidgen.stages.helios_text import encode_prompt
+from vidgen.stages.text import TextCache, encode_prompts
 
 SCHEDULERS = {cls.__name__: cls for cls in (HeliosScheduler, HeliosDMDScheduler)}
 
@@ -303,6 +303,7 @@ class _ChunkText:
             self.cache,
             model_key=str(model.folder),
             park=model.park,
+            encode=encode_prompt,
         )
         dtype = model.transformer.dtype
         embeds = [e.embeds.to(self.runtime.device, dtype) for e in encodings]  # [1, L, D] each

@@ -1,7 +1,7 @@
 """Prompt -> UMT5 embeddings the way Helios was trained: cleaned text, real tokens kept, padding zeroed.
 
-Encodings go through the same `TextCache` as CogVideoX's (keyed by model folder, prompt and length),
-so `vidgen batch` and a prompt schedule that returns to an earlier prompt encode each prompt once.
+Callers pass `encode_prompt` to `vidgen.stages.text.encode_prompts`, so encodings go through the same
+`TextCache` as CogVideoX's and a prompt schedule that returns to an earlier prompt encodes it once.
 """
 
 import html
@@ -10,9 +10,7 @@ import regex
 import torch
 from torch import nn
 
-from vidgen.loading import on_device
-from vidgen.request import Runtime
-from vidgen.stages.text import PromptEmbedding, TextCache
+from vidgen.stages.text import PromptEmbedding
 
 
 def clean_prompt(text: str) -> str:
@@ -22,31 +20,6 @@ def clean_prompt(text: str) -> str:
     text = html.unescape(html.unescape(ftfy.fix_text(text))).strip()
     # `regex`, not `re`: its `\s` is Unicode White_Space, which differs from `re` on a few controls.
     return regex.sub(r"\s+", " ", text).strip()
-
-
-def encode_prompts(
-    prompts: list[str],
-    tokenizer,
-    text_encoder: nn.Module,
-    max_sequence_length: int,
-    runtime: Runtime,
-    cache: TextCache | None = None,
-    model_key: str = "",
-    park: str | torch.device = "cpu",
-) -> list[PromptEmbedding]:
-    """Each prompt's embedding, from the cache where it has one; the encoder comes to the device only
-    when some prompt is missing."""
-    cache = TextCache() if cache is None else cache
-    found = {prompt: cache.get(model_key, prompt, max_sequence_length) for prompt in dict.fromkeys(prompts)}
-    missing = [prompt for prompt, encoding in found.items() if encoding is None]
-    if missing:
-        with torch.no_grad(), on_device(text_encoder, runtime, park):
-            for prompt in missing:
-                found[prompt] = encode_prompt(
-                    tokenizer, text_encoder, prompt, max_sequence_length, runtime.device
-                )
-                cache.put(model_key, prompt, found[prompt])
-    return [found[prompt] for prompt in prompts]
 
 
 def encode_prompt(

@@ -1,5 +1,6 @@
 """Prompt -> T5 embeddings, with a cache that `vidgen batch` reuses across jobs."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -59,20 +60,21 @@ def encode_prompts(
     cache: TextCache | None = None,
     model_key: str = "",
     park: str | torch.device = "cpu",
+    encode: Callable[..., PromptEmbedding] | None = None,
 ) -> list[PromptEmbedding]:
     """Each prompt's embedding, from the cache where it has one; the encoder runs only for the rest.
 
-    The text encoder comes to the device only when some prompt is missing from the cache.
+    The text encoder comes to the device only when some prompt is missing from the cache. `encode`
+    turns one prompt into its embedding (CogVideoX's T5 recipe by default; Helios passes its own).
     """
+    encode = encode or encode_prompt
     cache = TextCache() if cache is None else cache
     found = {prompt: cache.get(model_key, prompt, max_sequence_length) for prompt in dict.fromkeys(prompts)}
     missing = [prompt for prompt, encoding in found.items() if encoding is None]
     if missing:
         with torch.no_grad(), on_device(text_encoder, runtime, park):
             for prompt in missing:
-                found[prompt] = encode_prompt(
-                    tokenizer, text_encoder, prompt, max_sequence_length, runtime.device
-                )
+                found[prompt] = encode(tokenizer, text_encoder, prompt, max_sequence_length, runtime.device)
                 cache.put(model_key, prompt, found[prompt])
     return [found[prompt] for prompt in prompts]
 
