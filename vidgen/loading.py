@@ -39,9 +39,19 @@ def load_tokenizer(folder: Path) -> transformers.PreTrainedTokenizerBase:
     return cls.from_pretrained(folder / "tokenizer")
 
 
-def load_text_encoder(folder: Path, dtype: torch.dtype) -> transformers.T5EncoderModel:
-    """The T5 encoder from folder/text_encoder, on the CPU, in `dtype`, in eval mode."""
-    encoder = transformers.T5EncoderModel.from_pretrained(
+# The text encoders the supported families ship: T5 v1.1 (CogVideoX) and UMT5 (Helios).
+TEXT_ENCODERS = ("T5EncoderModel", "UMT5EncoderModel")
+
+
+def load_text_encoder(folder: Path, dtype: torch.dtype) -> transformers.PreTrainedModel:
+    """The text encoder model_index.json names, from folder/text_encoder, on the CPU, in eval mode."""
+    _, name = model_index(folder).get("text_encoder", ("transformers", "T5EncoderModel"))
+    if name not in TEXT_ENCODERS:
+        raise VidgenError(
+            f"{folder}/model_index.json names text encoder {name!r}, which vidgen does not run",
+            hint=f"use a folder whose text encoder is one of {', '.join(TEXT_ENCODERS)}",
+        )
+    encoder = getattr(transformers, name).from_pretrained(
         folder / "text_encoder", dtype=dtype, use_safetensors=True
     )
     return encoder.eval()

@@ -59,3 +59,16 @@ def test_place_follows_the_offload_mode():
     streamed = loading.place(layer(), Runtime(offload="sequential"))
     assert streamed.weight.device.type == "meta" and hasattr(streamed, "_hf_hook")
     assert streamed(torch.ones(1, 2)).shape == (1, 2)  # the hook brings the weights for the call
+
+
+def test_text_encoder_class_comes_from_model_index(tmp_path):
+    from vidgen.tiny import build_tiny_helios
+
+    folder = build_tiny_helios(tmp_path / "helios")
+    assert type(loading.load_text_encoder(folder, torch.float32)).__name__ == "UMT5EncoderModel"
+
+
+def test_unknown_text_encoder_class_is_a_one_line_error(tmp_path):
+    (tmp_path / "model_index.json").write_text('{"text_encoder": ["transformers", "CLIPTextModel"]}')
+    with pytest.raises(VidgenError, match="CLIPTextModel"):
+        loading.load_text_encoder(tmp_path, torch.float32)

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import transformers
 from diffusers import AutoencoderKLWan, HeliosDMDScheduler, HeliosScheduler
 from torch import nn
 
@@ -119,9 +118,7 @@ def load(folder: str | Path, runtime: Runtime) -> Helios:
     """
     folder = Path(folder)
     sampler = sampler_for(loading.model_index(folder), folder)
-    text_encoder = transformers.UMT5EncoderModel.from_pretrained(
-        folder / "text_encoder", dtype=runtime.dtype, use_safetensors=True
-    ).eval()
+    text_encoder = loading.load_text_encoder(folder, runtime.dtype)
     transformer = loading.load_diffusers_model(HeliosTransformer3DModel, folder, "transformer", runtime.dtype)
     vae = loading.load_diffusers_model(AutoencoderKLWan, folder, "vae", torch.float32)
     return Helios(
