@@ -6,7 +6,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
@@ -14,10 +15,13 @@ import torch
 from vidgen.errors import OUT_OF_MEMORY, VidgenError
 from vidgen.io.writer import VideoWriter, write_sidecar
 from vidgen.progress import Progress
-from vidgen.request import Result
-from vidgen.sources import FetchedModel, fetch_model
+from vidgen.request import Runtime
+from vidgen.sources import FetchedModel, ModelSource, fetch_model
 from vidgen.summary import summarize
 from vidgen.validate import Output, Plan
+
+if TYPE_CHECKING:  # transformers, which the text stage imports, takes seconds to import
+    from vidgen.stages.text import TextCache
 
 T = TypeVar("T")
 
@@ -32,9 +36,38 @@ class Outcome:
 
 def run(plan: Plan, progress: Progress, cache_dir: Path | None = None) -> Outcome:
     timings: dict[str, float] = {}
-    with _timed(timings, "download") if plan.source.from_hub else nullcontext():
-        model = fetch_model(plan.source, cache_dir)
-    result = _generate(plan, model, progress, timings)
+    model = fetch(plan.source, timings, cache_dir)
+    loaded = load(plan.preset.family, model, plan.runtime, progress, timings)
+    return generate(plan, model, loaded, progress, timings)
+
+
+def fetch(source: ModelSource, timings: dict[str, float], cache_dir: Path | None = None) -> FetchedModel:
+    """The model's folder: built (tiny), downloaded (timed as "download") or as given."""
+    with _timed(timings, "download") if source.from_hub else nullcontext():
+        return fetch_model(source, cache_dir)
+
+
+def load(
+    family: str, model: FetchedModel, runtime: Runtime, progress: Progress, timings: dict[str, float]
+) -> Any:
+    """The model's parts, loaded for `runtime`; a batch loads once and generates many times."""
+    with _stage(progress, "load", timings), _explained_out_of_memory(runtime):
+        return pipeline(family).load(model.folder, runtime)
+
+
+def generate(
+    plan: Plan,
+    model: FetchedModel,
+    loaded: Any,
+    progress: Progress,
+    timings: dict[str, float],
+    text_cache: "TextCache | None" = None,
+) -> Outcome:
+    """Generate the plan's video with a loaded model, write it and its sidecar."""
+    with _explained_out_of_memory(plan.runtime):
+        result = pipeline(plan.preset.family).generate(
+            loaded, plan.request, plan.runtime, progress, text_cache=text_cache
+        )
     timings.update(result.timings)
     summary = summarize(plan, model, len(result.frames), timings, result.warnings)
     with _stage(progress, "write", timings):
@@ -44,24 +77,29 @@ def run(plan: Plan, progress: Progress, cache_dir: Path | None = None) -> Outcom
     return Outcome(summary, plan.output.path, sidecar, result.warnings)
 
 
-def _generate(plan: Plan, model: FetchedModel, progress: Progress, timings: dict[str, float]) -> Result:
-    """Load and generate; running out of device memory becomes advice on what uses less."""
+def pipeline(family: str) -> ModuleType:
+    """The pipeline module of a model family: the one place a family picks its code."""
     # Imported here: diffusers and the model code take seconds to import, and every check (and
     # `vidgen --help`) runs without them.
     from vidgen.pipelines import cogvideox
 
+    pipelines = {"cogvideox": cogvideox}
+    return pipelines[family]
+
+
+@contextmanager
+def _explained_out_of_memory(runtime: Runtime) -> Iterator[None]:
+    """Running out of device memory becomes advice on what uses less."""
     try:
-        with _stage(progress, "load", timings):
-            loaded = cogvideox.load(model.folder, plan.runtime)
-        return cogvideox.generate(loaded, plan.request, plan.runtime, progress)
+        yield
     except torch.cuda.OutOfMemoryError:  # torch.OutOfMemoryError from torch 2.5 on; same class
-        raise out_of_memory(plan) from None
+        raise out_of_memory(runtime) from None
 
 
-def out_of_memory(plan: Plan) -> VidgenError:
+def out_of_memory(runtime: Runtime) -> VidgenError:
     return VidgenError(
-        f"out of memory on {plan.runtime.device} (offload {plan.runtime.offload}, "
-        f"vae tiling {'on' if plan.runtime.vae_tiling else 'off'})",
+        f"out of memory on {runtime.device} (offload {runtime.offload}, "
+        f"vae tiling {'on' if runtime.vae_tiling else 'off'})",
         "use less memory: --offload model (or --offload sequential, slower), --vae-tiling, "
         "or a smaller --height/--width/--frames",
         exit_code=OUT_OF_MEMORY,

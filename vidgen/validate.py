@@ -94,15 +94,30 @@ def prepare(
     seed = resolve_seed(options.seed, notes)
     output = plan_output(options.output, options.format, options.overwrite, prompt, seed)
     device = resolve_device(options.device)
-    info = read_model_info(fetch_configs(source, cache_dir), options.model)
+    model = resolve_model(source, presets, cache_dir)
+    check_mode(options.mode, model.info, options.model, presets)
+    request = build_request(options, prompt, seed, model.preset, model.info, notes)
+    runtime = build_runtime(options, model.preset, device, notes)
+    inputs = {name: path for name in ("image", "video") if (path := getattr(options, name))}
+    return Plan(request, runtime, source, model.preset, output, inputs, tuple(notes))
+
+
+@dataclass(frozen=True)
+class Model:
+    """The model every request of a run is checked against: read from its configs, no weights."""
+
+    source: ModelSource
+    info: ModelInfo
+    preset: Preset  # the named preset, or the one whose defaults a folder or repo gets
+
+
+def resolve_model(source: ModelSource, presets: Mapping[str, Preset], cache_dir: Path | None = None) -> Model:
+    """What the model can do and its defaults, from its JSON configs (a hub repo's are kilobytes)."""
+    info = read_model_info(fetch_configs(source, cache_dir), source.spec)
     preset = source.preset or match_preset(info.architecture, info.modes, presets)
     if preset is None:  # presets/ lacks a model with these modes: a new one needs its file
         raise ValueError(f"no preset matches architecture {info.architecture!r} with modes {info.modes}")
-    check_mode(options.mode, info, options.model, presets)
-    request = build_request(options, prompt, seed, preset, info, notes)
-    runtime = build_runtime(options, preset, device, notes)
-    inputs = {name: path for name in ("image", "video") if (path := getattr(options, name))}
-    return Plan(request, runtime, source, preset, output, inputs, tuple(notes))
+    return Model(source, info, preset)
 
 
 def resolve_prompt(argument: str | None, option: str | None, stdin: TextIO | None) -> str:

@@ -213,7 +213,7 @@ def fake_pipeline(monkeypatch):
     calls = []
     fake = types.SimpleNamespace(
         load=lambda folder, runtime: calls.append("load") or object(),
-        generate=lambda model, request, runtime, progress: Result(
+        generate=lambda model, request, runtime, progress, text_cache=None: Result(
             frames=np.zeros((request.frames, request.height, request.width, 3), np.uint8)
         ),
         calls=calls,

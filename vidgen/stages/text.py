@@ -47,6 +47,11 @@ class TextCache:
     def put(self, model: str, prompt: str, encoding: PromptEmbedding) -> None:
         self._entries[(model, prompt, encoding.max_sequence_length)] = encoding
 
+    def discard(self, prompt: str) -> None:
+        """Forget `prompt` (for every model and length): `vidgen batch` drops prompts no later job uses."""
+        for key in [key for key in self._entries if key[1] == prompt]:
+            del self._entries[key]
+
     def __len__(self) -> int:
         return len(self._entries)
 
