@@ -282,6 +282,78 @@ def _generate(mode: str, values: dict[str, Any]) -> None:
     )
 
 
+class Mode(str, Enum):
+    t2v = "t2v"
+    i2v = "i2v"
+    v2v = "v2v"
+
+
+BATCH_HELP = (
+    "JOBS holds one JSON object per line, or CSV under a header row. Its keys are the long option names "
+    "(prompt, negative_prompt, seed, steps, guidance, dynamic_cfg, height, width, frames, fps, image, "
+    "video, strength, format, mode) and name; they override the options given here. Relative image "
+    "and video paths are relative to the job file. Each video goes to OUTDIR/NAME.mp4 (NAME: the "
+    "job's line number, 00007, unless set) with NAME.mp4.json beside it, and OUTDIR/manifest.jsonl "
+    "records every job. The same command again skips finished jobs and runs the rest. Under torchrun "
+    "each rank runs its share and writes manifest.rankN.jsonl. Exit codes: 0 every job done; 1 some "
+    "jobs failed (the manifest says why); 2 a mistake in the options, or with --dry-run in JOBS; "
+    "3 out of memory loading the model; 130 interrupted."
+)
+
+
+@app.command(epilog=BATCH_HELP)
+def batch(
+    jobs: str = typer.Argument(..., metavar="JOBS", help="A JSONL or CSV job file; - reads stdin."),
+    outdir: str = typer.Option(..., "--output", "-o", help="The folder for the videos and the manifest."),
+    model: str = MODEL,
+    mode: Mode | None = typer.Option(
+        None, "--mode", help="The jobs' mode, unless a job sets one.", show_default="the model's first"
+    ),
+    prompt: str | None = typer.Option(
+        None, "--prompt", "-p", help="The prompt of jobs without one.", show_default=False
+    ),
+    negative_prompt: str = NEGATIVE_PROMPT,
+    seed: int | None = SEED,
+    steps: int | None = STEPS,
+    guidance: float | None = GUIDANCE,
+    dynamic_cfg: bool | None = DYNAMIC_CFG,
+    height: int | None = HEIGHT,
+    width: int | None = WIDTH,
+    frames: int | None = FRAMES,
+    fps: int | None = FPS,
+    image: str | None = IMAGE,
+    video: str | None = VIDEO,
+    strength: float | None = STRENGTH,
+    device: str | None = DEVICE,
+    dtype: DType | None = DTYPE,
+    offload: Offload = OFFLOAD,
+    vae_tiling: bool | None = VAE_TILING,
+    format: Format | None = typer.Option(None, "--format", help="mp4, gif, or png.", show_default="mp4"),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Check every job and stop; nothing loads or is written."
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Run every job again, replacing earlier outputs."
+    ),
+    quiet: bool = QUIET,
+    json_output: bool = JSON,
+) -> None:
+    """Run many jobs from a JSONL or CSV file with the model loaded once; running it again resumes."""
+    values = {name: value.value if isinstance(value, Enum) else value for name, value in locals().items()}
+    from vidgen.batch import BatchOptions, run_batch  # torch loads only when a command runs
+
+    flags = {name: values.pop(name) for name in ("jobs", "outdir", "mode", "dry_run", "overwrite", "quiet")}
+    json_output = values.pop("json_output")
+    with _reported_errors():
+        report = run_batch(BatchOptions(defaults=values, **flags), stdin=sys.stdin)
+    if not report.speaks:  # another rank; rank 0 reports for the whole batch
+        return
+    typer.echo(json.dumps(report.as_json()) if json_output else report.describe())
+    if report.failed and not report.dry_run:
+        console.error(report.failure_hint())
+    raise typer.Exit(report.exit_code)
+
+
 @contextmanager
 def _reported_errors() -> Iterator[None]:
     """A user mistake or Ctrl-C ends in one line on stderr and its exit code, not a traceback."""

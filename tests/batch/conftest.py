@@ -1,0 +1,105 @@
+"""`vidgen batch` under test: in-process runs in an empty folder, offline, on the tiny model at 32x32."""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import vidgen.pipelines.cogvideox as cogvideox
+from vidgen.cli import app
+
+# One frame, one step, 32x32: every job takes a fraction of a second on the tiny model.
+SMALL = ("--model", "tiny-cogvideox", "--steps", "1", "--height", "32", "--width", "32", "--frames", "1")
+
+
+@dataclass
+class Run:
+    exit_code: int
+    stdout: str
+    stderr: str
+    exception: BaseException | None
+
+    @property
+    def stderr_lines(self) -> list[str]:
+        return self.stderr.strip().splitlines()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Tiny tensors: a second worker thread costs more than it saves on a busy 2-core machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def workdir(tmp_path, monkeypatch):
+    """Each test runs in its own empty folder, offline."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):  # a test run under torchrun is not a batch rank
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def batch():
+    """`batch(*args, input=None)` runs `vidgen batch *args SMALL` -> Run with stdout and stderr apart."""
+
+    def invoke(*args: str, input: str | None = None) -> Run:
+        result = CliRunner().invoke(app, ["batch", *args, *SMALL], input=input)
+        return Run(result.exit_code, result.stdout, result.stderr, result.exception)
+
+    return invoke
+
+
+@pytest.fixture
+def generated(monkeypatch) -> list[str]:
+    """The prompts the pipeline generated, in order: the real tiny pipeline, counted.
+
+    A job whose prompt contains "explode" raises a RuntimeError, one with "ctrl-c" a KeyboardInterrupt.
+    """
+    calls: list[str] = []
+    real = cogvideox.generate
+
+    def counted(model, request, runtime, progress, text_cache=None):
+        calls.append(request.prompt)
+        if "explode" in request.prompt:
+            raise RuntimeError("the pipeline exploded")
+        if "ctrl-c" in request.prompt:
+            raise KeyboardInterrupt
+        return real(model, request, runtime, progress, text_cache=text_cache)
+
+    monkeypatch.setattr(cogvideox, "generate", counted)
+    return calls
+
+
+@pytest.fixture
+def write_jobs():
+    """`write_jobs(path, *jobs)` writes a JSONL file: dicts as JSON objects, strings as raw lines."""
+
+    def write(path: Path, *jobs: dict | str) -> Path:
+        path.write_text("".join((job if isinstance(job, str) else json.dumps(job)) + "\n" for job in jobs))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def manifest():
+    """`manifest(outdir)` -> every record of every manifest part in `outdir`."""
+
+    def records(outdir: Path) -> list[dict]:
+        return [json.loads(line) for path in sorted(outdir.glob("manifest*.jsonl")) for line in path.open()]
+
+    return records
+
+
+@pytest.fixture
+def small() -> tuple[str, ...]:
+    return SMALL

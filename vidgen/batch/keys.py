@@ -1,0 +1,111 @@
+"""The keys a job may have: each one's type and range, the same as its command-line option's.
+
+A value must have the key's type; text (every CSV cell, or a JSON string) is read as that type first,
+so `"seed": "7"` works and `"frames": "nine"` is an error. Batch-wide options (the model and how it
+runs) are refused with a hint, as the model loads once per batch.
+"""
+
+import difflib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from vidgen.errors import VidgenError
+from vidgen.io.writer import FORMATS
+
+MODES = ("t2v", "i2v", "v2v")
+
+
+@dataclass(frozen=True)
+class Key:
+    """What one job key takes: its type, and the range or choices the command line's option allows."""
+
+    type: type  # str, int, float or bool
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+
+
+KEYS: dict[str, Key] = {
+    "name": Key(str),
+    "mode": Key(str, choices=MODES),
+    "prompt": Key(str),
+    "negative_prompt": Key(str),
+    "seed": Key(int, 0, 2**64 - 1),
+    "steps": Key(int, 1, 1000),
+    "guidance": Key(float, 0.0),
+    "dynamic_cfg": Key(bool),
+    "height": Key(int, 16),
+    "width": Key(int, 16),
+    "frames": Key(int, 1),
+    "fps": Key(int, 1, 240),
+    "image": Key(str),
+    "video": Key(str),
+    "strength": Key(float, 0.0, 1.0),
+    "format": Key(str, choices=FORMATS),
+}
+
+# Options that hold for the whole batch, because the model loads once: a job cannot change them.
+BATCH_WIDE = ("model", "device", "dtype", "offload", "vae_tiling")
+
+# Keys that only a job of one mode uses.
+MODE_KEYS = {"image": "i2v", "video": "v2v", "strength": "v2v"}
+
+
+def normalize_key(key: str) -> str:
+    """`negative-prompt` and `negative_prompt` are one key."""
+    return key.strip().replace("-", "_")
+
+
+def key_problem(key: str) -> str | None:
+    """Why `key` cannot be a job key, or None."""
+    if key in KEYS:
+        return None
+    if key in BATCH_WIDE:
+        return (
+            f"'{key}' cannot change per job: the batch loads one model and runs it one way "
+            f"(pass --{key.replace('_', '-')} on the command line; run another batch for another)"
+        )
+    if key == "output":
+        return "'output' is not a job key: outputs go to OUTDIR/<name>.<ext> (set 'name')"
+    close = difflib.get_close_matches(key, KEYS, n=1)
+    return f"'{key}' is not a job key" + (f" (did you mean {close[0]}?)" if close else "")
+
+
+def read_value(key: str, value: Any) -> Any:
+    """`value` as the key's type (CSV cells arrive as text), within its range; raises VidgenError."""
+    problem = key_problem(key)
+    if problem:
+        raise VidgenError(problem)
+    spec = KEYS[key]
+    value = _from_text(value, spec.type) if isinstance(value, str) and spec.type is not str else value
+    if spec.type is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if spec.type is int and isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if type(value) is not spec.type:
+        raise VidgenError(f"{key} must be {_type_name(spec.type)}, got {json.dumps(value)}")
+    if spec.choices and value not in spec.choices:
+        raise VidgenError(f"{key} must be one of {', '.join(spec.choices)}, got '{value}'")
+    if spec.low is not None and value < spec.low:
+        raise VidgenError(f"{key} {value} is too small (at least {spec.low})")
+    if spec.high is not None and value > spec.high:
+        raise VidgenError(f"{key} {value} is too large (at most {spec.high})")
+    return value
+
+
+def _from_text(text: str, kind: type) -> Any:
+    """A CSV cell (or a JSON string) as a number or a boolean; unparseable text is left for the type error."""
+    text = text.strip()
+    if kind is bool:
+        return {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}.get(
+            text.lower(), text
+        )
+    try:
+        return kind(text)
+    except ValueError:
+        return text
+
+
+def _type_name(kind: type) -> str:
+    return {str: "text", int: "a whole number", float: "a number", bool: "true or false"}[kind]

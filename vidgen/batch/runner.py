@@ -1,0 +1,323 @@
+"""`vidgen batch`: check every job, load the model once, run this rank's share, record each job.
+
+The order is the single run's, stretched over many jobs: every line is checked before any weights load
+(a bad line is reported with its number and becomes a failed record; it never stops the others), then
+the model loads once, then each job generates and writes atomically and its record is appended to the
+manifest before the next starts. Prompt embeddings are cached across jobs and dropped after the last
+job that uses them.
+"""
+
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, TextIO
+
+from vidgen import console
+from vidgen.batch.jobs import Job, job_files, parse_jobs, plan_job, prompts, read_job_file
+from vidgen.batch.manifest import ManifestWriter, Record, is_done, latest, manifest_name
+from vidgen.batch.progress import BatchProgress
+from vidgen.batch.ranks import Rank, gather
+from vidgen.batch.report import Report, line_list, merge
+from vidgen.errors import INTERRUPTED, OUT_OF_MEMORY, VidgenError
+from vidgen.presets import Preset, load_presets
+from vidgen.request import Runtime
+from vidgen.sources import parse_model
+from vidgen.validate import Model, Options, Plan, build_runtime, dtype_name, resolve_device, resolve_model
+
+# Options that set how the one model runs, for every job.
+RUNTIME_OPTIONS = ("dtype", "offload", "vae_tiling")
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    jobs: str  # a JSONL or CSV file, or "-" for standard input
+    outdir: str
+    # The command line's options by Options field name (model, prompt, seed, ..., device, dtype, format);
+    # None means not given. They are the defaults of every job.
+    defaults: dict[str, Any]
+    mode: str | None = None  # the jobs' mode unless they set one; None: the model's first mode
+    dry_run: bool = False
+    overwrite: bool = False  # run every job again, replacing what earlier runs wrote
+    quiet: bool = False
+
+
+@dataclass(frozen=True)
+class Batch:
+    """The checked batch: every job of the file, with what is wrong with each, before any weights load."""
+
+    rank: Rank
+    model: Model
+    runtime: Runtime
+    presets: Mapping[str, Preset]
+    outdir: Path
+    jobs: list[Job]
+    standing: dict[str, Record]  # the manifest's latest record per job name
+    overwrite: bool
+    label: str  # the job file as messages name it
+    notes: tuple[str, ...] = ()
+
+    def done(self, job: Job) -> bool:
+        """Finished by an earlier run with the settings it asks for now, and its output still there."""
+        return not self.overwrite and is_done(self.standing.get(job.name), job.spec, self.outdir)
+
+    def share(self) -> list[Job]:
+        return [job for index, job in enumerate(self.jobs) if self.rank.takes(index)]
+
+
+def run_batch(options: BatchOptions, stdin: TextIO | None = None) -> Report:
+    """Check every job, then (unless a dry run) run this rank's share; rank 0's report covers all ranks."""
+    batch = check_batch(options, stdin)
+    if batch.rank.speaks:
+        show_problems(batch, options.quiet)
+    if options.dry_run:
+        return dry_run_report(batch)
+    report = Report(jobs=len(batch.share()), outdir=str(batch.outdir))
+    started = time.perf_counter()
+    try:
+        run_share(batch, report, options.quiet)
+    except KeyboardInterrupt:
+        raise VidgenError(
+            f"interrupted; so far {report.ok} ok, {report.failed} failed, {report.skipped} skipped",
+            f"finished jobs are in {batch.outdir / manifest_name(batch.rank.rank, batch.rank.world_size)}; "
+            "run the same command again to resume",
+            exit_code=INTERRUPTED,
+        ) from None
+    report.seconds = time.perf_counter() - started
+    reports = gather(batch.rank, report)
+    return merge(reports) if reports else Report(speaks=False)
+
+
+def check_batch(options: BatchOptions, stdin: TextIO | None) -> Batch:
+    """The model's configs, the runtime and every job, checked; raises VidgenError for the whole batch."""
+    rank = Rank.from_env()
+    presets = load_presets()
+    defaults = options.defaults
+    source = parse_model(defaults["model"], presets)
+    device = resolve_device(rank.device(resolve_device(defaults.get("device"))))
+    outdir = _outdir(options.outdir)
+    model = resolve_model(source, presets)
+    notes: list[str] = []
+    given = {key: defaults[key] for key in RUNTIME_OPTIONS if defaults.get(key) is not None}
+    runtime = build_runtime(Options(mode="", model=source.spec, **given), model.preset, device, notes)
+    file = read_job_file(options.jobs, stdin)
+    jobs = parse_jobs(file, defaults, options.mode or model.info.modes[0])
+    standing = latest(outdir) if outdir.is_dir() else {}
+    batch = Batch(rank, model, runtime, presets, outdir, jobs, standing, options.overwrite, file.label)
+    checked = [check_job(batch, job, notes) for job in jobs]
+    return replace(batch, jobs=checked, notes=tuple(notes))
+
+
+def _outdir(path: str) -> Path:
+    outdir = Path(path).expanduser()
+    if outdir.exists() and not outdir.is_dir():
+        raise VidgenError(f"'{outdir}' is a file, not a folder", "pass a folder for the outputs with -o")
+    return outdir
+
+
+def check_job(batch: Batch, job: Job, notes: list[str]) -> Job:
+    """The job, or the job marked failed with the reason; done jobs are not checked again."""
+    if job.error is not None or batch.done(job):
+        return job
+    try:
+        plan_job(job, batch.model, batch.runtime, batch.outdir, batch.presets, notes)
+    except VidgenError as error:
+        return job.failed(str(error))
+    return _check_not_foreign(batch, job)
+
+
+def _check_not_foreign(batch: Batch, job: Job) -> Job:
+    """An output the batch's manifest does not know is someone else's file: not replaced silently."""
+    if batch.overwrite or job.name in batch.standing:
+        return job
+    existing = [name for name in job_files(job) if (batch.outdir / name).exists()]
+    if existing:
+        return job.failed(
+            f"'{batch.outdir / existing[0]}' already exists and this batch's manifest did not make it "
+            "(pass --overwrite to replace it, or choose another name)"
+        )
+    return job
+
+
+def show_problems(batch: Batch, quiet: bool) -> None:
+    """Every bad line, once per distinct reason; then notes, unless quiet."""
+    reasons: dict[str, list[int]] = {}
+    for job in batch.jobs:
+        if job.error is not None:
+            reasons.setdefault(job.error, []).append(job.line)
+    for reason, lines in reasons.items():
+        console.error(f"{batch.label}:{line_list(lines)}: {reason}")
+    for line in () if quiet else dict.fromkeys(batch.notes):
+        console.note(line)
+
+
+def dry_run_report(batch: Batch) -> Report:
+    report = Report(jobs=len(batch.jobs), outdir=str(batch.outdir), dry_run=True, speaks=batch.rank.speaks)
+    for job in batch.jobs:
+        if job.error is not None:
+            report.add(_failed(job, job.error, batch.rank.rank))
+        elif batch.done(job):
+            report.skipped += 1
+        else:
+            report.to_run += 1
+    return report
+
+
+def run_share(batch: Batch, report: Report, quiet: bool) -> None:
+    """Record this rank's bad and done jobs, then load the model (if any job is left) and run the rest."""
+    share = batch.share()
+    to_run = [job for job in share if job.error is None and not batch.done(job)]
+    try:
+        batch.outdir.mkdir(parents=True, exist_ok=True)
+        manifest = ManifestWriter(batch.outdir / manifest_name(batch.rank.rank, batch.rank.world_size))
+    except OSError as error:
+        raise VidgenError(
+            f"cannot write to '{batch.outdir}': {error.strerror or error}", "choose another -o"
+        ) from None
+    label = f"rank {batch.rank.rank} " if batch.rank.distributed else ""
+    with manifest, BatchProgress(len(to_run), quiet=quiet, label=label) as progress:
+        for job in share:
+            if job.error is not None:
+                _record(manifest, report, _failed(job, job.error, batch.rank.rank))
+            elif batch.done(job):
+                _record(manifest, report, _skipped(batch.standing[job.name], batch.rank.rank))
+        if to_run:
+            _run_jobs(batch, to_run, manifest, report, progress)
+
+
+def _run_jobs(
+    batch: Batch, jobs: list[Job], manifest: ManifestWriter, report: Report, progress: BatchProgress
+) -> None:
+    # Imported here: torch, diffusers and the model code take seconds, and checking runs without them.
+    from vidgen import run
+    from vidgen.stages.text import TextCache
+
+    console.quiet_libraries()  # their bars (weights loading) would break up ours
+    _use_device(batch.runtime)
+    fetched = run.fetch(batch.model.source, {})
+    loaded = run.load(batch.model.preset.family, fetched, batch.runtime, progress, {})
+    progress.start_jobs()
+    cache, uses = TextCache(), Counter(prompts(jobs))
+    for job in jobs:
+        record = _run_job(
+            batch, job, progress, lambda plan: run.generate(plan, fetched, loaded, progress, {}, cache)
+        )
+        _record(manifest, report, record)
+        progress.end_job(record)
+        _forget_unused(cache, uses, prompts([job]))
+    report.cache_hits, report.cache_misses = cache.hits, cache.misses
+
+
+def _run_job(batch: Batch, job: Job, progress: BatchProgress, generate: Callable[[Plan], Any]) -> Record:
+    """Plan (inputs are read again: holding every job's media would not fit), generate, write."""
+    progress.start_job(job.name)
+    started, plan = time.perf_counter(), None
+    try:
+        plan = plan_job(job, batch.model, batch.runtime, batch.outdir, batch.presets)
+        outcome = generate(plan)
+    except VidgenError as error:
+        if error.exit_code == OUT_OF_MEMORY:
+            _free_device_memory(batch.runtime)
+        return _failed(job, str(error), batch.rank.rank, plan, time.perf_counter() - started)
+    except Exception as error:  # a bug or a device fault in one job must not stop the others
+        progress.print(traceback.format_exc().rstrip())
+        return _failed(
+            job, f"{type(error).__name__}: {error}", batch.rank.rank, plan, time.perf_counter() - started
+        )
+    for line in outcome.warnings:
+        progress.print(f"warning: {job.name}: {line}")
+    seconds = round(time.perf_counter() - started, 3)
+    return Record(
+        job.name,
+        job.line,
+        "ok",
+        None,
+        job.output,
+        seconds,
+        job.spec,
+        settings(plan),
+        outcome.warnings,
+        batch.rank.rank,
+    )
+
+
+def _forget_unused(cache: Any, uses: Counter, used: Iterable[str]) -> None:
+    """Drop the embeddings of prompts no later job of this rank encodes: the cache stays small."""
+    for text in used:
+        uses[text] -= 1
+        if uses[text] == 0:
+            cache.discard(text)
+
+
+def _use_device(runtime: Runtime) -> None:
+    """Make a numbered GPU the current one: torch.cuda calls without a device (synchronize) then use it
+    rather than opening a context on GPU 0 from every rank."""
+    import torch
+
+    if runtime.device.startswith("cuda:"):
+        torch.cuda.set_device(runtime.device)
+
+
+def _free_device_memory(runtime: Runtime) -> None:
+    """After running out of memory, hand the allocator's cached blocks back so the next job starts clean."""
+    import torch
+
+    if runtime.device.startswith("cuda"):
+        torch.cuda.empty_cache()
+
+
+def settings(plan: Plan) -> dict[str, Any]:
+    """The generated video's settings for its record: what the sidecar says, without timings."""
+    from vidgen.summary import settings as request_settings
+
+    request, runtime = plan.request, plan.runtime
+    return {
+        "mode": request.mode,
+        "prompt": request.prompt,
+        "negative_prompt": request.negative_prompt,
+        "seed": request.seed,
+        **request_settings(plan),
+        "model": plan.source.spec,
+        "device": runtime.device,
+        "dtype": dtype_name(runtime.dtype),
+        "offload": runtime.offload,
+        "vae_tiling": runtime.vae_tiling,
+    }
+
+
+def _failed(
+    job: Job, error: str, rank: int, plan: Plan | None = None, seconds: float | None = None
+) -> Record:
+    return Record(
+        job.name,
+        job.line,
+        "failed",
+        error,
+        None,
+        None if seconds is None else round(seconds, 3),
+        job.spec if job.options else job.given,
+        settings(plan) if plan else None,
+        rank=rank,
+    )
+
+
+def _skipped(done: Record, rank: int) -> Record:
+    return Record(
+        done.name,
+        done.line,
+        "skipped",
+        None,
+        done.output,
+        done.seconds,
+        done.job,
+        done.settings,
+        done.warnings,
+        rank,
+    )
+
+
+def _record(manifest: ManifestWriter, report: Report, record: Record) -> None:
+    manifest.write(record)
+    report.add(record)
