@@ -6,11 +6,12 @@ their frame indices (averaged down to their coarser grids), are denoised at time
 cross-attention; only the noisy chunk's prediction is returned.
 
 Numerics follow diffusers 0.42.1 step for step (float32 norms, modulation, residuals and rotary; the time
-MLP and scale/shift tables kept in float32 under bf16 loading). Beyond it:
+MLP and scale/shift tables kept in float32 under bf16 loading), so bf16 outputs match its bf16 outputs
+bit for bit on CPU. Beyond it:
 - modulation is applied per segment (history rows, noisy rows) instead of materialising a float32
   [B, S, 6, D] table in every block;
-- an optional `HeliosCache` keeps the rotary table, the projected text and every block's cross-attention
-  keys/values between the denoising steps of a chunk;
+- an optional `HeliosCache` keeps the rotary table, the projected text, every block's cross-attention
+  keys/values and the history's timestep-0 embedding between the denoising steps of a chunk;
 - `fuse_qkv_projections` replaces q/k/v (cross: k/v) by one Linear instead of keeping both copies;
 - bf16 with `is_amplify_history` runs (diffusers 0.42.1 promotes the history keys to float32 and its
   attention call rejects the mixed dtypes).
@@ -55,7 +56,8 @@ MID_FACTOR, LONG_FACTOR = 2, 4
 class HeliosCache:
     """What stays the same across the denoising steps of one chunk, computed once and reused.
 
-    Holds the rotary table, the projected text and each block's cross-attention keys/values. Each entry
+    Holds the rotary table, the projected text, each block's cross-attention keys/values and the history's
+    timestep-0 embedding. Each entry
     remembers the tensors it came from and is recomputed when a call passes other tensor objects or other
     sizes, so one cache per guidance branch (cond / uncond) can follow a whole generation. Mutating those
     input tensors in place, or the model's weights, makes the cache stale: start a new one then.
@@ -376,17 +378,12 @@ class _HistoryStream(NamedTuple):
 
 
 def _patchify(conv: nn.Conv3d, latents: torch.Tensor) -> torch.Tensor:
-    """[B, C, F, H, W] -> [B, F'*H'*W', D] tokens in (frame, row, column) order, as conv(latents) would.
+    """[B, C, F, H, W] -> [B, F'*H'*W', D] tokens in (frame, row, column) order.
 
-    Computed as one matmul with the conv's weight: on CPU, oneDNN re-lays out the weight on every conv
-    call, which made the 4x8x8 long-history embedding take 1.6x as long.
+    Kept a convolution: a matmul over the same weights is faster on CPU (oneDNN re-lays out big conv
+    weights every call) but sums in another order, and bf16 outputs then stop matching diffusers'.
     """
-    kt, kh, kw = conv.kernel_size
-    b, c, f, h, w = latents.shape
-    f, h, w = f // kt, h // kh, w // kw  # a strided conv drops what does not fill a patch
-    x = latents[:, :, : f * kt, : h * kh, : w * kw].reshape(b, c, f, kt, h, kh, w, kw)
-    x = x.permute(0, 2, 4, 6, 1, 3, 5, 7).reshape(b, f * h * w, c * kt * kh * kw)  # patch order (c, t, y, x)
-    return F.linear(x, conv.weight.flatten(1), conv.bias)
+    return conv(latents).flatten(2).transpose(1, 2)
 
 
 def _unpatchify(
@@ -525,6 +522,7 @@ class HeliosTransformer3DModel(ModelMixin, ConfigMixin):
         """
         batch = hidden_states.shape[0]
         patch = tuple(self.config.patch_size)
+        noisy = _patchify(self.patch_embedding, hidden_states)  # [B, F'*H'*W', D]
         grid = tuple(n // p for n, p in zip(hidden_states.shape[2:], patch, strict=True))  # (F', H', W')
         streams = self._history_streams(
             (latents_history_long, indices_latents_history_long, "patch_long", LONG_FACTOR),
@@ -532,7 +530,7 @@ class HeliosTransformer3DModel(ModelMixin, ConfigMixin):
             (latents_history_short, indices_latents_history_short, "patch_short", 1),
         )
         history = [_patchify(s.conv, s.latents) for s in streams]
-        tokens = torch.cat([*history, _patchify(self.patch_embedding, hidden_states)], dim=1)  # [B, S, D]
+        tokens = torch.cat([*history, noisy], dim=1)  # [B, S, D]
         split = tokens.shape[1] - math.prod(grid)  # history tokens come first
 
         # Rotary positions: every history term on the 1x grid of its latents, averaged down to its own.
@@ -547,7 +545,7 @@ class HeliosTransformer3DModel(ModelMixin, ConfigMixin):
             (encoder_hidden_states,),
             partial(self.condition_embedder.text_embedder, encoder_hidden_states),
         )
-        temb, time_rows = self._embed_time(timestep, batch, encoder_hidden_states.dtype, split > 0)
+        temb, time_rows = self._embed_time(timestep, batch, encoder_hidden_states.dtype, split > 0, cache)
 
         for i, block in enumerate(self.blocks):
             text_kv = _cached(
@@ -590,17 +588,23 @@ class HeliosTransformer3DModel(ModelMixin, ConfigMixin):
         return torch.cat([p.expand(batch, -1, -1, -1) for p in parts], dim=1)
 
     def _embed_time(
-        self, timestep: torch.Tensor, batch: int, dtype: torch.dtype, has_history: bool
+        self,
+        timestep: torch.Tensor,
+        batch: int,
+        dtype: torch.dtype,
+        has_history: bool,
+        cache: HeliosCache | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """-> the chunk's temb [B, D] and modulation rows [B, 2, 6, D]: (history tokens, noisy tokens)."""
-        timestep = timestep.reshape(-1).expand(batch)
-        zero_history = has_history and self.config.zero_history_timestep
-        if not zero_history:
-            temb, rows = self.condition_embedder.embed_time(timestep, dtype)
+        temb, rows = self.condition_embedder.embed_time(timestep.reshape(-1).expand(batch), dtype)
+        if not (has_history and self.config.zero_history_timestep):
             return temb, rows[:, None].expand(-1, 2, -1, -1)
-        # History tokens are clean: they get timestep 0, embedded in the same matmuls as the chunk's steps.
-        temb, rows = self.condition_embedder.embed_time(torch.cat([timestep.new_zeros(1), timestep]), dtype)
-        return temb[1:], torch.stack([rows[:1].expand(batch, -1, -1), rows[1:]], dim=1)
+        # History tokens are clean: timestep 0, a constant. Embedded on its own as diffusers does (batching
+        # it with the chunk's steps changes the matmul's rounding in bf16).
+        zero = timestep.new_zeros(1)
+        embed_zero = partial(self.condition_embedder.embed_time, zero, dtype)
+        _, zero_rows = _cached(cache, "zero_timestep", (dtype, zero.device), embed_zero)
+        return temb, torch.stack([zero_rows.expand(batch, -1, -1), rows], dim=1)
 
 
 def _flat(positions: list[tuple]) -> tuple:
