@@ -4,10 +4,11 @@ The model has the released width (40 heads x 128, FFN 13824, UMT5 width 4096) bu
 runs one pipeline-shaped call: a 3-latent-frame chunk plus the short / mid / long history terms that
 HeliosPipeline builds (history sizes [16, 2, 1] with keep_first_frame: 2 short, 2 mid and 16 long latent
 frames), batch 1 (the pipeline runs cond and uncond as separate calls), 512 text tokens. The default
-latent grid, 16x16 (128x128 pixels: 192 chunk tokens + 160 history tokens), keeps a CPU run near a minute;
+latent grid, 16x16 (128x128 pixels: 192 chunk tokens + 160 history tokens), keeps a 2-core CPU run to minutes;
 the released resolution is 48x80 latents (`--height 48 --width 80`, GPU-sized).
 
-Runs alternate (ours, diffusers, ours, ...) after a warm-up so drifting machine load hits both alike.
+Runs alternate (ours, diffusers, ours, ...) after a warm-up so drifting machine load hits both alike; on a
+machine shared with other jobs, `--clock cpu` (one thread, process CPU time) is much steadier.
 Three pairs are timed:
   1. unfused vs unfused (the checkpoint layout);
   2. fused QKV vs diffusers' fused QKV;
@@ -17,6 +18,7 @@ Three pairs are timed:
      the small default grid.
 
     python bench/helios_forward.py
+    python bench/helios_forward.py --clock cpu
     python bench/helios_forward.py --device cuda --dtype bf16 --layers 4 --height 48 --width 80
 """
 
@@ -49,6 +51,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per model and pair")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs per model and pair (at least 1)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="cpu: one thread, timed by process CPU time; steadier than wall time on a shared machine",
+    )
     return parser.parse_args()
 
 
@@ -105,14 +113,17 @@ def token_counts(args: argparse.Namespace) -> tuple[int, int]:
     return chunk, short + mid + long
 
 
-def time_once(model: torch.nn.Module, inputs: dict, device: str, **kwargs) -> tuple[float, torch.Tensor]:
-    if device.startswith("cuda"):
+def time_once(
+    model: torch.nn.Module, inputs: dict, args: argparse.Namespace, **kwargs
+) -> tuple[float, torch.Tensor]:
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    if args.device.startswith("cuda"):
         torch.cuda.synchronize()
-    start = time.perf_counter()
+    start = clock()
     (out,) = model(**inputs, return_dict=False, **kwargs)
-    if device.startswith("cuda"):
+    if args.device.startswith("cuda"):
         torch.cuda.synchronize()
-    return time.perf_counter() - start, out
+    return clock() - start, out
 
 
 def compare(
@@ -122,8 +133,8 @@ def compare(
     ours_times, reference_times = [], []
     with torch.inference_mode():
         for run in range(args.warmup + args.repeats):
-            mine, actual = time_once(ours, inputs, args.device, **ours_kwargs)
-            theirs, expected = time_once(reference, inputs, args.device)
+            mine, actual = time_once(ours, inputs, args, **ours_kwargs)
+            theirs, expected = time_once(reference, inputs, args)
             if run >= args.warmup:
                 ours_times.append(mine)
                 reference_times.append(theirs)
@@ -139,8 +150,10 @@ def compare(
 
 def main() -> None:
     args = parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if args.clock == "cpu" and args.device != "cpu":
+        raise SystemExit("--clock cpu times CPU runs only")
+    if args.threads or args.clock == "cpu":
+        torch.set_num_threads(1 if args.clock == "cpu" else args.threads)
     ours, reference = build_models(args)
     inputs = make_inputs(args)
     chunk, history = token_counts(args)
@@ -148,7 +161,7 @@ def main() -> None:
         f"Helios released width, {args.layers} layer(s), batch {args.batch}, {args.frames}x{args.height}x"
         f"{args.width} chunk latents + history {list(HISTORY_SIZES)} ({chunk} chunk + {history} history "
         f"tokens, {args.text_tokens} text tokens), {args.dtype} on {args.device}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads",
+        f"{torch.get_num_threads()} threads, {args.clock} clock",
         flush=True,
     )
     print("1. unfused (checkpoint layout):", flush=True)

@@ -69,6 +69,7 @@ def pipeline_inputs(
     timestep_dtype: torch.dtype = torch.float32,
     channels: int = TINY["in_channels"],
     text_dim: int = TINY["text_dim"],
+    per_sample_indices: bool = False,
     seed: int = 1,
 ) -> dict:
     """Transformer inputs as HeliosPipeline builds them (keep_first_frame: a prefix frame joins the short).
@@ -91,11 +92,13 @@ def pipeline_inputs(
     prefix, idx_long, idx_mid, idx_one, idx_chunk = indices.split([1, long, mid, one, chunk_frames])
     history = torch.randn(batch, channels, 1 + long + mid + one, height, width, generator=g)
     prefix_latents, latents_long, latents_mid, latents_one = history.split([1, long, mid, one], dim=2)
+    # The pipelines pass indices [1, frames] whatever the batch; per_sample_indices gives one row per sample.
+    rows = batch if per_sample_indices else 1
     inputs |= {
-        "indices_hidden_states": idx_chunk[None],
-        "indices_latents_history_short": torch.cat([prefix, idx_one])[None],
-        "indices_latents_history_mid": idx_mid[None],
-        "indices_latents_history_long": idx_long[None],
+        "indices_hidden_states": idx_chunk.expand(rows, -1),
+        "indices_latents_history_short": torch.cat([prefix, idx_one]).expand(rows, -1),
+        "indices_latents_history_mid": idx_mid.expand(rows, -1),
+        "indices_latents_history_long": idx_long.expand(rows, -1),
         "latents_history_short": torch.cat([prefix_latents, latents_one], dim=2),
         "latents_history_mid": latents_mid,
         "latents_history_long": latents_long,
@@ -112,6 +115,7 @@ def run(model: torch.nn.Module, inputs: dict, **kwargs) -> torch.Tensor:
 CASES = {
     "released_switches": ({}, {}),
     "released_switches_batch2": ({}, {"batch": 2}),
+    "per_sample_indices": ({}, {"batch": 2, "per_sample_indices": True}),
     "no_history": ({}, {"history_sizes": None, "batch": 2}),
     "no_memory_patch": ({"has_multi_term_memory_patch": False}, {"history_sizes": None}),
     "no_guidance_cross_attn": ({"guidance_cross_attn": False}, {"batch": 2}),

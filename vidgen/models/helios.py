@@ -57,10 +57,11 @@ class HeliosCache:
     """What stays the same across the denoising steps of one chunk, computed once and reused.
 
     Holds the rotary table, the projected text, each block's cross-attention keys/values and the history's
-    timestep-0 embedding. Each entry
-    remembers the tensors it came from and is recomputed when a call passes other tensor objects or other
-    sizes, so one cache per guidance branch (cond / uncond) can follow a whole generation. Mutating those
-    input tensors in place, or the model's weights, makes the cache stale: start a new one then.
+    timestep-0 embedding. Each entry remembers the tensors it came from and is recomputed when a call
+    passes other tensor objects or other sizes, so one cache per guidance branch (cond / uncond) can follow
+    a whole generation. Mutating those input tensors in place, or the model's weights, makes the cache
+    stale: start a new one then. The keys/values cost 2 x layers x B x text tokens x 5120 values (420 MB
+    in bf16 for the released model, one prompt).
     """
 
     def __init__(self) -> None:
@@ -191,9 +192,8 @@ class _FusableProjections(nn.Module):
     def unfuse_projections(self) -> None:
         if not hasattr(self, self.fused_name):
             return
-        for name, layer in zip(
-            self.fused_parts, split_linear(getattr(self, self.fused_name), len(self.fused_parts)), strict=True
-        ):
+        layers = split_linear(getattr(self, self.fused_name), len(self.fused_parts))
+        for name, layer in zip(self.fused_parts, layers, strict=True):
             setattr(self, name, layer)
         delattr(self, self.fused_name)
 
@@ -536,8 +536,9 @@ class HeliosTransformer3DModel(ModelMixin, ConfigMixin):
         # Rotary positions: every history term on the 1x grid of its latents, averaged down to its own.
         positions = [(s.indices, *s.rotary_grid, s.factor) for s in streams]
         positions.append((indices_hidden_states, grid[1], grid[2], 1))
-        key = (*_flat(positions), grid[0])
-        freqs = _cached(cache, "rotary", key, partial(self._rotary, positions, grid[0], hidden_states.device))
+        rotary_key = (*_flat(positions), grid[0])
+        compute_rotary = partial(self._rotary, positions, grid[0], hidden_states.device)
+        freqs = _cached(cache, "rotary", rotary_key, compute_rotary)
 
         text = _cached(
             cache,
