@@ -21,6 +21,11 @@ PART = re.compile(r"manifest\.rank(\d+)\.jsonl")
 DONE = ("ok", "skipped")  # skipped: done by an earlier run, and still what the job asks for
 
 
+def now() -> str:
+    """UTC, to the microsecond: ISO strings in one format sort as the times do."""
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
 @dataclass(frozen=True)
 class Record:
     """One line of the manifest."""
@@ -35,9 +40,7 @@ class Record:
     settings: dict[str, Any] | None = None  # as generated: seed, size, steps... (the sidecar has more)
     warnings: list[str] = field(default_factory=list)
     rank: int = 0
-    finished: str = field(
-        default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="microseconds")
-    )
+    finished: str = field(default_factory=now)
 
     @classmethod
     def from_json(cls, values: dict[str, Any]) -> "Record":

@@ -13,11 +13,11 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from vidgen import console
 from vidgen.batch.jobs import Job, job_files, parse_jobs, plan_job, prompts, read_job_file
-from vidgen.batch.manifest import ManifestWriter, Record, is_done, latest, manifest_name
+from vidgen.batch.manifest import ManifestWriter, Record, is_done, latest, manifest_name, now
 from vidgen.batch.progress import BatchProgress
 from vidgen.batch.ranks import Rank, gather
 from vidgen.batch.report import Report, line_list, merge
@@ -25,7 +25,11 @@ from vidgen.errors import INTERRUPTED, OUT_OF_MEMORY, VidgenError
 from vidgen.presets import Preset, load_presets
 from vidgen.request import Runtime
 from vidgen.sources import parse_model
+from vidgen.summary import settings as request_settings
 from vidgen.validate import Model, Options, Plan, build_runtime, dtype_name, resolve_device, resolve_model
+
+if TYPE_CHECKING:  # transformers, which the text stage imports, takes seconds to import
+    from vidgen.stages.text import TextCache
 
 # Options that set how the one model runs, for every job.
 RUNTIME_OPTIONS = ("dtype", "offload", "vae_tiling")
@@ -182,7 +186,7 @@ def run_share(batch: Batch, report: Report, quiet: bool) -> None:
             if job.error is not None:
                 _record(manifest, report, _failed(job, job.error, batch.rank.rank))
             elif batch.done(job):
-                _record(manifest, report, _skipped(batch.standing[job.name], batch.rank.rank))
+                _record(manifest, report, _skipped(job, batch.standing[job.name], batch.rank.rank))
         if to_run:
             _run_jobs(batch, to_run, manifest, report, progress)
 
@@ -228,22 +232,20 @@ def _run_job(batch: Batch, job: Job, progress: BatchProgress, generate: Callable
         )
     for line in outcome.warnings:
         progress.print(f"warning: {job.name}: {line}")
-    seconds = round(time.perf_counter() - started, 3)
     return Record(
-        job.name,
-        job.line,
-        "ok",
-        None,
-        job.output,
-        seconds,
-        job.spec,
-        settings(plan),
-        outcome.warnings,
-        batch.rank.rank,
+        name=job.name,
+        line=job.line,
+        status="ok",
+        output=job.output,
+        seconds=round(time.perf_counter() - started, 3),
+        job=job.spec,
+        settings=settings(plan),
+        warnings=outcome.warnings,
+        rank=batch.rank.rank,
     )
 
 
-def _forget_unused(cache: Any, uses: Counter, used: Iterable[str]) -> None:
+def _forget_unused(cache: "TextCache", uses: Counter, used: Iterable[str]) -> None:
     """Drop the embeddings of prompts no later job of this rank encodes: the cache stays small."""
     for text in used:
         uses[text] -= 1
@@ -270,8 +272,6 @@ def _free_device_memory(runtime: Runtime) -> None:
 
 def settings(plan: Plan) -> dict[str, Any]:
     """The generated video's settings for its record: what the sidecar says, without timings."""
-    from vidgen.summary import settings as request_settings
-
     request, runtime = plan.request, plan.runtime
     return {
         "mode": request.mode,
@@ -291,31 +291,20 @@ def _failed(
     job: Job, error: str, rank: int, plan: Plan | None = None, seconds: float | None = None
 ) -> Record:
     return Record(
-        job.name,
-        job.line,
-        "failed",
-        error,
-        None,
-        None if seconds is None else round(seconds, 3),
-        job.spec if job.options else job.given,
-        settings(plan) if plan else None,
+        name=job.name,
+        line=job.line,
+        status="failed",
+        error=error,
+        seconds=None if seconds is None else round(seconds, 3),
+        job=job.spec if job.options else job.given,  # a line that did not parse keeps what it said
+        settings=settings(plan) if plan else None,
         rank=rank,
     )
 
 
-def _skipped(done: Record, rank: int) -> Record:
-    return Record(
-        done.name,
-        done.line,
-        "skipped",
-        None,
-        done.output,
-        done.seconds,
-        done.job,
-        done.settings,
-        done.warnings,
-        rank,
-    )
+def _skipped(job: Job, done: Record, rank: int) -> Record:
+    """The record that made the job's output, carried forward: the latest record says where a job stands."""
+    return replace(done, status="skipped", line=job.line, rank=rank, finished=now())
 
 
 def _record(manifest: ManifestWriter, report: Report, record: Record) -> None:
