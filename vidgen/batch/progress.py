@@ -14,9 +14,13 @@ from rich.text import Text
 from vidgen.batch.manifest import Record
 
 
-def eta(elapsed: float, done: int, total: int) -> float | None:
-    """Seconds left, from the mean time of the `done` jobs; None before the first one ends."""
-    return elapsed / done * (total - done) if done else None
+def eta(elapsed: float, done: int, total: int, last_done: float | None = None) -> float | None:
+    """Seconds left: the mean time of the `done` jobs for each job left, less the time the current job
+    has run since the last one ended (at `last_done`, default now); None before the first one ends."""
+    if not done:
+        return None
+    last_done = elapsed if last_done is None else last_done
+    return max(last_done / done * (total - done) - (elapsed - last_done), 0.0)
 
 
 def clock(seconds: float | None) -> str:
@@ -34,7 +38,7 @@ class _Times(ProgressColumn):
         if not task.fields.get("jobs"):
             return Text("")
         elapsed = task.elapsed or 0.0
-        left = eta(elapsed, int(task.completed), int(task.total or 0))
+        left = eta(elapsed, int(task.completed), int(task.total or 0), task.fields.get("last_done", 0.0))
         return Text(f"{clock(elapsed)} ETA {clock(left)}", style="progress.remaining")
 
 
@@ -56,7 +60,7 @@ class BatchProgress:
         self._jobs_task = self._stage_task = None
 
     def __enter__(self) -> "BatchProgress":
-        if self.console.is_terminal and not self.quiet:
+        if self.console.is_terminal and not self.quiet and self.total:
             self._bars = Progress(
                 TextColumn("{task.description:<24}"),
                 BarColumn(),
@@ -89,7 +93,8 @@ class BatchProgress:
     def end_job(self, record: Record) -> None:
         self.done += 1
         if self._jobs_task is not None:
-            self._bars.advance(self._jobs_task)
+            elapsed = self._bars.tasks[self._jobs_task].elapsed or 0.0
+            self._bars.update(self._jobs_task, advance=1, last_done=elapsed)
         if record.status == "failed":
             self.print(f"error: {record.name} (line {record.line}) failed: {record.error}")
         elif self._bars is None and not self.quiet:
