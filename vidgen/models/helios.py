@@ -144,11 +144,17 @@ def _as_complex(table: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------------
 
 
-def _layer_norm_fp32(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
-    """LayerNorm computed in float32; returns float32."""
-    weight = norm.weight.float() if norm.weight is not None else None
-    bias = norm.bias.float() if norm.bias is not None else None
-    return F.layer_norm(x.float(), norm.normalized_shape, weight, bias, norm.eps)
+class Float32LayerNorm(nn.LayerNorm):
+    """LayerNorm computed in float32 whatever the input's dtype; returns float32.
+
+    A module rather than a function on `norm.weight`, so that accelerate's offload hooks, which run on
+    a module's forward, bring the weights to the device before they are read.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.weight.float() if self.weight is not None else None
+        bias = self.bias.float() if self.bias is not None else None
+        return F.layer_norm(x.float(), self.normalized_shape, weight, bias, self.eps)
 
 
 def _modulate_(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, split: int) -> torch.Tensor:
@@ -301,12 +307,12 @@ class HeliosTransformerBlock(nn.Module):
         history_scale_mode: str,
     ) -> None:
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps, elementwise_affine=False)
+        self.norm1 = Float32LayerNorm(dim, eps, elementwise_affine=False)
         self.attn1 = HeliosSelfAttention(dim, heads, eps, is_amplify_history, history_scale_mode)
         self.attn2 = HeliosCrossAttention(dim, heads, eps, added_kv_proj_dim)
-        self.norm2 = nn.LayerNorm(dim, eps, elementwise_affine=True) if cross_attn_norm else None
+        self.norm2 = Float32LayerNorm(dim, eps, elementwise_affine=True) if cross_attn_norm else None
         self.ffn = FeedForward(dim, ffn_dim, act="gelu-approximate")
-        self.norm3 = nn.LayerNorm(dim, eps, elementwise_affine=False)
+        self.norm3 = Float32LayerNorm(dim, eps, elementwise_affine=False)
         self.scale_shift_table = nn.Parameter(torch.randn(1, 6, dim) / dim**0.5)
         self.guidance_cross_attn = guidance_cross_attn
 
@@ -323,16 +329,16 @@ class HeliosTransformerBlock(nn.Module):
             self.scale_shift_table[:, None] + time_rows.float()
         ).unbind(2)  # each [B, 2, D], float32
 
-        normed = _modulate_(_layer_norm_fp32(self.norm1, x), shift, scale, split).to(x.dtype)
+        normed = _modulate_(self.norm1(x), shift, scale, split).to(x.dtype)
         x = _gated_residual(x, self.attn1(normed, freqs, split), gate, split)
 
         # With guidance_cross_attn only the noisy tokens attend to the text.
         start = split if self.guidance_cross_attn else 0
         tokens = x[:, start:]
-        normed = _layer_norm_fp32(self.norm2, tokens).to(x.dtype) if self.norm2 is not None else tokens
+        normed = self.norm2(tokens).to(x.dtype) if self.norm2 is not None else tokens
         tokens += self.attn2(normed, text_key_value)
 
-        normed = _modulate_(_layer_norm_fp32(self.norm3, x), ffn_shift, ffn_scale, split).to(x.dtype)
+        normed = _modulate_(self.norm3(x), ffn_shift, ffn_scale, split).to(x.dtype)
         return _gated_residual(x, self.ffn(normed), ffn_gate, split)
 
 
@@ -361,12 +367,12 @@ class HeliosOutputNorm(nn.Module):
     def __init__(self, dim: int, eps: float) -> None:
         super().__init__()
         self.scale_shift_table = nn.Parameter(torch.randn(1, 2, dim) / dim**0.5)
-        self.norm = nn.LayerNorm(dim, eps, elementwise_affine=False)
+        self.norm = Float32LayerNorm(dim, eps, elementwise_affine=False)
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
         """x [B, N, D], temb [B, D] -> [B, N, D]."""
         shift, scale = (self.scale_shift_table + temb[:, None].float()).chunk(2, dim=1)  # [B, 1, D] each
-        return (_layer_norm_fp32(self.norm, x) * (1 + scale) + shift).to(x.dtype)
+        return (self.norm(x) * (1 + scale) + shift).to(x.dtype)
 
 
 class _HistoryStream(NamedTuple):
