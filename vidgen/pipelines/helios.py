@@ -43,9 +43,10 @@ from vidgen.stages.text import TextCache, encode_prompts
 
 SCHEDULERS = {cls.__name__: cls for cls in (HeliosScheduler, HeliosDMDScheduler)}
 
-# Chunk index -> the prompt that conditions it. Prompt interpolation (the authors' interactive mode)
-# would be a schedule of embeddings instead; `_ChunkText` is the one place that would change.
-PromptSchedule = Callable[[int], str]
+# Chunk index -> the text that conditions it: a prompt, or (prompt, weight) pairs whose embeddings are
+# blended, weight x embedding summed (the authors' interactive mode interpolates between two prompts
+# over a few chunks after a switch).
+PromptSchedule = Callable[[int], str | Sequence[tuple[str, float]]]
 
 
 @dataclass(frozen=True)
@@ -277,19 +278,23 @@ class _ChunkText:
         self.model, self.request, self.runtime, self.guidance = model, request, runtime, guidance
         self.cache = TextCache() if cache is None else cache
         self.schedule = schedule
-        self.current: tuple[str, Conditioning] | None = None
+        self.current: tuple[object, Conditioning] | None = None
         # One transformer cache per guidance branch, reused across steps (vidgen's transformer only).
         cached = isinstance(model.transformer, HeliosTransformer3DModel)
         self.caches = (HeliosCache(), HeliosCache()) if cached else (None, None)
 
     def at(self, chunk: int) -> Conditioning:
-        prompt = self.schedule(chunk)
-        if self.current is None or self.current[0] != prompt:
-            self.current = (prompt, self._encode(prompt))
+        text = self.schedule(chunk)
+        key = text if isinstance(text, str) else tuple((prompt, float(weight)) for prompt, weight in text)
+        if self.current is None or self.current[0] != key:
+            self.current = (key, self._encode(key))
         return self.current[1]
 
-    def _encode(self, prompt: str) -> Conditioning:
-        prompts = [prompt, self.request.negative_prompt] if self.guidance.enabled else [prompt]
+    def _encode(self, text: str | tuple[tuple[str, float], ...]) -> Conditioning:
+        blend = ((text, 1.0),) if isinstance(text, str) else text
+        prompts = [prompt for prompt, _ in blend]
+        if self.guidance.enabled:
+            prompts.append(self.request.negative_prompt)
         model = self.model
         encodings = encode_prompts(
             prompts,
@@ -303,8 +308,15 @@ class _ChunkText:
             encode=encode_prompt,
         )
         dtype = model.transformer.dtype
-        embeds = [e.embeds.to(self.runtime.device, dtype) for e in encodings]  # [1, L, D] each
-        return Conditioning(embeds[0], embeds[1] if len(embeds) > 1 else None, self.caches)
+        embeds = [e.embeds for e in encodings]  # [1, L, D] each, on the CPU
+        prompt = embeds[0] if isinstance(text, str) else _blended(blend, embeds)
+        negative = embeds[-1].to(self.runtime.device, dtype) if self.guidance.enabled else None
+        return Conditioning(prompt.to(self.runtime.device, dtype), negative, self.caches)
+
+
+def _blended(blend: tuple[tuple[str, float], ...], embeds: list[torch.Tensor]) -> torch.Tensor:
+    """The weighted sum of the blend's prompt embeddings, in float32 (in bf16 each term would round)."""
+    return sum(weight * e.float() for (_, weight), e in zip(blend, embeds[: len(blend)], strict=True))
 
 
 def _start_history(
