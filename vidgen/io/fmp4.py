@@ -1,0 +1,143 @@
+"""A fragmented MP4 that grows one chunk at a time and plays after every chunk, even if cut off.
+
+Each chunk is encoded by its own ffmpeg run into a tiny fragmented MP4 (ftyp, moov, then one moof+mdat
+fragment per keyframe); the first chunk's header and every chunk's fragments are appended to the
+output. So the output always ends on a whole chunk: a player or decoder reading it while it grows, or
+after Ctrl-C or a crash, sees every chunk finished so far, and nothing stays buffered in an encoder
+(one long-running ffmpeg holds each fragment back until the next one starts, so the newest chunk
+would show up only when the one after it does).
+
+Appending needs two fields of each fragment rewritten: its sequence number (mfhd), and its start
+time (tfdt), which every ffmpeg run begins at 0. Every run must write the same header (same size,
+codec settings and metadata), which `append` checks, so that one header describes all fragments.
+"""
+
+import struct
+import subprocess
+from collections.abc import Iterator
+from typing import BinaryIO
+
+import numpy as np
+
+# libx264 in yuv420p as the whole-video writer uses; no B-frames, so that presentation and decoding
+# times are equal and a fragment's start time is all there is to shift; one keyframe per chunk.
+X264 = ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "18", "-bf", "0", "-sc_threshold", "0"]
+MOVFLAGS = ["-movflags", "frag_keyframe+empty_moov+default_base_moof"]
+
+
+class FragmentedMp4:
+    """Appends chunks of uint8 frames [F, H, W, 3] to `out` (a file or a pipe) as MP4 fragments."""
+
+    def __init__(self, out: BinaryIO, fps: int, comment: str | None = None) -> None:
+        self.out, self.fps, self.comment = out, fps, comment
+        self.header: bytes | None = None  # ftyp + moov of the first chunk
+        self.frame_duration = 0  # in the track's timescale, read from the first header
+        self.fragments = 0
+        self.frames_written = 0
+
+    def append(self, frames: np.ndarray) -> None:
+        """Encode `frames` and append them; when this returns they are in `out` and flushed."""
+        encoded = encode_chunk(frames, self.fps, self.comment)
+        boxes = list(split_boxes(encoded))
+        header = b"".join(box for kind, box in boxes if kind in (b"ftyp", b"moov"))
+        if self.header is None:
+            self.header = header
+            self.frame_duration = timescale(header) // self.fps
+            self.out.write(header)
+        elif header != self.header:
+            raise RuntimeError("ffmpeg wrote a different MP4 header for a later chunk; cannot append it")
+        start = self.frames_written * self.frame_duration
+        for kind, box in boxes:
+            if kind == b"moof":
+                self.fragments += 1
+                box = renumbered_fragment(box, self.fragments, start)
+            if kind in (b"moof", b"mdat"):  # mfra, an index of this run's offsets, would be wrong here
+                self.out.write(box)
+        self.out.flush()
+        self.frames_written += len(frames)
+
+
+def encode_chunk(frames: np.ndarray, fps: int, comment: str | None = None) -> bytes:
+    """uint8 [F, H, W, 3] -> a complete fragmented MP4 of those frames, in memory (one chunk's worth)."""
+    import imageio_ffmpeg
+
+    count, height, width, _ = frames.shape
+    if width % 2 or height % 2:
+        raise ValueError(f"H.264 in yuv420p needs even sizes, got {width}x{height}")
+    command = [
+        imageio_ffmpeg.get_ffmpeg_exe(),
+        *("-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}"),
+        *("-r", str(fps), "-i", "-"),
+        *X264,
+        *("-g", str(count)),
+        *MOVFLAGS,
+        *([] if comment is None else ["-metadata", f"comment={comment}"]),
+        *("-f", "mp4", "pipe:1"),
+    ]
+    # A session of its own: Ctrl-C in the terminal goes to vidgen, which finishes the chunk, and not
+    # to ffmpeg, which would stop halfway through it.
+    done = subprocess.run(
+        command, input=np.ascontiguousarray(frames).tobytes(), capture_output=True, start_new_session=True
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"ffmpeg failed on a chunk: {done.stderr.decode(errors='replace').strip()}")
+    return done.stdout
+
+
+def split_boxes(data: bytes, start: int = 0, end: int | None = None) -> Iterator[tuple[bytes, bytes]]:
+    """The top-level ISO-BMFF boxes in data[start:end], as (type, whole box)."""
+    end = len(data) if end is None else end
+    while start < end:
+        size, kind = struct.unpack(">I4s", data[start : start + 8])
+        if size < 8:  # 0 (to the end of the file) and 1 (64-bit size): ffmpeg writes neither here
+            raise ValueError(f"unsupported MP4 box size {size} for {kind!r}")
+        yield kind, data[start : start + size]
+        start += size
+
+
+def timescale(header: bytes) -> int:
+    """The video track's timescale (ticks per second), from moov/trak/mdia/mdhd."""
+    mdhd = _find(header, [b"moov", b"trak", b"mdia", b"mdhd"])
+    version = mdhd[8]
+    offset = 28 if version == 1 else 20  # after the 32- or 64-bit creation and modification times
+    return struct.unpack(">I", mdhd[offset : offset + 4])[0]
+
+
+def renumbered_fragment(moof: bytes, sequence: int, start: int) -> bytes:
+    """`moof` with sequence number `sequence` and every track fragment shifted to begin at `start`."""
+    box = bytearray(moof)
+    for kind, offset, size in _children(box, 0):
+        if kind == b"mfhd":
+            box[offset + 12 : offset + 16] = struct.pack(">I", sequence)
+        if kind == b"traf":
+            for inner, at, _ in _children(box, offset, offset + size):
+                if inner == b"tfdt":
+                    _shift_tfdt(box, at, start)
+    return bytes(box)
+
+
+def _shift_tfdt(box: bytearray, at: int, start: int) -> None:
+    fmt, width = (">Q", 8) if box[at + 8] == 1 else (">I", 4)  # version 1: 64-bit decode time
+    (time,) = struct.unpack(fmt, box[at + 12 : at + 12 + width])
+    box[at + 12 : at + 12 + width] = struct.pack(fmt, time + start)
+
+
+def _children(
+    data: bytes | bytearray, parent: int, end: int | None = None
+) -> Iterator[tuple[bytes, int, int]]:
+    """(type, offset, size) of each box inside the box at `parent` (its 8-byte header skipped)."""
+    end = parent + struct.unpack(">I", data[parent : parent + 4])[0] if end is None else end
+    offset = parent + 8
+    while offset < end:
+        size, kind = struct.unpack(">I4s", data[offset : offset + 8])
+        yield kind, offset, size
+        offset += size
+
+
+def _find(data: bytes, path: list[bytes]) -> bytes:
+    """The first box along `path` from the top level, e.g. [b"moov", b"trak", b"mdia", b"mdhd"]."""
+    boxes = dict(split_boxes(data))
+    box = boxes[path[0]]
+    for kind in path[1:]:
+        box = next(child for child_kind, child in split_boxes(box, 8) if child_kind == kind)
+    return box

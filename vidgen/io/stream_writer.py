@@ -1,0 +1,77 @@
+"""Outputs that grow chunk by chunk under their final name, for `vidgen stream`.
+
+Unlike `VideoWriter` (a hidden partial file renamed into place when complete), a stream is written
+where the user asked, so it can be watched while it grows and keeps every finished chunk when the run
+stops early. Each `write` leaves the output whole: an MP4 that decodes to every frame written so far,
+or a folder of complete PNG files. Nothing is created before the first chunk arrives.
+"""
+
+import os
+import shutil
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+import numpy as np
+
+from vidgen.io.fmp4 import FragmentedMp4
+
+
+class ChunkWriter(Protocol):
+    frames_written: int
+
+    def write(self, frames: np.ndarray) -> None:
+        """Append uint8 frames [F, H, W, 3]; when it returns they are in the output."""
+
+    def close(self) -> None:
+        """Release the output (a file is closed; a pipe stays open for its owner)."""
+
+
+class Mp4Stream:
+    """A fragmented MP4 at `path` (replacing what is there once the first chunk arrives), or on `pipe`."""
+
+    def __init__(self, fps: int, comment: str | None, path: Path | None = None, pipe: BinaryIO | None = None):
+        if (path is None) == (pipe is None):
+            raise ValueError("give a path or a pipe")
+        self.path, self.fps, self.comment = path, fps, comment
+        self._out = pipe
+        self._mp4: FragmentedMp4 | None = None
+
+    @property
+    def frames_written(self) -> int:
+        return self._mp4.frames_written if self._mp4 else 0
+
+    def write(self, frames: np.ndarray) -> None:
+        if self._mp4 is None:
+            if self._out is None:
+                self._out = open(self.path, "wb")  # noqa: SIM115 - held open across chunks, closed in close()
+            self._mp4 = FragmentedMp4(self._out, self.fps, self.comment)
+        self._mp4.append(frames)
+
+    def close(self) -> None:
+        if self.path is not None and self._out is not None:
+            self._out.close()
+
+
+class PngStream:
+    """A folder of lossless frames, frame_00000.png, ...; each file appears whole (written, then renamed)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.frames_written = 0
+
+    def write(self, frames: np.ndarray) -> None:
+        from PIL import Image
+
+        if self.frames_written == 0:
+            # Checked before generating: an existing folder here is one --overwrite allowed replacing.
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder.mkdir()
+        for frame in frames:
+            final = self.folder / f"frame_{self.frames_written:05d}.png"
+            partial = final.with_name(f".{final.name}.partial")
+            Image.fromarray(frame).save(partial, format="png")
+            os.replace(partial, final)
+            self.frames_written += 1
+
+    def close(self) -> None:
+        pass
