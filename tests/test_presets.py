@@ -5,7 +5,7 @@ import diffusers
 import pytest
 
 from vidgen import tiny
-from vidgen.model_info import read_cogvideox_info
+from vidgen.model_info import read_cogvideox_info, read_helios_info
 from vidgen.presets import PRESET_DIR, close_names, find_preset, load_preset, load_presets, match_preset
 from vidgen.validate import DTYPES
 
@@ -22,14 +22,21 @@ def test_every_file_is_a_preset_named_like_its_file():
 
 @pytest.mark.parametrize("preset", PRESETS.values(), ids=lambda p: p.name)
 def test_defaults_obey_the_presets_own_rules(preset):
-    assert preset.family == "cogvideox"
+    assert preset.family in ("cogvideox", "helios")
     assert set(preset.modes) <= {"t2v", "i2v", "v2v"} and preset.modes
     assert preset.dtype in DTYPES
     assert preset.height % 16 == 0 and preset.width % 16 == 0
+    assert preset.frames <= preset.max_frames
+    if preset.family == "helios":
+        # Whole 33-frame chunks, cut to 4k+1 frames as diffusers cuts them: what the video will have.
+        chunks = -(-preset.frames // 33)
+        assert preset.frames == (chunks * 33 - 1) // 4 * 4 + 1 and preset.frame_step == 33
+        assert not preset.dynamic_cfg
+        return
     # 8k+1: 4 frames per latent frame, and an odd number of latent frames, which the VAE decodes
     # to exactly this many frames (see ModelInfo.decoded_frames).
     assert (preset.frames - 1) % 8 == 0
-    assert (preset.frames - 1) % preset.frame_step == 0 and preset.frames <= preset.max_frames
+    assert (preset.frames - 1) % preset.frame_step == 0
     scheduler = dict(preset.scheduler)
     if "_class_name" in scheduler:
         assert hasattr(diffusers, scheduler["_class_name"])
@@ -43,6 +50,18 @@ def test_released_presets_match_the_model_cards():
         "cogvideox-5b-i2v": ("THUDM/CogVideoX-5b-I2V", "bf16", 480, 720, 49, 8, ("i2v",)),
         "cogvideox1.5-5b": ("THUDM/CogVideoX1.5-5B", "bf16", 768, 1360, 81, 16, ("t2v", "v2v")),
         "cogvideox1.5-5b-i2v": ("THUDM/CogVideoX1.5-5B-I2V", "bf16", 768, 1360, 81, 16, ("i2v",)),
+        # 97 frames: the authors' 99 (3 chunks) as the video has them; 261: their 240 (8 chunks).
+        "helios-base": ("BestWishYsh/Helios-Base", "bf16", 384, 640, 97, 24, ("t2v", "i2v", "v2v")),
+        "helios-mid": ("BestWishYsh/Helios-Mid", "bf16", 384, 640, 97, 24, ("t2v", "i2v", "v2v")),
+        "helios-distilled": (
+            "BestWishYsh/Helios-Distilled",
+            "bf16",
+            384,
+            640,
+            261,
+            24,
+            ("t2v", "i2v", "v2v"),
+        ),
     }
     assert {p.name for p in RELEASED} == set(facts)
     for name, fact in facts.items():
@@ -51,7 +70,7 @@ def test_released_presets_match_the_model_cards():
 
 
 def test_5b_and_1_5_presets_sample_as_the_authors_do():
-    for preset in RELEASED:
+    for preset in (p for p in RELEASED if p.family == "cogvideox"):
         scheduler = dict(preset.scheduler)
         if preset.name == "cogvideox-2b":
             assert scheduler == {} and not preset.dynamic_cfg
@@ -60,7 +79,34 @@ def test_5b_and_1_5_presets_sample_as_the_authors_do():
             assert preset.dynamic_cfg
 
 
-@pytest.mark.parametrize("preset", TINY, ids=lambda p: p.name)
+def test_helios_presets_sample_as_the_authors_scripts_do():
+    # scripts/inference/helios-*_t2v.sh: (steps, per pyramid stage for Mid and Distilled; guidance;
+    # amplified first chunk). The scheduler is each folder's own, as the scripts load it.
+    facts = {
+        "helios-base": (50, 5.0, False),
+        "helios-mid": (20, 5.0, False),
+        "helios-distilled": (2, 1.0, True),
+    }
+    for name, fact in facts.items():
+        preset = PRESETS[name]
+        assert (preset.steps, preset.guidance, preset.amplify_first_chunk) == fact
+        assert preset.scheduler == ()
+
+
+@pytest.mark.parametrize("preset", [p for p in TINY if p.family == "helios"], ids=lambda p: p.name)
+def test_tiny_helios_preset_agrees_with_the_folder_built_for_it(preset):
+    family, variant = preset.tiny_variant
+    info = read_helios_info(tiny.ensure_tiny(family, variant))
+    assert (info.architecture, info.modes) == (preset.architecture, preset.modes)
+    assert (
+        preset.dtype == "fp32"
+        and preset.height % info.size_multiple == 0
+        and preset.width % info.size_multiple == 0
+    )
+    assert preset.frames == 33 and preset.steps <= 2  # one chunk, fast
+
+
+@pytest.mark.parametrize("preset", [p for p in TINY if p.family == "cogvideox"], ids=lambda p: p.name)
 def test_tiny_preset_agrees_with_the_folder_built_for_it(preset):
     family, variant = preset.tiny_variant
     assert (preset.dtype, preset.height, preset.width) == ("fp32", 64, 96) and preset.steps <= 4
@@ -77,6 +123,9 @@ def test_a_folder_gets_the_released_preset_of_its_architecture():
     # A CogVideoX shape no preset has (an I2V fine-tune of 2b, say) still gets a preset of its modes.
     assert match_preset("cogvideox-sincos", ("i2v",), PRESETS).name == "cogvideox-5b-i2v"
     assert match_preset("helios", ("t2v",), PRESETS) is None
+    everything = ("t2v", "i2v", "v2v")
+    for name in ("helios-base", "helios-mid", "helios-distilled"):
+        assert match_preset(name, everything, PRESETS).name == name
 
 
 def test_names_are_found_ignoring_case_and_close_names_are_suggested():

@@ -5,7 +5,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -16,9 +16,14 @@ from vidgen.errors import INTERRUPTED, VidgenError
 from vidgen.presets import close_names, find_preset, load_presets
 from vidgen.progress import Silent
 
+if TYPE_CHECKING:  # torch loads only when a command runs
+    from vidgen.stream import StreamOutcome
+    from vidgen.validate_helios import StreamPlan
+
 EXIT_CODES = (
     "Exit codes: 0 done; 2 a mistake in the options or inputs (nothing was generated); "
-    "3 out of device memory; 130 interrupted (Ctrl-C). Partial outputs are never left behind."
+    "3 out of device memory; 130 interrupted (Ctrl-C). Partial outputs are never left behind (but `vidgen "
+    "stream` keeps every finished chunk)."
 )
 
 app = typer.Typer(
@@ -51,6 +56,11 @@ class Format(str, Enum):
     png = "png"
 
 
+class StreamFormat(str, Enum):  # a GIF is written in one piece, so it cannot grow as a stream does
+    mp4 = "mp4"
+    png = "png"
+
+
 def _print_version(value: bool) -> None:
     if value:
         typer.echo(f"vidgen {__version__}")
@@ -76,7 +86,14 @@ MODEL = typer.Option(
 PROMPT = typer.Option(None, "--prompt", "-p", help="The prompt, instead of PROMPT.", show_default=False)
 NEGATIVE_PROMPT = typer.Option("", "--negative-prompt", "-n", help="What to avoid.")
 SEED = typer.Option(None, "--seed", min=0, help="Random seed.", show_default="random, printed")
-STEPS = typer.Option(None, "--steps", min=1, max=1000, help="Denoising steps.", show_default="the preset's")
+STEPS = typer.Option(
+    None,
+    "--steps",
+    min=1,
+    max=1000,
+    help="Denoising steps (Helios-Mid/Distilled: per pyramid stage).",
+    show_default="the preset's",
+)
 GUIDANCE = typer.Option(
     None,
     "--guidance",
@@ -108,7 +125,7 @@ FRAMES = typer.Option(
     None,
     "--frames",
     min=1,
-    help="Frame count, 8k+1 (e.g. 49, 81).",
+    help="Frame count: 8k+1 for CogVideoX (e.g. 49, 81); Helios rounds up to whole 33-frame chunks.",
     show_default="the preset's",
 )
 FPS = typer.Option(
@@ -252,8 +269,109 @@ def v2v(
     quiet: bool = QUIET,
     json_output: bool = JSON,
 ) -> None:
-    """Video to video: redo --video as the prompt describes (its first frames, resized)."""
+    """Video to video: redo --video as the prompt describes (its first frames, resized); Helios
+    continues --video instead."""
     _generate("v2v", locals())
+
+
+STREAM_HELP = (
+    "Writes OUTPUT while it grows: a fragmented MP4 that plays after every chunk (try `mpv OUTPUT`), or "
+    "a folder of PNG frames (--format png); with -o - the MP4 goes to stdout, e.g. `vidgen stream ... -o "
+    "- | mpv -`. OUTPUT.json beside it records every setting and how the stream ended. Ctrl-C stops at "
+    "once and keeps every finished chunk (exit code 130). A prompt file holds one prompt per line (one "
+    "chunk each), a CSV with header chunk,prompt, or a JSON list of {chunk, prompt}; the last prompt "
+    "holds to the end."
+)
+
+
+@app.command(epilog=STREAM_HELP)
+def stream(
+    prompt_argument: str | None = PROMPT_ARGUMENT,
+    model: str = MODEL,
+    prompt: str | None = PROMPT,
+    prompt_file: str | None = typer.Option(
+        None, "--prompt-file", help="Prompts by chunk, for a story (see below).", show_default=False
+    ),
+    interpolate_chunks: int = typer.Option(
+        0, "--interpolate-chunks", min=0, help="Blend into each new prompt over this many chunks."
+    ),
+    image: str | None = typer.Option(
+        None, "--image", "-i", help="Start from this image.", show_default=False
+    ),
+    video: str | None = typer.Option(None, "--video", help="Continue this video.", show_default=False),
+    negative_prompt: str = NEGATIVE_PROMPT,
+    seed: int | None = SEED,
+    steps: int | None = STEPS,
+    pyramid_steps: str | None = typer.Option(
+        None, "--pyramid-steps", help="Steps per pyramid stage, e.g. 2,2,2.", show_default="the preset's"
+    ),
+    guidance: float | None = GUIDANCE,
+    amplify_first_chunk: bool | None = typer.Option(
+        None,
+        "--amplify-first-chunk/--no-amplify-first-chunk",
+        help="Twice the steps for the first chunk (Helios-Distilled).",
+        show_default="the preset's",
+    ),
+    height: int | None = HEIGHT,
+    width: int | None = WIDTH,
+    frames: int | None = typer.Option(
+        None,
+        "--frames",
+        min=1,
+        help="Frames, rounded up to whole 33-frame chunks.",
+        show_default="the preset's",
+    ),
+    seconds: float | None = typer.Option(
+        None, "--seconds", help="Length in seconds, instead of --frames.", show_default=False
+    ),
+    fps: int | None = FPS,
+    device: str | None = DEVICE,
+    dtype: DType | None = DTYPE,
+    offload: Offload = OFFLOAD,
+    vae_tiling: bool | None = VAE_TILING,
+    output: str | None = typer.Option(
+        None,
+        "--output",
+        "-o",
+        help="Output .mp4, folder (png), or - for stdout.",
+        show_default="PROMPT-WORDS-SEED.mp4",
+    ),
+    format: StreamFormat | None = typer.Option(
+        None, "--format", help="mp4 or png.", show_default="from -o, else mp4"
+    ),
+    overwrite: bool = OVERWRITE,
+    quiet: bool = QUIET,
+    json_output: bool = JSON,
+) -> None:
+    """A long Helios video, each 33-frame chunk written as soon as it is generated."""
+    values = {name: value.value if isinstance(value, Enum) else value for name, value in locals().items()}
+    from vidgen.stream import stream_video  # torch and the pipelines load only when a command runs
+    from vidgen.stream_progress import SilentStream, StreamProgress
+    from vidgen.validate_helios import StreamOptions, prepare_stream, stream_mode
+
+    quiet = values.pop("quiet")
+    with _reported_errors():
+        options = StreamOptions(mode=stream_mode(image, video), **values)
+        plan = prepare_stream(options, stdin=sys.stdin)
+        for line in () if quiet else plan.plan.notes:
+            console.note(line)
+        console.quiet_libraries()
+        with StreamProgress(plan.chunks) as progress:
+            outcome = stream_video(plan, SilentStream() if quiet else progress)
+    if json_output:
+        typer.echo(json.dumps(outcome.summary))
+    else:
+        typer.echo(_streamed(plan, outcome), err=plan.to_stdout)  # stdout may have carried the video
+
+
+def _streamed(plan: "StreamPlan", outcome: "StreamOutcome") -> str:
+    """The line that ends a stream: where it went, how long, how fast."""
+    request, where = plan.plan.request, "stdout" if plan.to_stdout else plan.plan.output.path
+    chunks = f"{outcome.chunks} chunk{'s' * (outcome.chunks != 1)}"
+    size = f"{request.width}x{request.height}, {request.fps} fps, seed {request.seed}"
+    rate = outcome.throughput.describe()
+    settings = "" if outcome.sidecar is None else f"; settings in {outcome.sidecar}"
+    return f"wrote {where} ({outcome.frames} frames in {chunks}, {size}; {rate}){settings}"
 
 
 def _generate(mode: str, values: dict[str, Any]) -> None:
@@ -372,9 +490,14 @@ def models(context: typer.Context) -> None:
     """List the model presets."""
     if context.invoked_subcommand is not None:
         return
-    # Names and sources are what users copy from this table: never cut them.
+    # Names and sources are what users copy from this table: never cut them. Modes wrap ("t2v i2v" over
+    # "v2v" for Helios) to leave the sources room on an 80-column terminal.
     table = Table(
-        Column("name", no_wrap=True), "family", "modes", "size, frames", Column("source", overflow="fold")
+        Column("name", no_wrap=True),
+        "family",
+        Column("modes", max_width=7),
+        "size, frames",
+        Column("source", overflow="fold"),
     )
     for preset in load_presets().values():
         size = f"{preset.height}x{preset.width}, {preset.frames}"

@@ -27,11 +27,14 @@ class ModelInfo:
     sample_size: tuple[int, int, int]  # height, width (pixels) and frames the model was trained at
     fixed_size: bool  # learned positions: only `sample_size` works
     max_text_tokens: int
+    # Helios-Mid/Distilled sample coarse to fine: each stage before the last halves the latent grid.
+    pyramid_stages: int = 1
 
     @property
     def size_multiple(self) -> int:
-        """Height and width must be multiples of this: one transformer patch in pixels."""
-        return self.spatial_scale * self.patch_size
+        """Height and width must be multiples of this: one transformer patch in pixels, at the coarsest
+        pyramid stage (64 for three stages: the latent grid halves twice and still holds 2x2 patches)."""
+        return self.spatial_scale * self.patch_size * 2 ** (self.pyramid_stages - 1)
 
     def latent_frames(self, frames: int) -> int:
         return (frames - 1) // self.temporal_scale + 1
@@ -113,4 +116,34 @@ def read_cogvideox_info(folder: Path) -> ModelInfo:
         ),
         fixed_size=bool(transformer.get("use_learned_positional_embeddings")),
         max_text_tokens=transformer["max_text_seq_length"],
+    )
+
+
+def helios_architecture(index: dict) -> str:
+    """Which released Helios a model_index.json describes (the presets' `architecture`)."""
+    if index["_class_name"] != "HeliosPyramidPipeline":
+        return "helios-base"
+    return "helios-distilled" if index.get("is_distilled") else "helios-mid"
+
+
+def read_helios_info(folder: Path) -> ModelInfo:
+    index = read_json(folder / "model_index.json")
+    transformer = read_json(folder / "transformer" / "config.json")
+    vae = read_json(folder / "vae" / "config.json")
+    scheduler = read_json(folder / "scheduler" / "scheduler_config.json")
+    pyramid = index["_class_name"] == "HeliosPyramidPipeline"
+    return ModelInfo(
+        family="helios",
+        pipeline=index["_class_name"],
+        architecture=helios_architecture(index),
+        # One model does all three: an image or a video only seeds the latent history.
+        modes=("t2v", "i2v", "v2v"),
+        spatial_scale=vae["scale_factor_spatial"],
+        temporal_scale=vae["scale_factor_temporal"],
+        patch_size=transformer["patch_size"][-1],
+        patch_size_t=None,
+        sample_size=(384, 640, 33),  # the authors' size; 33 frames is one chunk
+        fixed_size=False,
+        max_text_tokens=512,  # UMT5's length in training; diffusers' Helios default (CogVideoX: 226)
+        pyramid_stages=scheduler.get("stages", 1) if pyramid else 1,
     )

@@ -30,6 +30,9 @@ PRESET_DIR = _preset_dir()
 
 TINY_PREFIX = "tiny:"
 
+# Keys a preset file may leave out: the rest are required, so a typo is an error, not a default.
+OPTIONAL_KEYS = {"scheduler", "amplify_first_chunk"}
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -45,7 +48,7 @@ class Preset:
     width: int
     frames: int
     fps: int
-    steps: int
+    steps: int  # per pyramid stage for Helios-Mid and Helios-Distilled
     guidance: float
     dynamic_cfg: bool
     vae_tiling: bool
@@ -56,6 +59,8 @@ class Preset:
     # Overrides of the folder's scheduler_config.json as (key, value) pairs, sorted; "_class_name"
     # swaps in another scheduler class. Pairs rather than a dict keep the preset hashable.
     scheduler: tuple[tuple[str, Any], ...] = ()
+    # Helios-Distilled: its scheduler takes twice the steps for the first chunk, as the authors sample.
+    amplify_first_chunk: bool = False
 
     @property
     def is_tiny(self) -> bool:
@@ -74,7 +79,7 @@ def load_preset(path: Path) -> Preset:
         data = tomllib.load(file)
     known = {f.name for f in fields(Preset)}
     unknown = sorted(set(data) - known)
-    missing = sorted(known - set(data) - {"scheduler"})
+    missing = sorted(known - set(data) - OPTIONAL_KEYS)
     if unknown or missing:
         raise ValueError(f"{path}: unknown keys {unknown}, missing keys {missing}")
     data["modes"] = tuple(data["modes"])

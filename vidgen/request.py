@@ -36,6 +36,9 @@ class Request:
     # (("_class_name", "CogVideoXDPMScheduler"), ("timestep_spacing", "trailing")) as the 5b authors
     # sample. Empty keeps the folder's scheduler as it is.
     scheduler: tuple[tuple[str, Any], ...] = ()
+    # A family's sampling options beyond these fields, as sorted (name, value) pairs; for Helios, fields
+    # of `HeliosSettings` (pyramid_steps, amplify_first_chunk). Empty for CogVideoX.
+    settings: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -81,9 +81,9 @@ def pipeline(family: str) -> ModuleType:
     """The pipeline module of a model family: the one place a family picks its code."""
     # Imported here: diffusers and the model code take seconds to import, and every check (and
     # `vidgen --help`) runs without them.
-    from vidgen.pipelines import cogvideox
+    from vidgen.pipelines import cogvideox, helios_video
 
-    pipelines = {"cogvideox": cogvideox}
+    pipelines = {"cogvideox": cogvideox, "helios": helios_video}
     return pipelines[family]
 
 

@@ -58,8 +58,9 @@ def settings(plan: Plan) -> dict[str, Any]:
         "max_sequence_length": request.max_sequence_length,
         "scheduler": dict(request.scheduler),
     }
-    if request.mode == "v2v":
+    if request.mode == "v2v" and plan.preset.family == "cogvideox":
         values["strength"] = request.strength
+    values.update(request.settings)  # a family's own settings: Helios' pyramid steps
     values.update(plan.inputs)  # "image" / "video": the input files as given
     return values
 
@@ -97,6 +98,6 @@ def _flags(plan: Plan) -> list[tuple[str, object]]:
         ("format", plan.output.format),
     ]
     flags += [(name, path) for name, path in plan.inputs.items()]
-    if request.mode == "v2v":
+    if request.mode == "v2v" and plan.preset.family == "cogvideox":  # Helios continues a video
         flags.append(("strength", request.strength))
     return flags

@@ -18,7 +18,7 @@ import torch
 from vidgen.errors import VidgenError
 from vidgen.io.media import read_image, read_video
 from vidgen.io.writer import format_from_path, sidecar_path
-from vidgen.model_info import ModelInfo, detect_family, read_cogvideox_info
+from vidgen.model_info import ModelInfo, detect_family, read_cogvideox_info, read_helios_info
 from vidgen.presets import Preset, load_presets, match_preset
 from vidgen.request import Request, Runtime
 from vidgen.sources import ModelSource, fetch_configs, parse_model
@@ -214,13 +214,8 @@ def resolve_device(device: str | None) -> str:
 
 
 def read_model_info(folder: Path, name: str) -> ModelInfo:
-    family = detect_family(folder)
-    if family != "cogvideox":
-        raise VidgenError(
-            f"'{name}' is a {family} model; this vidgen release generates with CogVideoX models",
-            "pick a CogVideoX preset from `vidgen models`",
-        )
-    return read_cogvideox_info(folder)
+    readers = {"cogvideox": read_cogvideox_info, "helios": read_helios_info}
+    return readers[detect_family(folder)](folder)
 
 
 def check_mode(mode: str, info: ModelInfo, name: str, presets: Mapping[str, Preset]) -> None:
@@ -240,6 +235,10 @@ def build_request(
     options: Options, prompt: str, seed: int, preset: Preset, info: ModelInfo, notes: list[str]
 ) -> Request:
     """The checked Request: defaults filled in, sizes fit the model, media read."""
+    if info.family == "helios":  # whole chunks, pyramid stages: its own rules
+        from vidgen.validate_helios import helios_request
+
+        return helios_request(options, prompt, seed, info, preset, notes)
     height, width, frames = default_size(preset, info)
     height, width = options.height or height, options.width or width
     check_size(height, width, info, options.model)

@@ -99,10 +99,10 @@ def test_folder_without_model_index_is_refused(vidgen, workdir):
     assert_refused(vidgen("t2v", "--model", "empty-model", "a cat"), "model_index.json", "empty-model")
 
 
-def test_helios_folder_is_refused_until_supported(vidgen, workdir):
+def test_helios_folder_without_its_configs_is_refused(vidgen, workdir):
     (workdir / "helios").mkdir()
     (workdir / "helios" / "model_index.json").write_text(json.dumps({"_class_name": "HeliosPipeline"}))
-    assert_refused(vidgen("t2v", "--model", "./helios", "a cat"), "helios model", "CogVideoX")
+    assert_refused(vidgen("t2v", "--model", "./helios", "a cat"), "config.json' is missing")
 
 
 def test_hub_model_offline_without_cache_names_the_local_folder_alternative(tmp_path):

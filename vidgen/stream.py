@@ -1,0 +1,233 @@
+"""`vidgen stream`: generate a Helios video chunk by chunk, writing each chunk as soon as it is decoded.
+
+The output grows under its final name (a fragmented MP4, a PNG folder, or MP4 on stdout), so it can be
+watched while it grows and keeps every finished chunk if the run stops. Decoded frames are written and
+dropped: memory does not grow with the video's length. The sidecar JSON appears with the first chunk and
+is rewritten (atomically) after every chunk and when the stream ends, saying how it ended.
+
+Ctrl-C stops generation at once; a chunk being written is finished first (SIGINT is held for the few
+hundred milliseconds that takes), so the output always ends on a whole chunk.
+"""
+
+import json
+import os
+import shlex
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import torch
+
+from vidgen import run
+from vidgen.errors import INTERRUPTED, VidgenError
+from vidgen.io.stream_writer import ChunkWriter, Mp4Stream, PngStream
+from vidgen.io.writer import write_sidecar
+from vidgen.prompt_schedule import schedule
+from vidgen.sources import FetchedModel
+from vidgen.stream_progress import StreamProgress, Throughput
+from vidgen.summary import summarize
+from vidgen.validate_helios import StreamPlan
+
+
+@dataclass(frozen=True)
+class StreamOutcome:
+    summary: dict[str, Any]
+    chunks: int  # chunks in the output
+    frames: int
+    throughput: Throughput
+    sidecar: Path | None  # None for -o -
+
+
+def stream_video(plan: StreamPlan, progress: StreamProgress, cache_dir: Path | None = None) -> StreamOutcome:
+    """Load the model and stream the plan's video into its output; raises VidgenError (130 on Ctrl-C)."""
+    from vidgen.pipelines import helios, helios_video
+
+    timings: dict[str, float] = {}
+    fetched = run.fetch(plan.plan.source, timings, cache_dir)
+    model = run.load("helios", fetched, plan.plan.runtime, progress, timings)
+    request, runtime = plan.plan.request, plan.plan.runtime
+    settings = helios_video.settings_for(request)
+    prompts = schedule(plan.cues, plan.interpolate_chunks)
+    chunks = helios.generate_chunks(model, request, settings, runtime, progress, prompts=prompts)
+    record = _Record(plan, fetched, timings)
+    # The MP4's metadata is written with the first chunk: the settings, as the stream starts.
+    with _video_out(plan, comment=json.dumps(record.summary("started", frames=0))) as writer:
+        return _write_chunks(plan, record, chunks, writer, progress)
+
+
+def _write_chunks(
+    plan: StreamPlan, record: "_Record", chunks: Iterator, writer: ChunkWriter, progress: StreamProgress
+) -> StreamOutcome:
+    """Write each chunk as it comes; however the loop ends, leave the output and sidecar saying so."""
+    ending = "done"
+    try:
+        for frames in chunks:
+            with _sigint_held():  # a chunk and its record are written whole, or not at all
+                writer.write(frames)
+                outcome = record.save("running", writer.frames_written, chunk_done=True)
+            del frames  # not kept while the next chunk generates
+            progress.chunk_written(outcome.chunks, outcome.throughput)
+    except KeyboardInterrupt:
+        ending = "interrupted"
+    except torch.cuda.OutOfMemoryError:
+        ending = "out of memory"
+    except BaseException:
+        with _sigint_held():
+            record.save("failed", writer.frames_written)
+        raise
+    with _sigint_held():
+        outcome = record.save(ending, writer.frames_written)
+    _raise_for(ending, plan, outcome)
+    return outcome
+
+
+def _raise_for(ending: str, plan: StreamPlan, outcome: StreamOutcome) -> None:
+    """Ctrl-C and out-of-memory end the command with their exit codes, naming what was kept."""
+    if ending == "out of memory":
+        error = run.out_of_memory(plan.plan.runtime)
+        if outcome.chunks:
+            error.message += f"; {_kept(plan, outcome)}"
+        raise error
+    if ending == "interrupted":
+        kept = _kept(plan, outcome) if outcome.chunks else "no output was written"
+        raise VidgenError(f"interrupted; {kept}", exit_code=INTERRUPTED)
+
+
+def _kept(plan: StreamPlan, outcome: StreamOutcome) -> str:
+    where = "stdout got" if plan.to_stdout else f"{plan.plan.output.path} holds"
+    seconds = outcome.frames / plan.plan.request.fps
+    return (
+        f"{where} {outcome.chunks} finished chunk{'s' * (outcome.chunks != 1)} of {plan.chunks} "
+        f"({outcome.frames} frames, {seconds:.1f} s)"
+    )
+
+
+class _Record:
+    """The stream's summary, kept current in the sidecar after every chunk and at the end."""
+
+    def __init__(self, plan: StreamPlan, fetched: FetchedModel, timings: dict[str, float]) -> None:
+        self.plan, self.fetched, self.timings = plan, fetched, timings
+        self.start = time.perf_counter()
+        self.chunks = 0
+
+    def save(self, status: str, frames: int, chunk_done: bool = False) -> StreamOutcome:
+        """Record the stream as it stands, `frames` in the output. A stream that never wrote a chunk
+        leaves no sidecar either (and -o - has none)."""
+        self.chunks += chunk_done
+        summary = self.summary(status, frames)
+        sidecar = None
+        if self.chunks and not self.plan.to_stdout:
+            sidecar = write_sidecar(self.plan.plan.output.path, summary)
+        return StreamOutcome(summary, self.chunks, frames, self._throughput(frames), sidecar)
+
+    def summary(self, status: str, frames: int) -> dict[str, Any]:
+        """`status`: "started", "running", "done", "interrupted", "out of memory" or "failed"."""
+        plan, throughput = self.plan, self._throughput(frames)
+        timings = {**self.timings, "generate": throughput.seconds}
+        summary = summarize(plan.plan, self.fetched, frames, timings, [])
+        summary["command"] = stream_command(plan)
+        summary["stream"] = {
+            "status": status,
+            "chunks": self.chunks,
+            "chunks_planned": plan.chunks,
+            "frames_per_second": round(throughput.frames_per_second, 3),
+            "real_time_factor": round(throughput.real_time_factor, 3),
+            "prompts": [{"chunk": cue.chunk, "prompt": cue.prompt} for cue in plan.cues],
+            "interpolate_chunks": plan.interpolate_chunks,
+        }
+        if plan.to_stdout:
+            summary["sidecar"] = None
+        return summary
+
+    def _throughput(self, frames: int) -> Throughput:
+        return Throughput(frames, time.perf_counter() - self.start, self.plan.plan.request.fps)
+
+
+def stream_command(plan: StreamPlan) -> str:
+    """A `vidgen stream` command line that makes the same video (given the same model and inputs)."""
+    request, settings = plan.plan.request, dict(plan.plan.request.settings)
+    words = ["vidgen", "stream", "--model", plan.plan.source.spec]
+    if plan.prompt_file is not None:
+        words += ["--prompt-file", plan.prompt_file, "--interpolate-chunks", str(plan.interpolate_chunks)]
+    else:
+        words += ["--prompt", request.prompt]
+    if request.negative_prompt:
+        words += ["--negative-prompt", request.negative_prompt]
+    words += [f"--{name}={path}" for name, path in plan.plan.inputs.items()]
+    words += [f"--seed={request.seed}", f"--guidance={request.guidance}"]
+    if "pyramid_steps" in settings:
+        words += ["--pyramid-steps=" + ",".join(map(str, settings["pyramid_steps"]))]
+        words += ["--amplify-first-chunk" if settings["amplify_first_chunk"] else "--no-amplify-first-chunk"]
+    else:
+        words += [f"--steps={request.steps}"]
+    words += [f"--height={request.height}", f"--width={request.width}", f"--frames={request.frames}"]
+    words += [f"--fps={request.fps}", f"--format={plan.plan.output.format}", "-o", str(plan.plan.output.path)]
+    return shlex.join(words)
+
+
+@contextmanager
+def _video_out(plan: StreamPlan, comment: str) -> Iterator[ChunkWriter]:
+    """The writer for the plan's output, closed at the end (stdout is kept apart for the video).
+    `comment` goes into the MP4's metadata, which is written with the first chunk."""
+    output, fps = plan.plan.output, plan.plan.request.fps
+    with ExitStack() as stack:
+        if plan.to_stdout:
+            writer: ChunkWriter = Mp4Stream(fps, comment, pipe=stack.enter_context(_stdout_for_video()))
+        elif output.format == "png":
+            writer = PngStream(output.path)
+        else:
+            writer = Mp4Stream(fps, comment, path=output.path)
+        stack.callback(writer.close)
+        try:
+            yield writer
+        except OSError as error:  # a full disk, or the player reading stdout went away
+            where = "to stdout" if plan.to_stdout else f"'{output.path}'"
+            raise VidgenError(
+                f"writing {where} failed after {writer.frames_written} frames: {error.strerror or error}",
+                "free some space or choose another -o" if not plan.to_stdout else "keep the reader open",
+            ) from None
+
+
+@contextmanager
+def _stdout_for_video() -> Iterator[BinaryIO]:
+    """Standard output for the video alone: anything else printing to it (a library's stray print)
+    is sent to stderr meanwhile, so that the MP4 stream stays valid."""
+    try:
+        descriptor = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (a test's captured stdout)
+        yield sys.stdout.buffer
+        return
+    sys.stdout.flush()
+    video = os.fdopen(os.dup(descriptor), "wb")
+    saved = os.dup(descriptor)
+    os.dup2(sys.stderr.fileno(), descriptor)
+    try:
+        yield video
+    finally:
+        video.close()
+        os.dup2(saved, descriptor)
+        os.close(saved)
+
+
+@contextmanager
+def _sigint_held() -> Iterator[None]:
+    """Hold Ctrl-C until the block is done (it is delivered right after), so a chunk is never half
+    written. Only the main thread sees signals; elsewhere this does nothing."""
+    held = hasattr(signal, "pthread_sigmask") and _in_main_thread()
+    if held:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        if held:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()

@@ -1,0 +1,127 @@
+"""What `vidgen stream` shows on stderr: chunks done of total, generated frames per second, and the
+real-time factor (seconds of video per second of wall time; above 1 the video outruns playback).
+
+On a terminal, one rich line for the chunks (advancing with each denoising step) under a line per
+setup stage; anywhere else, one plain line per stage and per chunk, so logs stay short.
+"""
+
+import time
+from dataclasses import dataclass
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from vidgen.progress import Silent
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """How fast a stream goes: `frames` written `seconds` after generation began."""
+
+    frames: int
+    seconds: float
+    fps: int  # of the video
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def real_time_factor(self) -> float:
+        return self.frames_per_second / self.fps
+
+    def describe(self) -> str:
+        return f"{self.frames_per_second:.1f} frames/s, {self.real_time_factor:.2f}x real time"
+
+
+class StreamProgress:
+    """`vidgen.progress.Progress` plus `chunk_written`, on stderr; use as a context manager."""
+
+    def __init__(self, chunks: int, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True)
+        self.chunks = chunks
+        self._bars: Progress | None = None
+        self._stage: TaskID | None = None
+        self._chunk_task: TaskID | None = None
+        self._name, self._steps, self._started = "", 0, 0.0
+
+    def __enter__(self) -> "StreamProgress":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._bars is not None:
+            self._bars.stop()
+
+    def start_stage(self, name: str, total: int | None = None) -> None:
+        self._name, self._steps, self._started = name, total or 0, time.perf_counter()
+        # The Helios generator names its per-chunk stages "chunk k/n": those advance the chunks line.
+        if name.startswith("chunk "):
+            if self._live() and self._chunk_task is None:
+                self._chunk_task = self._live().add_task("chunks", total=self.chunks, rate="")
+        elif self._live():
+            self._stage = self._live().add_task(name, total=total or 1, rate="")
+
+    def advance(self, steps: int = 1) -> None:
+        if not self._live():
+            return
+        if self._name.startswith("chunk ") and self._chunk_task is not None and self._steps:
+            self._live().advance(self._chunk_task, steps / self._steps * 0.999)  # the write completes it
+        elif self._stage is not None:
+            self._live().advance(self._stage, steps)
+
+    def end_stage(self) -> None:
+        if self._name.startswith("chunk "):
+            return  # reported by chunk_written, once the chunk is in the output
+        if self._live() and self._stage is not None:
+            self._live().update(self._stage, completed=self._live().tasks[self._stage].total)
+            self._stage = None
+        elif not self._live():
+            seconds = time.perf_counter() - self._started
+            self.console.print(f"{self._name}: done in {seconds:.1f} s", highlight=False, soft_wrap=True)
+
+    def chunk_written(self, chunks_done: int, throughput: Throughput) -> None:
+        """Chunk `chunks_done` is in the output; `throughput` counts from the start of generation."""
+        if self._live() and self._chunk_task is not None:
+            self._live().update(self._chunk_task, completed=chunks_done, rate=throughput.describe())
+            return
+        seconds_of_video = throughput.frames / throughput.fps
+        self.console.print(
+            f"chunk {chunks_done}/{self.chunks}: {throughput.frames} frames ({seconds_of_video:.1f} s of "
+            f"video) in {throughput.seconds:.1f} s, {throughput.describe()}",
+            highlight=False,
+            soft_wrap=True,  # one line per chunk in a log, however long
+        )
+
+    def _live(self) -> Progress | None:
+        """The rich display on a terminal (started on first use), None elsewhere."""
+        if not self.console.is_terminal:
+            return None
+        if self._bars is None:
+            self._bars = Progress(
+                TextColumn("{task.description:<8}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}", style="progress.data.speed"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=self.console,
+                redirect_stdout=False,  # stdout may carry the video (-o -) or --json
+            )
+            self._bars.start()
+        return self._bars
+
+
+class SilentStream(Silent):
+    """Stream progress that shows nothing (--quiet)."""
+
+    def chunk_written(self, chunks_done: int, throughput: Throughput) -> None:
+        pass
