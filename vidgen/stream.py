@@ -78,25 +78,28 @@ def _write_chunks(
     except torch.cuda.OutOfMemoryError:
         ending = "out of memory"
     except BaseException:
-        with _sigint_held():
+        with _sigint_ignored():
             record.save("failed", writer.frames_written)
         raise
-    with _sigint_held():
+    with _sigint_ignored():  # the stream is ending already; a second Ctrl-C must not cut the record
         outcome = record.save(ending, writer.frames_written)
-    _raise_for(ending, plan, outcome)
+    error = _error_for(ending, plan, outcome)
+    if error is not None:
+        raise error
     return outcome
 
 
-def _raise_for(ending: str, plan: StreamPlan, outcome: StreamOutcome) -> None:
+def _error_for(ending: str, plan: StreamPlan, outcome: StreamOutcome) -> VidgenError | None:
     """Ctrl-C and out-of-memory end the command with their exit codes, naming what was kept."""
     if ending == "out of memory":
         error = run.out_of_memory(plan.plan.runtime)
         if outcome.chunks:
             error.message += f"; {_kept(plan, outcome)}"
-        raise error
+        return error
     if ending == "interrupted":
         kept = _kept(plan, outcome) if outcome.chunks else "no output was written"
-        raise VidgenError(f"interrupted; {kept}", exit_code=INTERRUPTED)
+        return VidgenError(f"interrupted; {kept}", exit_code=INTERRUPTED)
+    return None
 
 
 def _kept(plan: StreamPlan, outcome: StreamOutcome) -> str:
@@ -227,6 +230,19 @@ def _sigint_held() -> Iterator[None]:
     finally:
         if held:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ignore Ctrl-C for the block (main thread only: elsewhere signals never arrive)."""
+    if not _in_main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _in_main_thread() -> bool:
