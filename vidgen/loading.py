@@ -101,8 +101,13 @@ def on_device(module: nn.Module, runtime: Runtime, park: str | torch.device = "c
         yield module
         return
     module.to(runtime.device)
+    interrupted = False
     try:
         yield module
+    except KeyboardInterrupt:
+        # The process is about to exit: moving gigabytes of weights off the GPU first only delays it.
+        interrupted = True
+        raise
     finally:
-        if not runtime.keep_models:
+        if not runtime.keep_models and not interrupted:
             module.to(park)

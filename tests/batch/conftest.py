@@ -5,7 +5,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 import vidgen.pipelines.cogvideox as cogvideox
@@ -25,15 +24,6 @@ class Run:
     @property
     def stderr_lines(self) -> list[str]:
         return self.stderr.strip().splitlines()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny tensors: a second worker thread costs more than it saves on a busy 2-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)

@@ -19,14 +19,6 @@ from vidgen.stages import pyramid
 SEED = 7
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def never_failing_block_noise(monkeypatch):
     """diffusers' pyramid block noise fails on CPU (see tests/pipelines/test_helios.py); vidgen's draws

@@ -12,7 +12,6 @@ import weakref
 import imageio.v3 as iio
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from vidgen import tiny
@@ -24,14 +23,6 @@ from vidgen.request import Request, Runtime
 from vidgen.validate_helios import StreamOptions, chunk_count, output_frames, prepare_stream
 
 TINY = ("--model", "tiny-helios", "--seed", "3")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def read_png_folder(folder) -> np.ndarray:

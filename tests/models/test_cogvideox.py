@@ -92,15 +92,6 @@ RELEASED_SIZES = {"2b": 1.69e9, "5b": 5.57e9, "5b-i2v": 5.63e9}
 HEIGHT, WIDTH = 8, 12  # latent grid: not square, so height/width mix-ups show
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny tensors: worker threads cost more than they save (half the run time on a busy 2-core machine).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_config(variant: str, **overrides) -> dict:
     return {**TINY, **VARIANTS[variant], **overrides}
 

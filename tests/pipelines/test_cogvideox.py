@@ -37,16 +37,6 @@ VIDEO_9 = RNG.integers(0, 256, (9, 40, 52, 3), dtype=np.uint8)
 VIDEO_13 = RNG.integers(0, 256, (13, 32, 48, 3), dtype=np.uint8)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny tensors: a second worker thread costs more than it saves on a busy 2-core machine. Both
-    # pipelines of a case run under the same setting, so parity is unaffected.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @dataclass(frozen=True)
 class Case:
     variant: str

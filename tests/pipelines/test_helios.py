@@ -101,15 +101,6 @@ CASES = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tensors this small gain nothing from intra-op threads; on a busy machine they cost 5x the CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tiny_helios(tmp_path_factory):
     """variant -> folder of a tiny Helios model ("base", "mid", "distilled"), built once."""

@@ -27,14 +27,6 @@ REQUEST = Request(
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def base_model():
     return helios.load(tiny.ensure_tiny("helios", "base"), Runtime())

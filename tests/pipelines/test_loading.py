@@ -13,15 +13,6 @@ from vidgen.pipelines import cogvideox
 from vidgen.request import Runtime
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny tensors: a second worker thread costs more than it saves on a busy 2-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_pickled_weights_are_refused_not_unpickled(tiny_cogvideox, tmp_path, monkeypatch):
     folder = shutil.copytree(tiny_cogvideox("t2v"), tmp_path / "pickled")
     weights = folder / "vae" / "diffusion_pytorch_model.safetensors"
@@ -72,3 +63,11 @@ def test_unknown_text_encoder_class_is_a_one_line_error(tmp_path):
     (tmp_path / "model_index.json").write_text('{"text_encoder": ["transformers", "CLIPTextModel"]}')
     with pytest.raises(VidgenError, match="CLIPTextModel"):
         loading.load_text_encoder(tmp_path, torch.float32)
+
+
+@pytest.mark.parametrize("error, parked", [(ValueError, True), (KeyboardInterrupt, False)])
+def test_on_device_parks_after_an_error_but_not_when_interrupted(error, parked):
+    module = torch.nn.Linear(2, 2)
+    with pytest.raises(error), loading.on_device(module, Runtime(), park="meta"):
+        raise error
+    assert (module.weight.device.type == "meta") is parked

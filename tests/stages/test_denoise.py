@@ -9,15 +9,6 @@ from diffusers import CogVideoXDDIMScheduler, CogVideoXDPMScheduler
 from vidgen.stages.denoise import Conditioning, Guidance, denoise
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny tensors: a second worker thread costs more than it saves on a busy 2-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class RecordingTransformer(torch.nn.Module):
     """Predicts 0.1 * its input latents (a real denoiser's shape), remembering each call's arguments."""
 

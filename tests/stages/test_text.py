@@ -9,15 +9,6 @@ from vidgen.request import Runtime
 from vidgen.stages.text import TextCache, encode_prompts, truncation_warning
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny tensors: a second worker thread costs more than it saves on a busy 2-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tokenizer():
     return tiny.build_tokenizer(model_max_length=226)

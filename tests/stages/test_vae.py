@@ -9,15 +9,6 @@ from diffusers.image_processor import VaeImageProcessor
 from vidgen.stages import vae as vae_stage
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny tensors: a second worker thread costs more than it saves on a busy 2-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def vae():
     torch.manual_seed(0)
