@@ -1,7 +1,13 @@
-"""Shared by every test: tiny models build into one throwaway cache per session, never the user's."""
+"""Shared by every test: tiny models build into one throwaway cache per session, never the user's;
+and the in-process command-line harness the CLI and batch tests use."""
+
+from dataclasses import dataclass
 
 import pytest
 import torch
+from typer.testing import CliRunner
+
+from vidgen.cli import app
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -19,3 +25,35 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@dataclass
+class Run:
+    exit_code: int
+    stdout: str
+    stderr: str
+    exception: BaseException | None
+
+    @property
+    def stderr_lines(self) -> list[str]:
+        return self.stderr.strip().splitlines()
+
+
+@pytest.fixture
+def invoke_cli():
+    """`invoke_cli(*argv, input=None)` runs `vidgen *argv` in-process -> Run with stdout and stderr apart."""
+
+    def invoke(*argv: str, input: str | None = None) -> Run:
+        result = CliRunner().invoke(app, list(argv), input=input)
+        return Run(result.exit_code, result.stdout, result.stderr, result.exception)
+
+    return invoke
+
+
+@pytest.fixture
+def offline_workdir(tmp_path, monkeypatch):
+    """An empty current folder (default output names land there), with the hub unreachable."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    return tmp_path

@@ -1,51 +1,28 @@
 """`vidgen batch` under test: in-process runs in an empty folder, offline, on the tiny model at 32x32."""
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 import vidgen.pipelines.cogvideox as cogvideox
-from vidgen.cli import app
 
 # One frame, one step, 32x32: every job takes a fraction of a second on the tiny model.
 SMALL = ("--model", "tiny-cogvideox", "--steps", "1", "--height", "32", "--width", "32", "--frames", "1")
 
 
-@dataclass
-class Run:
-    exit_code: int
-    stdout: str
-    stderr: str
-    exception: BaseException | None
-
-    @property
-    def stderr_lines(self) -> list[str]:
-        return self.stderr.strip().splitlines()
-
-
 @pytest.fixture(autouse=True)
-def workdir(tmp_path, monkeypatch):
+def workdir(offline_workdir, monkeypatch):
     """Each test runs in its own empty folder, offline."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):  # a test run under torchrun is not a batch rank
         monkeypatch.delenv(name, raising=False)
-    return tmp_path
+    return offline_workdir
 
 
 @pytest.fixture
-def batch():
+def batch(invoke_cli):
     """`batch(*args, input=None)` runs `vidgen batch *args SMALL` -> Run with stdout and stderr apart."""
-
-    def invoke(*args: str, input: str | None = None) -> Run:
-        result = CliRunner().invoke(app, ["batch", *args, *SMALL], input=input)
-        return Run(result.exit_code, result.stdout, result.stderr, result.exception)
-
-    return invoke
+    return lambda *args, input=None: invoke_cli("batch", *args, *SMALL, input=input)
 
 
 @pytest.fixture
