@@ -13,6 +13,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
+from parity import assert_uint8_matches, read_png_folder
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -22,16 +23,6 @@ from vidgen.io.media import read_comment, read_video
 
 SEED = 7
 LONG_PROMPT = " ".join(["a red robot dances on the beach at night"] * 30)  # ~300 tokens, over 226
-
-
-def assert_equals_diffusers(ours: np.ndarray, reference: np.ndarray) -> None:
-    assert ours.shape == reference.shape
-    difference = np.abs(ours.astype(int) - reference)
-    assert difference.max() <= 1 and (difference == 0).mean() >= 0.999
-
-
-def read_png_folder(folder) -> np.ndarray:
-    return np.stack([np.asarray(Image.open(path)) for path in sorted(folder.glob("frame_*.png"))])
 
 
 def diffusers_frames(pipeline_class, variant: str, **inputs) -> np.ndarray:
@@ -92,7 +83,7 @@ def test_t2v_png_equals_diffusers_and_json_is_the_only_stdout(vidgen, workdir):
         height=64, width=96, num_frames=9,
     )  # fmt: skip
     assert reference.shape == (9, 64, 96, 3)
-    assert_equals_diffusers(read_png_folder(workdir / "t2v"), reference)
+    assert_uint8_matches(read_png_folder(workdir / "t2v"), reference)
 
 
 def test_i2v_png_equals_diffusers_with_the_prompt_from_stdin(vidgen, workdir):
@@ -112,7 +103,7 @@ def test_i2v_png_equals_diffusers_with_the_prompt_from_stdin(vidgen, workdir):
         prompt="a cat turns its head", num_inference_steps=2, guidance_scale=6.0,
         height=64, width=96, num_frames=9,
     )  # fmt: skip
-    assert_equals_diffusers(read_png_folder(workdir / "i2v"), reference)
+    assert_uint8_matches(read_png_folder(workdir / "i2v"), reference)
 
 
 def test_v2v_png_equals_diffusers_and_warns_of_a_long_prompt(vidgen, workdir, cat_mp4):
@@ -132,4 +123,4 @@ def test_v2v_png_equals_diffusers_and_warns_of_a_long_prompt(vidgen, workdir, ca
         prompt=LONG_PROMPT, num_inference_steps=3, guidance_scale=6.0, strength=0.7, height=64, width=96,
     )  # fmt: skip
     assert reference.shape == (9, 64, 96, 3)
-    assert_equals_diffusers(read_png_folder(workdir / "v2v"), reference)
+    assert_uint8_matches(read_png_folder(workdir / "v2v"), reference)

@@ -11,6 +11,7 @@ import diffusers
 import numpy as np
 import pytest
 import torch
+from parity import assert_uint8_matches, read_png_folder
 from PIL import Image
 
 from vidgen import tiny
@@ -41,16 +42,6 @@ def diffusers_frames(variant: str, **inputs) -> np.ndarray:
     return (frames * 255).round().astype(np.uint8)
 
 
-def read_png_folder(folder) -> np.ndarray:
-    return np.stack([np.asarray(Image.open(path)) for path in sorted(folder.glob("frame_*.png"))])
-
-
-def assert_equals_diffusers(ours: np.ndarray, reference: np.ndarray) -> None:
-    assert ours.shape == reference.shape
-    difference = np.abs(ours.astype(int) - reference)
-    assert difference.max() <= 1 and (difference == 0).mean() >= 0.999
-
-
 def test_t2v_with_tiny_helios_equals_diffusers_helios_pipeline(vidgen, workdir):
     run = vidgen(
         "t2v", "--model", "tiny-helios", "a cat walks", "--seed", str(SEED), "--format", "png", "-o", "t2v"
@@ -63,7 +54,7 @@ def test_t2v_with_tiny_helios_equals_diffusers_helios_pipeline(vidgen, workdir):
         "base", prompt="a cat walks", negative_prompt="", num_inference_steps=2, guidance_scale=5.0,
         height=32, width=48, num_frames=33,
     )  # fmt: skip
-    assert_equals_diffusers(read_png_folder(workdir / "t2v"), reference)
+    assert_uint8_matches(read_png_folder(workdir / "t2v"), reference)
 
 
 def test_i2v_with_tiny_helios_distilled_uses_the_presets_pyramid(vidgen, workdir, never_failing_block_noise):
@@ -82,4 +73,4 @@ def test_i2v_with_tiny_helios_distilled_uses_the_presets_pyramid(vidgen, workdir
         pyramid_num_inference_steps_list=[1, 1, 1], guidance_scale=1.0, is_amplify_first_chunk=True,
         height=64, width=128, num_frames=33,
     )  # fmt: skip
-    assert_equals_diffusers(read_png_folder(workdir / "i2v"), reference)
+    assert_uint8_matches(read_png_folder(workdir / "i2v"), reference)

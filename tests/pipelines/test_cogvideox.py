@@ -18,6 +18,7 @@ import diffusers
 import numpy as np
 import pytest
 import torch
+from parity import Recorder, assert_matches_within_rounding
 from PIL import Image
 
 from vidgen import loading
@@ -27,9 +28,6 @@ from vidgen.pipelines import cogvideox
 from vidgen.request import Request, Runtime
 from vidgen.stages import vae as vae_stage
 from vidgen.stages.text import TextCache
-
-FLOAT_TOLERANCE = 1e-4
-MIN_IDENTICAL_UINT8 = 0.999
 
 RNG = np.random.default_rng(0)
 IMAGE = RNG.integers(0, 256, (72, 100, 3), dtype=np.uint8)  # another size: the resize is part of parity
@@ -148,27 +146,7 @@ def test_frames_match_diffusers_pipeline(name, tiny_cogvideox, monkeypatch):
 
     # vidgen end to end: within the transformer's float rounding (see the module docstring).
     frames, floats = vidgen_frames(model, request, monkeypatch)
-    assert frames.dtype == np.uint8 and frames.shape == reference.shape
-    assert np.abs(floats - reference).max() <= FLOAT_TOLERANCE
-    difference = np.abs(frames.astype(int) - (reference * 255).round().astype(int))
-    assert difference.max() <= 1
-    assert (difference == 0).mean() >= MIN_IDENTICAL_UINT8
-
-
-class Recorder:
-    """A Progress that remembers what it was told."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple] = []
-
-    def start_stage(self, name: str, total: int | None = None) -> None:
-        self.events.append(("start", name, total))
-
-    def advance(self, steps: int = 1) -> None:
-        self.events.append(("advance", steps))
-
-    def end_stage(self) -> None:
-        self.events.append(("end",))
+    assert_matches_within_rounding(frames, floats, reference)
 
 
 def test_i2v_reports_each_stage_its_steps_and_timings(tiny_cogvideox):

@@ -29,6 +29,7 @@ import diffusers
 import numpy as np
 import pytest
 import torch
+from parity import Recorder, assert_matches_within_rounding
 from PIL import Image
 
 from vidgen import tiny
@@ -39,9 +40,6 @@ from vidgen.stages import pyramid
 from vidgen.stages import vae as vae_stage
 from vidgen.stages.helios_history import LatentHistory
 from vidgen.stages.text import TextCache
-
-FLOAT_TOLERANCE = 1e-4
-MIN_IDENTICAL_UINT8 = 0.999
 
 RNG = np.random.default_rng(0)
 # Not the output size: resizing is part of parity.
@@ -199,28 +197,7 @@ def test_chunks_concatenate_to_the_diffusers_video(name, tiny_helios, never_fail
 
     if case.end_to_end:  # vidgen's transformer: within float rounding (see the module docstring)
         chunks, floats = vidgen_frames(model, request, settings, monkeypatch)
-        frames = np.concatenate(chunks)
-        assert frames.dtype == np.uint8 and frames.shape == reference.shape
-        assert np.abs(floats - reference).max() <= FLOAT_TOLERANCE
-        difference = np.abs(frames.astype(int) - (reference * 255).round().astype(int))
-        assert difference.max() <= 1
-        assert (difference == 0).mean() >= MIN_IDENTICAL_UINT8
-
-
-class Recorder:
-    """A Progress that remembers what it was told."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple] = []
-
-    def start_stage(self, name: str, total: int | None = None) -> None:
-        self.events.append(("start", name, total))
-
-    def advance(self, steps: int = 1) -> None:
-        self.events.append(("advance", steps))
-
-    def end_stage(self) -> None:
-        self.events.append(("end",))
+        assert_matches_within_rounding(np.concatenate(chunks), floats, reference)
 
 
 def test_progress_reports_each_chunk_with_its_steps(tiny_helios, monkeypatch):
