@@ -17,6 +17,7 @@ from typing import TextIO
 from vidgen.errors import VidgenError
 from vidgen.io.media import read_image, read_video
 from vidgen.model_info import ModelInfo
+from vidgen.pipelines.helios_chunks import plan_chunks, window_frames
 from vidgen.presets import Preset, load_presets
 from vidgen.prompt_schedule import Cue, read_prompt_file, unused_cues
 from vidgen.request import Request
@@ -36,9 +37,6 @@ from vidgen.validate import (
     resolve_seed,
 )
 
-# Latent frames per chunk: HeliosSettings.chunk_latent_frames, the authors' value (not importable here
-# without diffusers; tests/cli/test_stream.py checks the two agree).
-CHUNK_LATENT_FRAMES = 9
 STDOUT = "-"
 
 
@@ -177,18 +175,18 @@ def helios_request(
 
 
 def chunk_count(frames: int, info: ModelInfo) -> int:
-    """Chunks for `frames` frames, rounding up (as `vidgen.pipelines.helios.chunk_plan`)."""
-    return max(1, math.ceil(frames / _window(info)))
+    """Chunks for `frames` frames, rounding up (as the chunk generator plans them)."""
+    return plan_chunks(frames, info.temporal_scale).chunks
 
 
 def output_frames(requested: int, info: ModelInfo, fps: int, notes: list[str]) -> int:
     """The frames a video of `requested` frames has: whole chunks, cut to 4k+1 as diffusers does."""
-    chunks = chunk_count(requested, info)
-    total = (chunks * _window(info) - 1) // info.temporal_scale * info.temporal_scale + 1
+    plan = plan_chunks(requested, info.temporal_scale)
+    total = plan.total_frames
     if total != requested:
         notes.append(
-            f"{_count(requested, 'frame')} take{'s' * (requested == 1)} {_count(chunks, 'chunk')} of "
-            f"{_window(info)}: "
+            f"{_count(requested, 'frame')} take{'s' * (requested == 1)} {_count(plan.chunks, 'chunk')} of "
+            f"{plan.window_frames}: "
             f"the video has {total} frames ({total / fps:.1f} s at {fps} fps)"
         )
     return total
@@ -196,10 +194,6 @@ def output_frames(requested: int, info: ModelInfo, fps: int, notes: list[str]) -
 
 def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'s' * (number != 1)}"
-
-
-def _window(info: ModelInfo) -> int:
-    return (CHUNK_LATENT_FRAMES - 1) * info.temporal_scale + 1
 
 
 def _requested_frames(options: Options, preset: Preset, fps: int) -> int:
@@ -271,10 +265,11 @@ def _settings(
 def _input_video(options: Options, info: ModelInfo):
     """The whole input video: Helios continues it, conditioning on its last whole chunks."""
     video = read_video(_required(options.video, "--video", "clip.mp4"))
-    if len(video) < _window(info):
+    window = window_frames(info.temporal_scale)
+    if len(video) < window:
         raise VidgenError(
-            f"video '{options.video}' has {len(video)} frames; Helios reads whole chunks of {_window(info)}",
-            f"pass a video of at least {_window(info)} frames",
+            f"video '{options.video}' has {len(video)} frames; Helios reads whole chunks of {window}",
+            f"pass a video of at least {window} frames",
         )
     return video
 

@@ -26,6 +26,7 @@ from torch import nn
 from vidgen import loading
 from vidgen.errors import VidgenError
 from vidgen.models.helios import HeliosCache, HeliosTransformer3DModel
+from vidgen.pipelines.helios_chunks import CHUNK_LATENT_FRAMES, ChunkPlan, plan_chunks, window_frames
 from vidgen.progress import Progress, Silent
 from vidgen.request import Request, Runtime
 from vidgen.stages import helios_conditioning, helios_vae
@@ -54,7 +55,7 @@ class HeliosSettings:
     """Helios' sampling options beyond `Request`; defaults are diffusers' pipeline defaults."""
 
     history_sizes: tuple[int, int, int] = (16, 2, 1)  # long, mid, short latent frames
-    chunk_latent_frames: int = 9  # latent frames generated per chunk (33 video frames)
+    chunk_latent_frames: int = CHUNK_LATENT_FRAMES  # latent frames generated per chunk (33 video frames)
     keep_first_frame: bool = True  # anchor every chunk's short history on the first latent frame
     skip_first_chunk: bool = False  # re-anchor on the second chunk's first frame (static starts)
     pyramid_steps: tuple[int, ...] = (10, 10, 10)  # steps per pyramid stage (Mid, Distilled)
@@ -97,21 +98,6 @@ class Helios:
         return self.vae.config.scale_factor_spatial
 
 
-@dataclass(frozen=True)
-class ChunkPlan:
-    """How many chunks a request takes and how many frames each yields."""
-
-    chunks: int
-    window_frames: int  # video frames one chunk decodes to
-    total_frames: int  # frames of the whole video
-
-    def frames_in(self, chunk: int) -> int:
-        """The last chunk yields fewer: diffusers cuts the video to 4k+1 frames."""
-        if chunk < self.chunks - 1:
-            return self.window_frames
-        return self.total_frames - (self.chunks - 1) * self.window_frames
-
-
 def load(folder: str | Path, runtime: Runtime) -> Helios:
     """Load every part of a diffusers-format Helios folder (safetensors only) for `runtime`.
 
@@ -149,11 +135,7 @@ def sampler_for(index: dict, folder: Path) -> Sampler:
 
 def chunk_plan(model: Helios, request: Request, settings: HeliosSettings) -> ChunkPlan:
     """Chunks for `request.frames` (rounded up to whole chunks), and the frames the video ends with."""
-    temporal = model.temporal_compression
-    window = (settings.chunk_latent_frames - 1) * temporal + 1
-    chunks = max(1, -(-request.frames // window))
-    total = (chunks * window - 1) // temporal * temporal + 1
-    return ChunkPlan(chunks=chunks, window_frames=window, total_frames=total)
+    return plan_chunks(request.frames, model.temporal_compression, settings.chunk_latent_frames)
 
 
 def prompts_by_chunk(prompts: Sequence[str]) -> PromptSchedule:
@@ -351,7 +333,7 @@ def _media_latents(
     generator: torch.Generator,
     processor,
 ) -> helios_conditioning.MediaLatents:
-    window = (settings.chunk_latent_frames - 1) * model.temporal_compression + 1
+    window = window_frames(model.temporal_compression, settings.chunk_latent_frames)
     noise = (
         helios_conditioning.NoiseRanges(settings.image_noise_sigma, settings.video_noise_sigma)
         if settings.conditioning_noise

@@ -1,0 +1,41 @@
+"""How a Helios video divides into chunks: plain arithmetic, light enough for option checks.
+
+Both the chunk generator and the CLI's checks (which run before any model loads, without importing
+diffusers) plan with these functions, so a note like "132 frames take 4 chunks" always matches what
+the generator yields.
+"""
+
+from dataclasses import dataclass
+
+# Latent frames generated per chunk: the authors' value (33 video frames with the Wan VAE).
+CHUNK_LATENT_FRAMES = 9
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    """How many chunks a request takes and how many frames each yields."""
+
+    chunks: int
+    window_frames: int  # video frames one chunk decodes to
+    total_frames: int  # frames of the whole video
+
+    def frames_in(self, chunk: int) -> int:
+        """The last chunk yields fewer: diffusers cuts the video to 4k+1 frames."""
+        if chunk < self.chunks - 1:
+            return self.window_frames
+        return self.total_frames - (self.chunks - 1) * self.window_frames
+
+
+def window_frames(temporal_compression: int, chunk_latent_frames: int = CHUNK_LATENT_FRAMES) -> int:
+    """Video frames one chunk of latent frames decodes to (33 for 9 latents at 4x)."""
+    return (chunk_latent_frames - 1) * temporal_compression + 1
+
+
+def plan_chunks(
+    frames: int, temporal_compression: int, chunk_latent_frames: int = CHUNK_LATENT_FRAMES
+) -> ChunkPlan:
+    """Chunks for `frames` (rounded up to whole chunks), and the frames the video ends with."""
+    window = window_frames(temporal_compression, chunk_latent_frames)
+    chunks = max(1, -(-frames // window))
+    total = (chunks * window - 1) // temporal_compression * temporal_compression + 1
+    return ChunkPlan(chunks=chunks, window_frames=window, total_frames=total)
