@@ -5,7 +5,6 @@ folder is something a user downloads. Every model comes back in eval mode (a fre
 transformers model has dropout on, which would make two runs of one seed differ).
 """
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +15,7 @@ from accelerate import cpu_offload
 from torch import nn
 
 from vidgen.errors import VidgenError
+from vidgen.model_info import read_json
 from vidgen.request import Runtime
 
 
@@ -27,7 +27,7 @@ def model_index(folder: Path) -> dict:
             f"{folder} is not a diffusers model folder (no model_index.json)",
             hint="pass the folder of a downloaded checkpoint, with model_index.json at its top",
         )
-    return json.loads(path.read_text())
+    return read_json(path)
 
 
 def load_tokenizer(folder: Path) -> transformers.PreTrainedTokenizerBase:
@@ -65,7 +65,7 @@ def load_diffusers_model(cls: type, folder: Path, subfolder: str, dtype: torch.d
 
 def load_scheduler(folder: Path, allowed: dict[str, type]):
     """A fresh scheduler of the class folder/scheduler/scheduler_config.json names, if it is allowed."""
-    config = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+    config = read_json(folder / "scheduler" / "scheduler_config.json")
     name = config.get("_class_name")
     if name not in allowed:
         raise VidgenError(
