@@ -18,7 +18,7 @@ from vidgen.progress import Silent
 
 if TYPE_CHECKING:  # torch loads only when a command runs
     from vidgen.stream import StreamOutcome
-    from vidgen.validate_helios import StreamPlan
+    from vidgen.validate import StreamPlan
 
 EXIT_CODES = (
     "Exit codes: 0 done; 2 a mistake in the options or inputs (nothing was generated); "
@@ -347,7 +347,7 @@ def stream(
     values = {name: value.value if isinstance(value, Enum) else value for name, value in locals().items()}
     from vidgen.stream import stream_video  # torch and the pipelines load only when a command runs
     from vidgen.stream_progress import SilentStream, StreamProgress
-    from vidgen.validate_helios import StreamOptions, prepare_stream, stream_mode
+    from vidgen.validate import StreamOptions, prepare_stream, stream_mode
 
     quiet = values.pop("quiet")
     with _reported_errors():

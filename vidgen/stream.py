@@ -32,7 +32,7 @@ from vidgen.prompt_schedule import schedule
 from vidgen.sources import FetchedModel
 from vidgen.stream_progress import StreamProgress, Throughput
 from vidgen.summary import summarize
-from vidgen.validate_helios import StreamPlan
+from vidgen.validate import StreamPlan
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,8 @@ from vidgen.io.stream_writer import Mp4Stream
 from vidgen.model_info import read_helios_info
 from vidgen.pipelines import helios
 from vidgen.request import Request, Runtime
-from vidgen.validate_helios import StreamOptions, chunk_count, output_frames, prepare_stream
+from vidgen.validate import StreamOptions, prepare_stream
+from vidgen.validate.helios import chunk_count, output_frames
 
 TINY = ("--model", "tiny-helios", "--seed", "3")
 

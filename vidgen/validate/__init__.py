@@ -1,0 +1,83 @@
+"""Turn the command line's options into a checked plan, before any weights load.
+
+`common` holds what every command checks (prompt, seed, output, model, mode, size), `runtime` how it
+runs (device, precision, offload), and each family its own request rules (`cogvideox`, `helios`);
+`stream` plans `vidgen stream`. The modules import only `common` and `runtime`, never each other's
+families, so there is no import circle. The Plan that comes out is trusted by everything downstream.
+"""
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TextIO
+
+from vidgen.model_info import ModelInfo
+from vidgen.presets import Preset, load_presets
+from vidgen.request import Request
+from vidgen.sources import parse_model
+from vidgen.validate.cogvideox import cogvideox_request
+from vidgen.validate.common import (
+    Model,
+    Options,
+    Output,
+    Plan,
+    check_mode,
+    default_output_name,
+    plan_output,
+    resolve_model,
+    resolve_prompt,
+    resolve_seed,
+)
+from vidgen.validate.helios import helios_request
+from vidgen.validate.runtime import DTYPES, build_runtime, dtype_name, resolve_device
+from vidgen.validate.stream import StreamOptions, StreamPlan, prepare_stream, stream_mode
+
+__all__ = [
+    "DTYPES",
+    "Model",
+    "Options",
+    "Output",
+    "Plan",
+    "StreamOptions",
+    "StreamPlan",
+    "build_request",
+    "build_runtime",
+    "check_mode",
+    "default_output_name",
+    "dtype_name",
+    "prepare",
+    "prepare_stream",
+    "resolve_device",
+    "resolve_model",
+    "resolve_seed",
+    "stream_mode",
+]
+
+
+def prepare(
+    options: Options,
+    stdin: TextIO | None = None,
+    presets: Mapping[str, Preset] | None = None,
+    cache_dir: Path | None = None,
+) -> Plan:
+    """Check the options against the model's configs and build the plan; raises VidgenError."""
+    presets = load_presets() if presets is None else presets
+    notes: list[str] = []
+    prompt = resolve_prompt(options.prompt_argument, options.prompt, stdin)
+    source = parse_model(options.model, presets)
+    seed = resolve_seed(options.seed, notes)
+    output = plan_output(options.output, options.format, options.overwrite, prompt, seed)
+    device = resolve_device(options.device)
+    model = resolve_model(source, presets, cache_dir)
+    check_mode(options.mode, model.info, options.model, presets)
+    request = build_request(options, prompt, seed, model.preset, model.info, notes)
+    runtime = build_runtime(options, model.preset, device, notes)
+    inputs = {name: path for name in ("image", "video") if (path := getattr(options, name))}
+    return Plan(request, runtime, source, model.preset, output, inputs, tuple(notes))
+
+
+def build_request(
+    options: Options, prompt: str, seed: int, preset: Preset, info: ModelInfo, notes: list[str]
+) -> Request:
+    """The checked Request, by the family's rules (Helios: whole chunks, pyramid stages)."""
+    family_request = helios_request if info.family == "helios" else cogvideox_request
+    return family_request(options, prompt, seed, preset, info, notes)

@@ -1,0 +1,217 @@
+"""The checks every command shares: the options as typed, the plan they become, where the output goes,
+which model answers, and the size rules every family has. Each check reads only the options, the
+input files and the model folder's JSON configs; a mistake becomes one VidgenError that says how to
+fix it.
+"""
+
+import re
+import secrets
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from vidgen.errors import VidgenError
+from vidgen.io.writer import format_from_path, sidecar_path
+from vidgen.model_info import ModelInfo, detect_family, read_cogvideox_info, read_helios_info
+from vidgen.presets import Preset, match_preset
+from vidgen.request import Request, Runtime
+from vidgen.sources import ModelSource, fetch_configs
+
+MODE_NAMES = {"t2v": "text-to-video", "i2v": "image-to-video", "v2v": "video-to-video"}
+
+
+@dataclass(frozen=True)
+class Options:
+    """The generation options as typed; None means "the model's default"."""
+
+    mode: str  # "t2v" | "i2v" | "v2v"
+    model: str
+    prompt: str | None = None  # --prompt
+    prompt_argument: str | None = None  # the positional PROMPT
+    negative_prompt: str = ""
+    seed: int | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    dynamic_cfg: bool | None = None
+    height: int | None = None
+    width: int | None = None
+    frames: int | None = None
+    fps: int | None = None
+    image: str | None = None
+    video: str | None = None
+    strength: float | None = None
+    device: str | None = None
+    dtype: str | None = None
+    offload: str = "none"
+    vae_tiling: bool | None = None
+    output: str | None = None
+    format: str | None = None
+    overwrite: bool = False
+
+
+@dataclass(frozen=True)
+class Output:
+    path: Path
+    format: str  # "mp4" | "gif" | "png"
+
+    @property
+    def sidecar(self) -> Path:
+        return sidecar_path(self.path)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything needed to generate and write one video; every value already checked."""
+
+    request: Request
+    runtime: Runtime
+    source: ModelSource
+    preset: Preset  # the named preset, or the one whose defaults a folder or repo got
+    output: Output
+    inputs: dict[str, str] = field(default_factory=dict)  # "image" / "video" -> path as given
+    notes: tuple[str, ...] = ()  # lines for the user: defaults chosen for them, fallbacks
+
+
+@dataclass(frozen=True)
+class Model:
+    """The model every request of a run is checked against: read from its configs, no weights."""
+
+    source: ModelSource
+    info: ModelInfo
+    preset: Preset  # the named preset, or the one whose defaults a folder or repo gets
+
+
+def resolve_model(source: ModelSource, presets: Mapping[str, Preset], cache_dir: Path | None = None) -> Model:
+    """What the model can do and its defaults, from its JSON configs (a hub repo's are kilobytes)."""
+    info = read_model_info(fetch_configs(source, cache_dir), source.spec)
+    preset = source.preset or match_preset(info.architecture, info.modes, presets)
+    if preset is None:  # presets/ lacks a model with these modes: a new one needs its file
+        raise ValueError(f"no preset matches architecture {info.architecture!r} with modes {info.modes}")
+    return Model(source, info, preset)
+
+
+def resolve_prompt(argument: str | None, option: str | None, stdin: TextIO | None) -> str:
+    """The prompt from PROMPT or --prompt ("-" reads standard input); it must not be empty."""
+    if argument is not None and option is not None:
+        raise VidgenError("two prompts given", "pass the prompt either as an argument or with --prompt")
+    prompt = argument if argument is not None else option
+    if prompt == "-" and stdin is not None:
+        prompt = stdin.read()
+    if prompt is None or not prompt.strip():
+        raise VidgenError(
+            "the prompt is empty",
+            'pass one, e.g. vidgen t2v --model tiny-cogvideox "a cat walks on the beach", or - to read stdin',
+        )
+    return prompt.strip()
+
+
+def resolve_seed(seed: int | None, notes: list[str]) -> int:
+    """The seed as given (torch takes 64 bits), or a random one that the user is told."""
+    if seed is not None and seed >= 2**64:
+        raise VidgenError(f"--seed {seed} is too large", "use a seed below 2**64")
+    if seed is None:
+        seed = secrets.randbelow(2**32)
+        notes.append(f"seed {seed} (random; --seed {seed} repeats this video)")
+    return seed
+
+
+def plan_output(output: str | None, format: str | None, overwrite: bool, prompt: str, seed: int) -> Output:
+    """Where the video goes and in which format; refuses to replace anything unless `overwrite`."""
+    named = format_from_path(Path(output)) if output else None
+    if format and named and format != named:
+        raise VidgenError(
+            f"--format {format} does not match the output name '{output}'",
+            f"name the output .{format}, or drop --format",
+        )
+    format = format or named or (None if output else "mp4")
+    if format is None:
+        raise VidgenError(
+            f"cannot tell the output format from '{output}'",
+            "name it .mp4 or .gif, or pass --format png for a folder of PNG frames",
+        )
+    path = Path(output).expanduser() if output else default_output_name(prompt, seed, format)
+    check_writable(path, format, overwrite)
+    return Output(path, format)
+
+
+def default_output_name(prompt: str, seed: int, format: str) -> Path:
+    """`a-cat-walks-on-the-beach-1234.mp4` in the current folder: the prompt's first words and the seed."""
+    words = re.findall(r"[a-z0-9]+", prompt.lower())[:6]
+    stem = "-".join(words)[:48].strip("-") or "video"
+    return Path(f"{stem}-{seed}" + ("" if format == "png" else f".{format}"))
+
+
+def check_writable(path: Path, format: str, overwrite: bool) -> None:
+    """The output (and its sidecar) can be written: checked now, not after minutes of generating."""
+    for target in (path, sidecar_path(path)):
+        if target.exists() and not overwrite:
+            raise VidgenError(
+                f"'{target}' already exists", "pass --overwrite to replace it, or choose another name with -o"
+            )
+    wants_folder = format == "png"
+    if path.exists() and path.is_dir() != wants_folder:
+        kind = "folder" if path.is_dir() else "file"
+        raise VidgenError(f"'{path}' is a {kind}; a {format} output cannot replace it", "choose another -o")
+    parent = path.parent
+    if not parent.exists():
+        raise VidgenError(f"cannot write '{path}': folder '{parent}' does not exist", "create it first")
+    if not parent.is_dir():
+        raise VidgenError(f"cannot write '{path}': '{parent}' is not a folder", "choose another -o")
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as error:
+        raise VidgenError(
+            f"cannot write to folder '{parent}': {error.strerror or error}", "choose another -o"
+        ) from None
+
+
+def read_model_info(folder: Path, name: str) -> ModelInfo:
+    readers = {"cogvideox": read_cogvideox_info, "helios": read_helios_info}
+    return readers[detect_family(folder)](folder)
+
+
+def check_mode(mode: str, info: ModelInfo, name: str, presets: Mapping[str, Preset]) -> None:
+    if mode in info.modes:
+        return
+    able = [p for p in presets.values() if mode in p.modes]
+    # One released model and one tiny one, so the hint also works offline.
+    examples = [p.name for p in able if not p.is_tiny][:1] + [p.name for p in able if p.is_tiny][:1]
+    what = "has no image input" if mode == "i2v" else "only animates an image"
+    raise VidgenError(
+        f"'{name}' cannot do {MODE_NAMES[mode]}: it {what} (modes: {', '.join(info.modes)})",
+        f"use `vidgen {info.modes[0]}` with it, or a {mode} model such as {' or '.join(examples)}",
+    )
+
+
+def required(path: str | None, option: str, example: str) -> str:
+    if not path:
+        raise VidgenError(f"{option} is missing", f"pass the input with {option} {example}")
+    return path
+
+
+def check_size(height: int, width: int, info: ModelInfo, name: str) -> None:
+    multiple = info.size_multiple
+    for option, value in (("--height", height), ("--width", width)):
+        if value % multiple:
+            lower, upper = value // multiple * multiple, (value // multiple + 1) * multiple
+            choices = f"{lower} or {upper}" if lower else str(upper)
+            raise VidgenError(f"{option} {value} is not a multiple of {multiple}", f"use {option} {choices}")
+    if info.fixed_size and (height, width) != info.sample_size[:2]:
+        raise VidgenError(fixed_size_message(name, info), "drop --height/--width/--frames")
+    limit = info.max_size
+    if limit and (height > limit[0] or width > limit[1]):
+        raise VidgenError(
+            f"'{name}' generates at most {limit[0]}x{limit[1]} (height x width); {height}x{width} is larger",
+            "pass a smaller --height/--width",
+        )
+
+
+def fixed_size_message(name: str, info: ModelInfo) -> str:
+    height, width, frames = info.sample_size
+    return (
+        f"'{name}' only generates {height}x{width} with {frames} frames: its learned position "
+        "embeddings fix the size"
+    )
