@@ -83,6 +83,13 @@ PROMPT_ARGUMENT = typer.Argument(
 MODEL = typer.Option(
     ..., "--model", "-m", help="A preset (see `vidgen models`), a diffusers folder or a hub repo id."
 )
+PRESET = typer.Option(
+    None,
+    "--preset",
+    help="Whose settings (sampler, steps, guidance, size) a folder or repo takes: a preset name, or "
+    "none for the folder's own scheduler.",
+    show_default="the preset the model is shaped like",
+)
 PROMPT = typer.Option(None, "--prompt", "-p", help="The prompt, instead of PROMPT.", show_default=False)
 NEGATIVE_PROMPT = typer.Option("", "--negative-prompt", "-n", help="What to avoid.")
 SEED = typer.Option(None, "--seed", min=0, help="Random seed.", show_default="random, printed")
@@ -190,6 +197,7 @@ OUTPUT_HELP = "Writes the video and, beside it, OUTPUT.json with every setting (
 def t2v(
     prompt_argument: str | None = PROMPT_ARGUMENT,
     model: str = MODEL,
+    preset: str | None = PRESET,
     prompt: str | None = PROMPT,
     negative_prompt: str = NEGATIVE_PROMPT,
     seed: int | None = SEED,
@@ -218,6 +226,7 @@ def t2v(
 def i2v(
     prompt_argument: str | None = PROMPT_ARGUMENT,
     model: str = MODEL,
+    preset: str | None = PRESET,
     image: str | None = IMAGE,
     prompt: str | None = PROMPT,
     negative_prompt: str = NEGATIVE_PROMPT,
@@ -247,6 +256,7 @@ def i2v(
 def v2v(
     prompt_argument: str | None = PROMPT_ARGUMENT,
     model: str = MODEL,
+    preset: str | None = PRESET,
     video: str | None = VIDEO,
     strength: float | None = STRENGTH,
     prompt: str | None = PROMPT,
@@ -288,6 +298,7 @@ STREAM_HELP = (
 def stream(
     prompt_argument: str | None = PROMPT_ARGUMENT,
     model: str = MODEL,
+    preset: str | None = PRESET,
     prompt: str | None = PROMPT,
     prompt_file: str | None = typer.Option(
         None, "--prompt-file", help="Prompts by chunk, for a story (see below).", show_default=False
@@ -424,6 +435,7 @@ def batch(
     jobs: str = typer.Argument(..., metavar="JOBS", help="A JSONL or CSV job file; - reads stdin."),
     outdir: str = typer.Option(..., "--output", "-o", help="The folder for the videos and the manifest."),
     model: str = MODEL,
+    preset: str | None = PRESET,
     mode: Mode | None = typer.Option(
         None, "--mode", help="The jobs' mode, unless a job sets one.", show_default="the model's first"
     ),

@@ -21,6 +21,9 @@ DEFAULT_TIMEOUT = 10.0
 # Owners that renamed themselves: the old and new ids hold the same files.
 MOVED_OWNERS = {"thudm": "zai-org", "zai-org": "thudm"}
 
+# Base classes of httpx's (and httpx2's) connection and timeout errors.
+NETWORK_ERRORS = {"TransportError", "TimeoutException", "NetworkError", "ConnectError"}
+
 COMPONENTS = ("tokenizer", "text_encoder", "transformer", "vae", "scheduler")
 CONFIG_FILES = {"model_index.json", "config.json", "scheduler_config.json"}
 TOKENIZER_FILES = {
@@ -166,10 +169,9 @@ def list_files(repo_id: str, command: str) -> tuple[str, str, list[RemoteFile]]:
 
 
 def _is_network_error(error: Exception) -> bool:
-    import httpx
-
-    network = (httpx.TransportError, OSError, TimeoutError)
-    return isinstance(error, network) or "Timeout" in type(error).__name__
+    # The HTTP client's own classes (httpx or its successor, by huggingface_hub's version), by name.
+    names = {cls.__name__ for cls in type(error).__mro__}
+    return isinstance(error, (OSError, TimeoutError)) or bool(names & NETWORK_ERRORS)
 
 
 def _reason(error: Exception) -> str:
