@@ -29,15 +29,16 @@ def list_needed(repo_id: str, command: str, only_configs: bool = False) -> Listi
     return Listing(name, commit, hub.select(files, only_configs))
 
 
-def missing_files(listing: Listing) -> list[hub.RemoteFile]:
-    """The listed files not yet whole in the cache; a cached file of the wrong size is removed."""
+def missing_files(listing: Listing, dry_run: bool = False) -> list[hub.RemoteFile]:
+    """The listed files not yet whole in the cache; a cached file of the wrong size is removed (unless
+    `dry_run`), so that it downloads again."""
     snapshot = hub.snapshot_folder(listing.repo_id, listing.commit)
     missing = []
     for file in listing.files:
         path = snapshot / file.path
         if path.is_file() and path.stat().st_size == file.size:
             continue
-        if path.exists() or path.is_symlink():
+        if (path.exists() or path.is_symlink()) and not dry_run:
             _remove_with_blob(path)
         missing.append(file)
     return missing
@@ -55,11 +56,8 @@ def download(repo_id: str, command: str, progress: DownloadProgress, only_config
     listing = list_needed(repo_id, command, only_configs)
     missing = missing_files(listing)
     progress.begin(listing.repo_id, listing.files, missing)
-    try:
-        for file in missing:
-            hub.fetch_file(listing.repo_id, listing.commit, file, progress.bar_for(file), command)
-    finally:
-        progress.__exit__(None, None, None)
+    for file in missing:
+        hub.fetch_file(listing.repo_id, listing.commit, file, progress.file(file), command)
     snapshot = hub.snapshot_folder(listing.repo_id, listing.commit)
     _point_refs_main(snapshot)
     verify(snapshot, f"run `{command}` again", only_configs)
@@ -75,7 +73,7 @@ def _point_refs_main(snapshot: Path) -> None:
 
 def verify(folder: Path, repair: str, only_configs: bool = False) -> None:
     """The folder holds a complete model: JSON, classes, tokenizer files, every shard whole."""
-    model_check.check_configs(folder, repair)
+    model_check.check_configs(folder, repair, tokenizer_files=not only_configs)
     if not only_configs:
         model_check.check_weights(folder, repair)
 
@@ -87,3 +85,54 @@ def is_complete(folder: Path, only_configs: bool = False) -> VidgenError | None:
     except VidgenError as problem:
         return problem
     return None
+
+
+def hub_repo(spec: str) -> str:
+    """The hub repo `vidgen download SPEC` fetches: a released preset's, or a repo id as given."""
+    from vidgen.presets import load_presets
+    from vidgen.sources import parse_model
+
+    source = parse_model(spec, load_presets())
+    if source.preset is not None and source.preset.is_tiny:
+        raise VidgenError(
+            f"'{spec}' is a tiny model that vidgen builds offline on first use; there is nothing to download",
+            f"run it directly: vidgen t2v --model {spec} ...",
+        )
+    if not source.from_hub:
+        raise VidgenError(
+            f"'{spec}' is a local folder; there is nothing to download", "pass a preset or repo id"
+        )
+    return source.location
+
+
+def dry_run(repo_id: str, command: str) -> list[str]:
+    """What `vidgen download` would fetch, listed (one request to the hub, nothing written)."""
+    listing = list_needed(repo_id, command)
+    return describe_listing(listing, missing_files(listing, dry_run=True))
+
+
+def describe_listing(listing: Listing, missing: list[hub.RemoteFile]) -> list[str]:
+    """`vidgen download --dry-run`: every file with its size and whether it is cached, then the total."""
+    todo = {file.path for file in missing}
+    width = max(len(file.path) for file in listing.files)
+    lines = []
+    for file in listing.files:
+        state = "to download" if file.path in todo else "cached"
+        lines.append(f"{file.path:<{width}}  {hub.describe_size(file.size):>9}  {state}")
+    total = sum(file.size for file in listing.files)
+    todo_size = sum(file.size for file in missing)
+    lines.append(
+        f"{listing.repo_id}@{listing.commit[:12]}: {len(listing.files)} files, {hub.describe_size(total)}; "
+        f"{len(missing)} to download ({hub.describe_size(todo_size)}) into {hub.cache_root()}"
+    )
+    return lines
+
+
+def cached_status(repo_id: str) -> str:
+    """For `vidgen models`: "9.7 GB" when the cache holds the whole model, "partly, 1.2 GB", or "no"."""
+    snapshot = hub.cached_snapshot(repo_id)
+    if snapshot is None:
+        return "no"
+    size = sum(path.stat().st_size for path in snapshot.rglob("*") if path.is_file())
+    whole = is_complete(snapshot) is None
+    return hub.describe_size(size) if whole else f"partly, {hub.describe_size(size)}"

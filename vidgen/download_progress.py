@@ -1,8 +1,9 @@
 """What the user sees while weights download: the total up front, then a bar per file and one overall.
 
 On a terminal rich bars (bytes, speed, ETA); anywhere else one plain line per file, so logs stay short.
-huggingface_hub reports bytes through a tqdm-compatible class; `bar_for` makes one per file.
 """
+
+from collections.abc import Callable
 
 from rich.console import Console
 from rich.progress import (
@@ -13,7 +14,6 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
-from tqdm import tqdm
 
 from vidgen.hub import RemoteFile, describe_size
 
@@ -53,27 +53,19 @@ class DownloadProgress:
             self._bars.start()
             self._overall = self._bars.add_task("total", total=todo)
 
-    def bar_for(self, file: RemoteFile) -> type:
-        """A tqdm class that moves this file's bar and the total; huggingface_hub instantiates it."""
+    def file(self, file: RemoteFile) -> Callable[[int], None]:
+        """Starts `file`'s bar; returns the function that moves it (and the total) by some bytes."""
         if self._bars is None:
             self.console.print(f"downloading {file.path} ({describe_size(file.size)})", highlight=False)
-            return _Quiet
+            return lambda size: None
         bars, overall = self._bars, self._overall
         task = bars.add_task(file.path, total=file.size)
 
-        class FileBar(_Quiet):
-            def __init__(self, *args, **kwargs) -> None:
-                super().__init__(*args, **kwargs)
-                # A resumed download starts past zero.
-                bars.update(task, completed=kwargs.get("initial", 0) or 0)
-                bars.advance(overall, kwargs.get("initial", 0) or 0)
+        def advance(size: int) -> None:
+            bars.advance(task, size)
+            bars.advance(overall, size)
 
-            def update(self, n: float | None = 1) -> bool | None:
-                bars.advance(task, n or 0)
-                bars.advance(overall, n or 0)
-                return None
-
-        return FileBar
+        return advance
 
     def note(self, line: str) -> None:
         self.console.print(line, highlight=False)
@@ -84,10 +76,3 @@ class SilentDownload(DownloadProgress):
 
     def __init__(self) -> None:
         super().__init__(Console(quiet=True))
-
-
-class _Quiet(tqdm):
-    def __init__(self, *args, **kwargs) -> None:
-        kwargs.pop("name", None)
-        kwargs["disable"] = True
-        super().__init__(*args, **kwargs)

@@ -179,34 +179,65 @@ def _reason(error: Exception) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
-# Makes a tqdm-compatible class that reports one file's bytes; given the file and its size.
-BarFactory = Callable[[RemoteFile], type]
+# Bytes read per write while downloading.
+CHUNK = 1 << 20
 
 
-def fetch_file(repo_id: str, commit: str, file: RemoteFile, bar: type | None, command: str) -> Path:
-    """One file into the cache (resuming a partial download), with the timeout on every request."""
-    from huggingface_hub import constants, hf_hub_download
+def fetch_file(
+    repo_id: str, commit: str, file: RemoteFile, advance: Callable[[int], None], command: str
+) -> Path:
+    """One file into the cache as the hub client lays it out (blobs/<etag>, a relative link in the
+    snapshot), resuming a partial `blobs/<etag>.incomplete` left by an interrupted run.
+
+    huggingface_hub 2 restarts every interrupted file from zero (and deletes the partial file); a
+    10 GB shard should not, so the transfer is done here, through the hub client's HTTP session.
+    `advance(bytes)` reports progress, starting with the bytes a resumed file already had.
+    """
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
     from huggingface_hub.errors import HfHubHTTPError
 
-    # The body's read timeout is this module-level setting of huggingface_hub (default 10 s).
-    constants.HF_HUB_DOWNLOAD_TIMEOUT = max(1, round(timeout()))
+    url = hf_hub_url(repo_id, file.path, revision=commit, endpoint=endpoint())
     try:
-        path = hf_hub_download(
-            repo_id,
-            file.path,
-            revision=commit,
-            cache_dir=cache_root(),
-            endpoint=endpoint(),
-            etag_timeout=timeout(),
-            tqdm_class=bar,
-        )
+        metadata = get_hf_file_metadata(url, timeout=timeout(), endpoint=endpoint())
+        repo = cache_root() / f"models--{repo_id.replace('/', '--')}"
+        blob = repo / "blobs" / (metadata.etag or commit + "-" + file.path.replace("/", "-"))
+        if not blob.is_file():
+            _transfer(url, blob, metadata.size, advance)
     except HfHubHTTPError as error:
         raise VidgenError(f"downloading '{file.path}' of '{repo_id}' failed: {error}", command) from None
     except Exception as error:
-        if _is_network_error(error) or "LocalEntryNotFound" in type(error).__name__:
+        if _is_network_error(error):
             raise unreachable(repo_id, _reason(error), command) from None
         raise
-    return Path(path)
+    link = repo / "snapshots" / commit / file.path
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.unlink(missing_ok=True)
+    link.symlink_to(Path(*[".."] * (len(Path(file.path).parts) + 1), "blobs", blob.name))
+    return link
+
+
+def _transfer(url: str, blob: Path, size: int | None, advance: Callable[[int], None]) -> None:
+    """GET `url` into `blob`, appending to its partial file; renamed into place only when whole."""
+    from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+
+    partial = blob.with_name(blob.name + ".incomplete")
+    blob.parent.mkdir(parents=True, exist_ok=True)
+    start = partial.stat().st_size if partial.is_file() else 0
+    headers = {**build_hf_headers(), "Accept-Encoding": "identity"}
+    if start:
+        headers["Range"] = f"bytes={start}-"
+    with get_session().stream("GET", url, headers=headers, timeout=timeout()) as response:
+        hf_raise_for_status(response)
+        if start and response.status_code != 206:  # the server ignored the range: start over
+            start = 0
+        advance(start)
+        with open(partial, "ab" if start else "wb") as out:
+            for chunk in response.iter_bytes(CHUNK):
+                out.write(chunk)
+                advance(len(chunk))
+    if size is not None and partial.stat().st_size != size:
+        raise OSError(f"the download of {blob.name} ended at {partial.stat().st_size} of {size} bytes")
+    partial.replace(blob)
 
 
 def snapshot_folder(repo_id: str, commit: str) -> Path:

@@ -52,8 +52,9 @@ PICKLED_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
 MAX_HEADER = 100_000_000
 
 
-def check_configs(folder: Path, repair: str) -> str:
-    """Every JSON file the model needs parses and names a class vidgen runs; returns the family."""
+def check_configs(folder: Path, repair: str, tokenizer_files: bool = True) -> str:
+    """Every JSON file the model needs parses and names a class vidgen runs; returns the family.
+    `tokenizer_files`: also check the tokenizer's vocabulary file is there (not a JSON file)."""
     family = detect_family(folder)
     index = read(folder, "model_index.json", repair)
     for component, allowed in CLASSES[family].items():
@@ -73,7 +74,8 @@ def check_configs(folder: Path, repair: str) -> str:
             folder / component / file_name,
             component,
         )
-    check_tokenizer_files(folder / "tokenizer", repair)
+    if tokenizer_files:
+        check_tokenizer_files(folder / "tokenizer", repair)
     return family
 
 
