@@ -201,8 +201,7 @@ def fetch_file(
         metadata = get_hf_file_metadata(url, timeout=timeout(), endpoint=endpoint())
         repo = cache_root() / f"models--{repo_id.replace('/', '--')}"
         blob = repo / "blobs" / (metadata.etag or commit + "-" + file.path.replace("/", "-"))
-        if not blob.is_file():
-            _transfer(url, blob, metadata.size, advance)
+        _fetch_blob(url, blob, metadata.size, advance)
     except HfHubHTTPError as error:
         raise VidgenError(f"downloading '{file.path}' of '{repo_id}' failed: {error}", command) from None
     except Exception as error:
@@ -214,6 +213,17 @@ def fetch_file(
     link.unlink(missing_ok=True)
     link.symlink_to(Path(*[".."] * (len(Path(file.path).parts) + 1), "blobs", blob.name))
     return link
+
+
+def _fetch_blob(url: str, blob: Path, size: int | None, advance: Callable[[int], None]) -> None:
+    """The blob, unless another process (a torchrun rank) fetched it while this one waited its turn."""
+    from huggingface_hub.utils import WeakFileLock
+
+    lock = blob.parent.parent.parent / ".locks" / blob.parent.parent.name / f"{blob.name}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with WeakFileLock(lock):  # one writer per partial file: two appending would corrupt it
+        if not blob.is_file():
+            _transfer(url, blob, size, advance)
 
 
 def _transfer(url: str, blob: Path, size: int | None, advance: Callable[[int], None]) -> None:
