@@ -26,7 +26,13 @@ def list_needed(repo_id: str, command: str, only_configs: bool = False) -> Listi
     cached = hub.cached_repo(repo_id)
     # Files join an existing cache folder (a resumed download) under its spelling of the id.
     name = cached.name.removeprefix("models--").replace("--", "/", 1) if cached else hub_name
-    return Listing(name, commit, hub.select(files, only_configs))
+    chosen = hub.select(files, only_configs)
+    if not any(file.path == "model_index.json" for file in chosen):
+        raise VidgenError(
+            f"'{repo_id}' on the hub has no model_index.json: not a diffusers-format model",
+            "pass a CogVideoX or Helios repo in diffusers format, or a preset (see `vidgen models`)",
+        )
+    return Listing(name, commit, chosen)
 
 
 def missing_files(listing: Listing, dry_run: bool = False) -> list[hub.RemoteFile]:
@@ -89,10 +95,13 @@ def is_complete(folder: Path, only_configs: bool = False) -> VidgenError | None:
 
 def hub_repo(spec: str) -> str:
     """The hub repo `vidgen download SPEC` fetches: a released preset's, or a repo id as given."""
-    from vidgen.presets import load_presets
-    from vidgen.sources import parse_model
+    from vidgen.presets import find_preset, load_presets
+    from vidgen.sources import ModelSource, parse_model
 
-    source = parse_model(spec, load_presets())
+    presets = load_presets()
+    preset = find_preset(spec, presets)
+    # Here a preset name wins over a folder of the same name: only a preset or a repo can be downloaded.
+    source = ModelSource(spec, "preset", preset.source, preset) if preset else parse_model(spec, presets)
     if source.preset is not None and source.preset.is_tiny:
         raise VidgenError(
             f"'{spec}' is a tiny model that vidgen builds offline on first use; there is nothing to download",

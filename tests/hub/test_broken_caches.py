@@ -206,3 +206,12 @@ def test_a_local_folder_wins_over_a_preset_of_the_same_name(hub_env, tmp_path, i
     run = invoke_cli("t2v", "--model", "cogvideox-2b", "a cat", *TINY_ARGS, "-o", "out.mp4")
     assert run.exit_code == 0, run.stderr
     assert "is the local folder" in run.stderr and "not the preset cogvideox-2b" in run.stderr
+
+
+def test_without_protobuf_the_older_tokenizer_set_is_a_one_line_error(
+    hub_env, local_folder, t2v, monkeypatch
+):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "google.protobuf", None)  # as if it were not installed
+    one_line_error(t2v(str(local_folder)), "spiece.model", "pip install protobuf")

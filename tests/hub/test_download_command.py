@@ -121,3 +121,15 @@ def test_download_with_a_hub_that_never_answers_fails_within_the_timeout(hub_env
 def test_download_of_a_tiny_or_unknown_model_is_a_one_line_error(hub_env, invoke_cli, model, text):
     run = invoke_cli("download", model)
     assert run.exit_code == 2 and text in run.stderr and len(run.stderr_lines) == 1
+
+
+def test_download_of_a_repo_that_is_not_a_diffusers_model_is_a_one_line_error(
+    hub_env, invoke_cli, tmp_path, monkeypatch
+):
+    folder = tmp_path / "repo"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"weights")
+    with FakeHub("someone/llm", folder) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        run = invoke_cli("download", "someone/llm", "--dry-run")
+    assert run.exit_code == 2 and "no model_index.json" in run.stderr and len(run.stderr_lines) == 1
