@@ -59,7 +59,16 @@ def endpoint() -> str:
 
 
 def timeout() -> float:
-    return float(os.environ.get("VIDGEN_HUB_TIMEOUT") or DEFAULT_TIMEOUT)
+    value = os.environ.get("VIDGEN_HUB_TIMEOUT") or str(DEFAULT_TIMEOUT)
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise VidgenError(
+            f"VIDGEN_HUB_TIMEOUT={value} is not a number of seconds", "unset it, or set e.g. 30"
+        )
+    return seconds
 
 
 def repo_names(repo_id: str) -> list[str]:
@@ -133,9 +142,10 @@ def unreachable(repo_id: str, reason: str, command: str) -> VidgenError:
     """The error for a model that is not (fully) cached and cannot be fetched now."""
     where = f"the cache at {cache_root()}"
     why = "HF_HUB_OFFLINE is set" if offline_flag() else f"the hub at {endpoint()} is unreachable ({reason})"
+    online = "unset HF_HUB_OFFLINE and run" if offline_flag() else "run"
     return VidgenError(
         f"model '{repo_id}' is not fully in {where} and cannot be downloaded: {why}",
-        f"run `{command}` once online, or pass a local diffusers folder: --model /path/to/folder",
+        f"{online} `{command}` once online, or pass a local diffusers folder: --model /path/to/folder",
     )
 
 

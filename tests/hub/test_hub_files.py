@@ -62,3 +62,15 @@ def test_cached_snapshot_matches_ignoring_case_and_the_owner_move(monkeypatch, t
     assert hub.cached_snapshot("THUDM/CogVideoX-2b") == snapshot
     assert hub.cached_snapshot("zai-org/cogvideox-2B") == snapshot
     assert hub.cached_snapshot("THUDM/CogVideoX-5b") is None
+
+
+def test_a_bad_hub_timeout_is_a_user_error(monkeypatch):
+    import pytest
+
+    from vidgen.errors import VidgenError
+
+    monkeypatch.setenv("VIDGEN_HUB_TIMEOUT", "soon")
+    with pytest.raises(VidgenError, match="VIDGEN_HUB_TIMEOUT=soon"):
+        hub.timeout()
+    monkeypatch.setenv("VIDGEN_HUB_TIMEOUT", "2.5")
+    assert hub.timeout() == 2.5
