@@ -7,6 +7,7 @@ unreachable or never answers. Every network call has a timeout. The cache is the
 """
 
 import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,16 +182,12 @@ def list_files(repo_id: str, command: str) -> tuple[str, str, list[RemoteFile]]:
 def _is_network_error(error: Exception) -> bool:
     # The HTTP client's own classes (httpx or its successor, by huggingface_hub's version), by name.
     names = {cls.__name__ for cls in type(error).__mro__}
-    return isinstance(error, (OSError, TimeoutError)) or bool(names & NETWORK_ERRORS)
+    return isinstance(error, (ConnectionError, TimeoutError, socket.gaierror)) or bool(names & NETWORK_ERRORS)
 
 
 def _reason(error: Exception) -> str:
     text = str(error).splitlines()[0] if str(error) else ""
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-# Bytes read per write while downloading.
-CHUNK = 1 << 20
 
 
 def fetch_file(
@@ -213,10 +210,14 @@ def fetch_file(
         blob = repo / "blobs" / (metadata.etag or commit + "-" + file.path.replace("/", "-"))
         _fetch_blob(url, blob, metadata.size, advance)
     except HfHubHTTPError as error:
-        raise VidgenError(f"downloading '{file.path}' of '{repo_id}' failed: {error}", command) from None
+        message = f"downloading '{file.path}' of '{repo_id}' failed: {error}"
+        raise VidgenError(message, f"try again: `{command}`") from None
     except Exception as error:
         if _is_network_error(error):
             raise unreachable(repo_id, _reason(error), command) from None
+        if isinstance(error, OSError):  # the disk: full, read-only, removed
+            message = f"writing '{file.path}' into {cache_root()} failed: {error.strerror or error}"
+            raise VidgenError(message, "free some space, or point HF_HUB_CACHE elsewhere") from None
         raise
     link = repo / "snapshots" / commit / file.path
     link.parent.mkdir(parents=True, exist_ok=True)
@@ -252,11 +253,14 @@ def _transfer(url: str, blob: Path, size: int | None, advance: Callable[[int], N
             start = 0
         advance(start)
         with open(partial, "ab" if start else "wb") as out:
-            for chunk in response.iter_bytes(CHUNK):
+            # Chunks as they arrive: a fixed chunk size would buffer, and lose what a dropped connection
+            # had already delivered.
+            for chunk in response.iter_bytes():
                 out.write(chunk)
                 advance(len(chunk))
     if size is not None and partial.stat().st_size != size:
-        raise OSError(f"the download of {blob.name} ended at {partial.stat().st_size} of {size} bytes")
+        # The connection closed early; the partial file stays for the next run to resume.
+        raise ConnectionError(f"the download ended at {partial.stat().st_size} of {size} bytes")
     partial.replace(blob)
 
 

@@ -21,6 +21,7 @@ class FakeHub:
         }
         self.files.update(extra or {})
         self.requests: list[tuple[str, str, str | None]] = []
+        self.cut: dict[str, int] = {}  # file -> bytes sent before the next GET of it drops the connection
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -66,6 +67,14 @@ class FakeHub:
         if handler.headers.get("Range", "").startswith("bytes="):
             start = int(handler.headers["Range"].removeprefix("bytes=").split("-")[0])
         headers = {"X-Repo-Commit": COMMIT, "ETag": f'"{hashlib.sha256(data).hexdigest()}"'}
+        if body and name in self.cut:  # promise the whole file, send part of it, hang up
+            handler.send_response(200)
+            handler.send_header("Content-Length", str(len(data)))
+            handler.end_headers()
+            handler.wfile.write(data[: self.cut.pop(name)])
+            handler.wfile.flush()
+            handler.close_connection = True
+            return
         self.send(handler, 206 if start else 200, data[start:], "application/octet-stream", body, headers)
 
     @staticmethod

@@ -82,6 +82,18 @@ def test_an_interrupted_download_resumes_from_its_partial_file(fake_hub, invoke_
     assert (snapshot(tmp_path) / name).read_bytes() == data
 
 
+def test_a_dropped_connection_fails_in_one_line_and_the_next_run_resumes(fake_hub, invoke_cli, tmp_path):
+    name = "tokenizer/spiece.model"
+    fake_hub.cut[name] = 5000
+    first = invoke_cli("download", "cogvideox-2b")
+    assert first.exit_code == 2 and len([line for line in first.stderr_lines if "error:" in line]) == 1
+    assert "vidgen download cogvideox-2b" in first.stderr
+    second = invoke_cli("download", "cogvideox-2b")
+    assert second.exit_code == 0, second.stderr
+    assert ("GET", f"/{REPO}/resolve/{tiny_hub.COMMIT}/{name}", "bytes=5000-") in fake_hub.requests
+    assert (snapshot(tmp_path) / name).read_bytes() == fake_hub.files[name]
+
+
 def test_download_repairs_a_truncated_file_and_keeps_the_whole_ones(fake_hub, invoke_cli, tmp_path):
     assert invoke_cli("download", "cogvideox-2b").exit_code == 0
     shard = snapshot(tmp_path) / "text_encoder" / "model-00002-of-00002.safetensors"
