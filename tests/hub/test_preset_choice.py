@@ -60,3 +60,16 @@ def test_a_wrong_preset_is_a_one_line_error(folder_5b, hub_env, invoke_cli, pres
     assert run.exit_code == 2, run.stderr
     assert len(run.stderr_lines) == 1
     assert all(text in run.stderr for text in texts)
+
+
+def test_batch_and_stream_take_preset_too(folder_5b, hub_env, invoke_cli, tmp_path):
+    (tmp_path / "jobs.jsonl").write_text('{"prompt": "a cat", "seed": 1}\n')
+    batch = invoke_cli("batch", "jobs.jsonl", "-o", "out", "--model", str(folder_5b), "--preset", "nope")
+    assert batch.exit_code == 2 and "unknown --preset 'nope'" in batch.stderr
+    checked = invoke_cli("batch", "jobs.jsonl", "-o", "out", "--model", str(folder_5b), "--preset", "none",
+                         "--dry-run", "--height", "64", "--width", "96", "--frames", "9")  # fmt: skip
+    assert checked.exit_code == 0, checked.stderr
+    stream = invoke_cli(
+        "stream", "a cat", "--model", str(folder_5b), "--preset", "helios-base", "--seed", "1"
+    )
+    assert stream.exit_code == 2 and "--preset helios-base is a helios preset" in stream.stderr
