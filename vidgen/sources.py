@@ -1,7 +1,8 @@
 """Where a model comes from: `--model` names a preset, a local diffusers-format folder or a hub repo.
 
 `parse_model` only looks at the name (no download), so the CLI can check every other option first;
-`fetch_model` then builds the tiny model or downloads the repo and returns the folder.
+`fetch_model` then builds the tiny model, or finds the repo in the hub cache (downloading what it
+lacks), checks the folder is whole (JSON and safetensors headers, no weights read) and returns it.
 """
 
 import re
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vidgen.errors import VidgenError
+from vidgen.model_check import check_model
 from vidgen.presets import Preset, close_names, find_preset
 
 # Hugging Face repo ids: "owner/name", letters, digits, "-", "_", ".".
@@ -22,6 +24,7 @@ class ModelSource:
     kind: str  # "preset" | "folder" | "hub"
     location: str  # the folder, the repo id, or the preset's source
     preset: Preset | None = None  # the preset named by `spec`, if it named one
+    note: str = ""  # for the user, when the name could have meant something else
 
     @property
     def from_hub(self) -> bool:
@@ -38,11 +41,15 @@ class FetchedModel:
 def parse_model(spec: str, presets: Mapping[str, Preset]) -> ModelSource:
     """Classify `--model` without touching the network; an unknown name lists close preset names."""
     preset = find_preset(spec, presets)
-    if preset is not None:
-        return ModelSource(spec, "preset", preset.source, preset)
     path = Path(spec).expanduser()
     if path.is_dir():
-        return ModelSource(spec, "folder", str(path.resolve()))
+        # A folder the user has is what they mean, even when a preset has the same name.
+        note = ""
+        if preset is not None:
+            note = f"'{spec}' is the local folder {path.resolve()}, not the preset {preset.name}"
+        return ModelSource(spec, "folder", str(path.resolve()), note=note)
+    if preset is not None:
+        return ModelSource(spec, "preset", preset.source, preset)
     if _looks_like_path(spec):
         raise VidgenError(
             f"no model folder at '{spec}'",
@@ -69,17 +76,23 @@ def fetch_configs(source: ModelSource, cache_dir: Path | None = None) -> Path:
     gigabytes of weights download.
     """
     if source.from_hub:
-        return download(source.location, only_configs=True).folder
-    return fetch_model(source, cache_dir).folder
+        return fetch_hub(source, only_configs=True).folder
+    if source.preset is not None:
+        return build_tiny(source.preset, cache_dir).folder
+    return Path(source.location)
 
 
 def fetch_model(source: ModelSource, cache_dir: Path | None = None) -> FetchedModel:
     """The model's folder on disk: built (tiny presets), downloaded (hub), or as given (folder)."""
     if source.from_hub:
-        return download(source.location)
+        fetched = fetch_hub(source)
+        check_model(fetched.folder, f"run `vidgen download {source.spec}` to fetch it again")
+        return fetched
     if source.preset is not None:
         return build_tiny(source.preset, cache_dir)
-    return FetchedModel(Path(source.location), None)
+    folder = Path(source.location)
+    check_model(folder, "download the model again or re-save it with save_pretrained")
+    return FetchedModel(folder, None)
 
 
 def build_tiny(preset: Preset, cache_dir: Path | None = None) -> FetchedModel:
@@ -100,36 +113,26 @@ def build_tiny(preset: Preset, cache_dir: Path | None = None) -> FetchedModel:
     return FetchedModel(folder, f"tiny builder v{tiny.BUILDER_VERSION}, seed 0")
 
 
-def download(repo_id: str, only_configs: bool = False) -> FetchedModel:
-    """Snapshot a hub repo into the Hugging Face cache (HF_HOME, HF_HUB_OFFLINE are honoured)."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        HfHubHTTPError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-    )
+def fetch_hub(source: ModelSource, only_configs: bool = False) -> FetchedModel:
+    """A hub model from the local cache when it is complete there (no network at all), else downloaded.
 
-    local_hint = "or download it elsewhere and pass the local diffusers folder: --model /path/to/folder"
+    A cache that is incomplete or damaged is repaired by downloading; when that cannot happen (offline,
+    hub unreachable) the error names the missing or damaged file and the command that fetches it.
+    """
+    from vidgen import download, hub
+    from vidgen.download_progress import DownloadProgress
+
+    command = f"vidgen download {source.spec}"
+    snapshot = hub.cached_snapshot(source.location)
+    problem = download.is_complete(snapshot, only_configs) if snapshot is not None else None
+    if snapshot is not None and problem is None:
+        return FetchedModel(snapshot, snapshot.name)
     try:
-        folder = Path(snapshot_download(repo_id, allow_patterns=["*.json"] if only_configs else None))
-    except LocalEntryNotFoundError:
-        raise VidgenError(
-            f"model '{repo_id}' is not in the local Hugging Face cache and cannot be downloaded "
-            "(offline: HF_HUB_OFFLINE is set or the hub is unreachable)",
-            f"connect and run again once, {local_hint}",
-        ) from None
-    except GatedRepoError:
-        raise VidgenError(
-            f"model '{repo_id}' is gated on the Hugging Face Hub",
-            f"accept its licence on the hub and log in with `hf auth login`, {local_hint}",
-        ) from None
-    except RepositoryNotFoundError:
-        raise VidgenError(
-            f"no model '{repo_id}' on the Hugging Face Hub",
-            "check the repo id, or pass a preset name (see `vidgen models`) or a local folder",
-        ) from None
-    except HfHubHTTPError as error:
-        raise VidgenError(f"downloading '{repo_id}' failed: {error}", f"try again, {local_hint}") from None
-    # snapshot_download returns .../snapshots/<commit>: the exact revision, for the sidecar.
+        with DownloadProgress() as progress:
+            folder = download.download(source.location, command, progress, only_configs)
+    except VidgenError:
+        if problem is None:
+            raise
+        # What is wrong with the cache says more than why it could not be repaired now.
+        raise VidgenError(problem.message, f"run `{command}` to fetch what is missing or damaged") from None
     return FetchedModel(folder, folder.name)

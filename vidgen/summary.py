@@ -98,6 +98,8 @@ def _flags(plan: Plan) -> list[tuple[str, object]]:
         ("format", plan.output.format),
     ]
     flags += [(name, path) for name, path in plan.inputs.items()]
+    if plan.source.kind != "preset":  # the settings a folder or repo took, chosen again
+        flags.append(("preset", plan.preset.name))
     if request.mode == "v2v" and plan.preset.family == "cogvideox":  # Helios continues a video
         flags.append(("strength", request.strength))
     return flags

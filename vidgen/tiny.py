@@ -39,6 +39,12 @@ COGVIDEOX_VARIANTS: dict[str, dict] = {
             spatial_interpolation_scale=1.875,
         ),
     ),
+    # Like CogVideoX-5b: 3-D rotary positions.
+    "rotary-t2v": dict(
+        pipeline="CogVideoXPipeline",
+        scheduler="CogVideoXDDIMScheduler",
+        transformer=dict(use_rotary_positional_embeddings=True),
+    ),
     # Like CogVideoX-5b-I2V: rotary and learned positions, image latents on the channel axis.
     "i2v": dict(
         pipeline="CogVideoXImageToVideoPipeline",

@@ -102,8 +102,8 @@ def check_batch(options: BatchOptions, stdin: TextIO | None) -> Batch:
     source = parse_model(defaults["model"], presets)
     device = resolve_device(rank.device(resolve_device(defaults.get("device"))))
     outdir = _outdir(options.outdir)
-    model = resolve_model(source, presets)
-    notes: list[str] = []
+    model = resolve_model(source, presets, preset_name=defaults.get("preset"))
+    notes: list[str] = list(model.notes)
     given = {key: defaults[key] for key in RUNTIME_OPTIONS if defaults.get(key) is not None}
     runtime = build_runtime(Options(mode="", model=source.spec, **given), model.preset, device, notes)
     file = read_job_file(options.jobs, stdin)

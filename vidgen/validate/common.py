@@ -8,14 +8,14 @@ import re
 import secrets
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
 
 from vidgen.errors import VidgenError
 from vidgen.io.writer import format_from_path, sidecar_path
 from vidgen.model_info import ModelInfo, detect_family, read_cogvideox_info, read_helios_info
-from vidgen.presets import Preset, match_preset
+from vidgen.presets import Preset, close_names, find_preset, match_preset
 from vidgen.request import Request, Runtime
 from vidgen.sources import ModelSource, fetch_configs
 
@@ -49,6 +49,7 @@ class Options:
     output: str | None = None
     format: str | None = None
     overwrite: bool = False
+    preset: str | None = None  # --preset: whose settings a folder or repo takes; "none": its own sampler
 
 
 @dataclass(frozen=True)
@@ -81,15 +82,68 @@ class Model:
     source: ModelSource
     info: ModelInfo
     preset: Preset  # the named preset, or the one whose defaults a folder or repo gets
+    notes: tuple[str, ...] = ()  # which preset a folder took, and why
 
 
-def resolve_model(source: ModelSource, presets: Mapping[str, Preset], cache_dir: Path | None = None) -> Model:
-    """What the model can do and its defaults, from its JSON configs (a hub repo's are kilobytes)."""
+NO_PRESET = "none"
+
+
+def resolve_model(
+    source: ModelSource,
+    presets: Mapping[str, Preset],
+    cache_dir: Path | None = None,
+    preset_name: str | None = None,
+) -> Model:
+    """What the model can do and its defaults, from its JSON configs (a hub repo's are kilobytes).
+
+    `preset_name` (--preset) chooses whose settings apply; "none" keeps the folder's own scheduler.
+    """
     info = read_model_info(fetch_configs(source, cache_dir), source.spec)
-    preset = source.preset or match_preset(info.architecture, info.modes, presets)
-    if preset is None:  # presets/ lacks a model with these modes: a new one needs its file
+    notes = [source.note] if source.note else []
+    matched = match_preset(info.architecture, info.modes, presets)
+    if matched is None:  # presets/ lacks a model with these modes: a new one needs its file
         raise ValueError(f"no preset matches architecture {info.architecture!r} with modes {info.modes}")
-    return Model(source, info, preset)
+    if preset_name is not None:
+        preset = chosen_preset(preset_name, matched, info, presets)
+    elif source.preset is not None:
+        preset = source.preset
+    else:
+        preset = matched
+        settings = describe_settings(matched)
+        notes.append(
+            f"'{source.spec}' is shaped like {matched.name}: using its settings ({settings}); "
+            f"--preset NAME or --preset {NO_PRESET} chooses otherwise"
+        )
+    return Model(source, info, preset, tuple(notes))
+
+
+def chosen_preset(name: str, matched: Preset, info: ModelInfo, presets: Mapping[str, Preset]) -> Preset:
+    """The preset --preset names; "none": the matched preset's sizes and steps with the folder's own
+    scheduler, no dynamic guidance and no amplified first chunk."""
+    if name.casefold() == NO_PRESET:
+        return replace(matched, name=NO_PRESET, scheduler=(), dynamic_cfg=False, amplify_first_chunk=False)
+    preset = find_preset(name, presets)
+    if preset is None:
+        close = close_names(name, presets)
+        hint = f"did you mean {', '.join(close)}?" if close else "`vidgen models` lists the presets"
+        raise VidgenError(f"unknown --preset '{name}'", f"{hint} (or --preset {NO_PRESET})")
+    if preset.family != info.family:
+        raise VidgenError(
+            f"--preset {preset.name} is a {preset.family} preset; the model is {info.family}",
+            f"pass a {info.family} preset such as {matched.name}, or --preset {NO_PRESET}",
+        )
+    return preset
+
+
+def describe_settings(preset: Preset) -> str:
+    """The sampling settings a preset brings, for the note that says which were taken."""
+    scheduler = dict(preset.scheduler)
+    name = scheduler.pop("_class_name", None)
+    tweaks = ", ".join(f"{key} {value}" for key, value in scheduler.items())
+    sampler = f"sampler {name}" if name else "the folder's own scheduler"
+    sampler = f"{sampler} ({tweaks})" if tweaks else sampler
+    dynamic = ", dynamic guidance" if preset.dynamic_cfg else ""
+    return f"{sampler}, {preset.steps} steps, guidance {preset.guidance:g}{dynamic}"
 
 
 def resolve_prompt(argument: str | None, option: str | None, stdin: TextIO | None) -> str:

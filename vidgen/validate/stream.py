@@ -69,7 +69,8 @@ def prepare_stream(
     seed = resolve_seed(options.seed, notes)
     output = stream_output(options, cues[0].prompt, seed)
     device = resolve_device(options.device)
-    model = resolve_model(source, presets, cache_dir)
+    model = resolve_model(source, presets, cache_dir, options.preset)
+    notes.extend(model.notes)
     if model.info.family != "helios":
         raise VidgenError(
             f"'{options.model}' is a {model.info.family} model; vidgen stream runs Helios models",

@@ -1,0 +1,87 @@
+"""Every preset loads from a Hugging Face cache laid out as its published repo (tiny weights, sharded,
+older configs, the older T5 tokenizer set for CogVideoX), with no network: the hub never answers."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vidgen import loading, tiny_hub
+from vidgen.model_check import check_model
+
+# Tiny sizes each family's tiny model runs at (see presets/tiny-*.toml).
+SIZES = {
+    "cogvideox-2b": ("t2v", 64, 96, 9),
+    "cogvideox-5b": ("t2v", 64, 96, 9),
+    "cogvideox-5b-i2v": ("i2v", 64, 96, 9),
+    "cogvideox1.5-5b": ("t2v", 64, 96, 17),
+    "cogvideox1.5-5b-i2v": ("i2v", 64, 96, 17),
+    "helios-base": ("t2v", 32, 48, 33),
+    "helios-mid": ("t2v", 64, 128, 33),
+    "helios-distilled": ("t2v", 64, 128, 33),
+}
+
+
+@pytest.mark.parametrize("preset", sorted(tiny_hub.PUBLISHED))
+def test_every_preset_runs_from_its_published_layout_without_network(
+    preset, published_cache, hub_env, silent_hub, invoke_cli, tmp_path
+):
+    hub_env(published_cache)
+    mode, height, width, frames = SIZES[preset]
+    image = []
+    if mode == "i2v":
+        Image.fromarray(np.full((height, width, 3), 128, np.uint8)).save(tmp_path / "in.png")
+        image = ["--image", str(tmp_path / "in.png")]
+    run = invoke_cli(
+        mode, "--model", preset, "a cat walks", *image, "--height", str(height), "--width", str(width),
+        "--frames", str(frames), "--steps", "1", "--dtype", "fp32", "--seed", "1", "-o", "out.mp4",
+    )  # fmt: skip
+    assert run.exit_code == 0, run.stderr
+    assert (tmp_path / "out.mp4").stat().st_size > 0
+    sidecar = json.loads((tmp_path / "out.mp4.json").read_text())
+    assert sidecar["model"]["revision"] == tiny_hub.COMMIT
+    assert silent_hub == []  # the cache answered; the hub was never asked
+
+
+def test_cogvideox_published_layout_has_the_older_tokenizer_set_and_sharded_weights(published_cache):
+    snapshot = published_cache / "models--THUDM--CogVideoX1.5-5B" / "snapshots" / tiny_hub.COMMIT
+    names = {path.name for path in (snapshot / "tokenizer").iterdir()}
+    assert names == {"spiece.model", "added_tokens.json", "special_tokens_map.json", "tokenizer_config.json"}
+    index = json.loads((snapshot / "text_encoder" / "model.safetensors.index.json").read_text())
+    assert sorted(set(index["weight_map"].values()))[-1] == "model-00004-of-00004.safetensors"
+    config = json.loads((snapshot / "text_encoder" / "config.json").read_text())
+    assert config["torch_dtype"] == "float32" and config["dropout_rate"] == 0.1
+    assert (snapshot / "transformer" / "diffusion_pytorch_model.safetensors.index.json").is_file()
+    check_model(snapshot, "")
+
+
+def test_older_t5_tokenizer_set_loads_and_encodes_as_sentencepiece_does(published_cache):
+    import sentencepiece
+
+    snapshot = published_cache / "models--THUDM--CogVideoX-2b" / "snapshots" / tiny_hub.COMMIT
+    tokenizer = loading.load_tokenizer(snapshot)
+    pieces = sentencepiece.SentencePieceProcessor(model_file=str(snapshot / "tokenizer" / "spiece.model"))
+    prompt = "a red cat walks on the beach zebra"
+    assert tokenizer(prompt).input_ids == pieces.encode(prompt) + [1]  # T5 appends </s>
+    assert len(tokenizer) == pieces.get_piece_size() + tiny_hub.EXTRA_IDS
+
+
+def test_protobuf_is_a_dependency_because_transformers_needs_it_for_spiece_model():
+    from pathlib import Path
+
+    import google.protobuf  # noqa: F401  the installed dependency
+
+    from vidgen.presets import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    assert any(dep.startswith("protobuf") for dep in pyproject["project"]["dependencies"])
+
+
+def test_published_text_encoder_with_dropout_loads_in_eval_mode(published_cache):
+    snapshot = published_cache / "models--THUDM--CogVideoX-2b" / "snapshots" / tiny_hub.COMMIT
+    encoder = loading.load_text_encoder(snapshot, torch.float32)
+    assert encoder.config.dropout_rate == 0.1 and not encoder.training
+    ids = torch.tensor([[5, 6, 7, 1]])
+    assert torch.equal(encoder(ids).last_hidden_state, encoder(ids).last_hidden_state)
