@@ -43,17 +43,19 @@ def released() -> dict[str, tuple[Parts, Work]]:
     with torch.device("meta"):
         t5 = count(T5EncoderModel(T5Config(vocab_size=32128, **XXL)))
         umt5 = count(UMT5EncoderModel(UMT5Config(vocab_size=256384, **XXL)))
-        cog_vae, wan_vae = count(AutoencoderKLCogVideoX()), count(AutoencoderKLWan())
+        cog, wan = AutoencoderKLCogVideoX(), AutoencoderKLWan()
+        cog_vae, wan_vae = dict(cog.config), dict(wan.config)
         for name, switches in COGVIDEOX.items():
             model = CogVideoXTransformer3DModel(**switches)
-            parts = Parts(2 * t5, 2 * count(model), 2 * cog_vae, 24, len(model.transformer_blocks))
+            parts = Parts(2 * t5, 2 * count(model), 2 * count(cog), 24, len(model.transformer_blocks))
             info = cogvideox_info(model.config)
             height, width, frames = SIZES[name]
-            cases[name] = parts, stage_work(info, dict(model.config), height, width, frames, True, 2)
+            work = stage_work(info, dict(model.config), XXL, cog_vae, height, width, frames, True, 2)
+            cases[name] = parts, work
         helios = HeliosTransformer3DModel()
-        parts = Parts(2 * umt5, 2 * count(helios), 4 * wan_vae, 24, len(helios.blocks))
+        parts = Parts(2 * umt5, 2 * count(helios), 4 * count(wan), 24, len(helios.blocks))
         for name, guidance in (("helios-base", True), ("helios-distilled", False)):
-            work = stage_work(helios_info(), dict(helios.config), 384, 640, 33, guidance, 2)
+            work = stage_work(helios_info(), dict(helios.config), XXL, wan_vae, 384, 640, 33, guidance, 2)
             cases[name] = parts, work
     return cases
 

@@ -73,21 +73,26 @@ PLANS = (
 
 
 def choose_plan(
-    free_device: int, free_host: int, parts: Parts, work: Work, vae_tiling: bool | None = None
+    free_device: int,
+    free_host: int,
+    parts: Parts,
+    work: Work,
+    vae_tiling: bool | None = None,
+    plans: tuple[tuple[str, str], ...] = PLANS,
 ) -> MemoryPlan:
     """The fastest plan whose device peak fits `free_device` and whose host copy fits `free_host`.
 
     `vae_tiling` None lets the planner turn tiling on when an untiled decode does not fit; True or
     False is the user's choice and is kept. Raises VidgenError (exit 3) when nothing fits.
     """
-    for offload, quantize in PLANS:
+    for offload, quantize in plans:
         for tiled in (False, True) if vae_tiling is None else (vae_tiling,):
             device = device_peak(offload, quantize, parts, work, tiled)
             host = host_need(offload, quantize, parts)
             if device <= free_device and host <= free_host:
                 reason = _reason(free_device, parts, offload, quantize, tiled, vae_tiling)
                 return MemoryPlan(offload, quantize, tiled, reason, device)
-    return _nothing_fits(free_device, free_host, parts, work)
+    return _nothing_fits(free_device, free_host, parts, work, plans)
 
 
 def device_peak(offload: str, quantize: str, parts: Parts, work: Work, tiled: bool) -> int:
@@ -136,9 +141,13 @@ def _reason(
     return f"{sizes}: {what}"
 
 
-def _nothing_fits(free_device: int, free_host: int, parts: Parts, work: Work) -> MemoryPlan:
-    least = min(device_peak(offload, quantize, parts, work, True) for offload, quantize in PLANS)
-    least_host = min(host_need(offload, quantize, parts) for offload, quantize in PLANS[1:])
+def _nothing_fits(
+    free_device: int, free_host: int, parts: Parts, work: Work, plans: tuple[tuple[str, str], ...]
+) -> MemoryPlan:
+    least = min(device_peak(offload, quantize, parts, work, True) for offload, quantize in plans)
+    least_host = min(
+        (host_need(offload, quantize, parts) for offload, quantize in plans if offload != "none"), default=0
+    )
     if least > free_device:
         problem = f"{free_device / GB:.1f} GB free on the device; the smallest plan needs {least / GB:.1f} GB"
         hint = "a smaller --height/--width/--frames, or a device with more free memory"

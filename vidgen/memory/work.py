@@ -13,9 +13,9 @@ from vidgen.model_info import ModelInfo
 # plus 2 inner-width ones per token, with memory-efficient attention (no sequence x sequence matrix).
 HIDDEN_TENSORS = 7
 INNER_TENSORS = 2
-# The VAE decoder's full-resolution stages run 128 channels on a few frames at a time with about six
-# such tensors alive (input, two convolutions, norm, the causal cache, the output).
-DECODE_CHANNELS = 128
+# The VAE decoder's full-resolution stages run its first block's channels (CogVideoX 128, Wan 96) on a
+# few frames at a time with about six such tensors alive (input, two convolutions, norm, the causal
+# cache, the output).
 DECODE_TENSORS = 6
 DECODE_FRAMES = {"cogvideox": 8, "helios": 4}  # frames decoded together (2 latent frames, or 1 causal)
 DECODE_BYTES = {"cogvideox": 2, "helios": 4}  # the CogVideoX VAE runs in the model dtype, Wan's in fp32
@@ -31,6 +31,8 @@ def transformer_work(tokens: int, dim: int, inner: int, batch: int, element_byte
 def stage_work(
     info: ModelInfo,
     transformer: dict,
+    text_encoder: dict,
+    vae: dict,
     height: int,
     width: int,
     frames: int,
@@ -39,7 +41,7 @@ def stage_work(
 ) -> Work:
     """Working memory of the text, denoise and decode stages for one request.
 
-    `transformer` is the transformer's config.json; `guidance` whether classifier-free guidance
+    `transformer`, `text_encoder` and `vae` are their config.json; `guidance` whether classifier-free guidance
     doubles the batch; `element_bytes` the compute dtype's width.
     """
     batch = 2 if guidance else 1
@@ -56,9 +58,12 @@ def stage_work(
         tokens = latents // (info.patch_size_t or 1) * grid + info.max_text_tokens
         dim = transformer["num_attention_heads"] * transformer["attention_head_dim"]
         inner = 4 * dim
-    text = transformer_work(info.max_text_tokens, 4096, 10240, batch, element_bytes)
+    text = transformer_work(
+        info.max_text_tokens, text_encoder["d_model"], text_encoder["d_ff"], batch, element_bytes
+    )
     decode_frames = min(DECODE_FRAMES[info.family], frames)
-    decode = decode_frames * height * width * DECODE_CHANNELS * DECODE_TENSORS * DECODE_BYTES[info.family]
+    channels = vae["block_out_channels"][0] if "block_out_channels" in vae else vae["base_dim"]
+    decode = decode_frames * height * width * channels * DECODE_TENSORS * DECODE_BYTES[info.family]
     return Work(
         text=text,
         denoise=transformer_work(tokens, dim, inner, batch, element_bytes),
