@@ -45,9 +45,18 @@ class DType(str, Enum):
 
 
 class Offload(str, Enum):
+    auto = "auto"
     none = "none"
     model = "model"
+    group = "group"
     sequential = "sequential"
+
+
+class Quantize(str, Enum):
+    none = "none"
+    fp8 = "fp8"
+    int8 = "int8"
+    fp8_storage = "fp8-storage"
 
 
 class Format(str, Enum):
@@ -151,9 +160,18 @@ DTYPE = typer.Option(
     show_default="the preset's; fp32 on CPU for fp16 models",
 )
 OFFLOAD = typer.Option(
-    Offload.none,
+    None,
     "--offload",
-    help="Keep models on the CPU until needed (model) or stream layers (sequential).",
+    show_default="the preset's, else auto",
+    help="How models share the GPU: auto picks the fastest plan that fits its free memory; none keeps "
+    "all resident; model brings each for its stage; group streams blocks; sequential streams layers.",
+)
+QUANTIZE = typer.Option(
+    None,
+    "--quantize",
+    show_default="the preset's, else none",
+    help="Transformer weights in fewer bytes: fp8 (GPUs with fp8 matmuls) and int8 need torchao "
+    '(pip install "vidgen[fast]"); fp8-storage runs anywhere.',
 )
 VAE_TILING = typer.Option(
     None,
@@ -210,7 +228,8 @@ def t2v(
     fps: int | None = FPS,
     device: str | None = DEVICE,
     dtype: DType | None = DTYPE,
-    offload: Offload = OFFLOAD,
+    offload: Offload | None = OFFLOAD,
+    quantize: Quantize | None = QUANTIZE,
     vae_tiling: bool | None = VAE_TILING,
     output: str | None = OUTPUT,
     format: Format | None = FORMAT,
@@ -240,7 +259,8 @@ def i2v(
     fps: int | None = FPS,
     device: str | None = DEVICE,
     dtype: DType | None = DTYPE,
-    offload: Offload = OFFLOAD,
+    offload: Offload | None = OFFLOAD,
+    quantize: Quantize | None = QUANTIZE,
     vae_tiling: bool | None = VAE_TILING,
     output: str | None = OUTPUT,
     format: Format | None = FORMAT,
@@ -271,7 +291,8 @@ def v2v(
     fps: int | None = FPS,
     device: str | None = DEVICE,
     dtype: DType | None = DTYPE,
-    offload: Offload = OFFLOAD,
+    offload: Offload | None = OFFLOAD,
+    quantize: Quantize | None = QUANTIZE,
     vae_tiling: bool | None = VAE_TILING,
     output: str | None = OUTPUT,
     format: Format | None = FORMAT,
@@ -338,7 +359,8 @@ def stream(
     fps: int | None = FPS,
     device: str | None = DEVICE,
     dtype: DType | None = DTYPE,
-    offload: Offload = OFFLOAD,
+    offload: Offload | None = OFFLOAD,
+    quantize: Quantize | None = QUANTIZE,
     vae_tiling: bool | None = VAE_TILING,
     output: str | None = typer.Option(
         None,
@@ -456,7 +478,8 @@ def batch(
     strength: float | None = STRENGTH,
     device: str | None = DEVICE,
     dtype: DType | None = DTYPE,
-    offload: Offload = OFFLOAD,
+    offload: Offload | None = OFFLOAD,
+    quantize: Quantize | None = QUANTIZE,
     vae_tiling: bool | None = VAE_TILING,
     format: Format | None = typer.Option(None, "--format", help="mp4, gif, or png.", show_default="mp4"),
     dry_run: bool = typer.Option(

@@ -77,6 +77,9 @@ class ConsoleProgress:
         if self._bars is not None:
             self._bars.stop()
 
+    def note(self, line: str) -> None:
+        self.console.print(f"note: {line}", highlight=False, markup=False, soft_wrap=True)
+
     def start_stage(self, name: str, total: int | None = None) -> None:
         self._name, self._total, self._done, self._started = name, total, 0, time.perf_counter()
         if self.console.is_terminal:

@@ -15,6 +15,7 @@ from accelerate import cpu_offload
 from torch import nn
 
 from vidgen.errors import VidgenError
+from vidgen.memory.quantize import quantize
 from vidgen.model_info import read_json
 from vidgen.request import Runtime
 
@@ -63,6 +64,12 @@ def load_diffusers_model(cls: type, folder: Path, subfolder: str, dtype: torch.d
     return model.eval()
 
 
+def load_transformer(cls: type, folder: Path, runtime: Runtime) -> nn.Module:
+    """The transformer in `runtime.dtype`, quantized as `runtime.quantize` says, still on the CPU."""
+    transformer = load_diffusers_model(cls, folder, "transformer", runtime.dtype)
+    return quantize(transformer, runtime.quantize, runtime.dtype)
+
+
 def load_scheduler(folder: Path, allowed: dict[str, type]):
     """A fresh scheduler of the class folder/scheduler/scheduler_config.json names, if it is allowed."""
     config = read_json(folder / "scheduler" / "scheduler_config.json")
@@ -79,25 +86,67 @@ def place(module: nn.Module, runtime: Runtime) -> nn.Module:
     """Where a just-loaded model waits for its first stage, by offload mode.
 
     "none": on the device from the start. "model": on the CPU; `on_device` brings it for its stage.
-    "sequential": accelerate hooks stream each layer's weights to the device as it runs, so the model
-    itself stays on the CPU (its parameters show as "meta").
+    "group": a model with repeated blocks (transformer, text encoder) gets diffusers' group offload
+    hooks, which bring one block at a time to the device and, on CUDA, copy the next block in on a
+    second stream while the current one computes; a model without (the VAE) moves per stage as in
+    "model". "sequential": accelerate hooks stream each layer's weights to the device as it runs, so
+    the model itself stays on the CPU (its parameters show as "meta").
     """
     if runtime.offload == "none":
         return module.to(runtime.device)
     if runtime.offload == "sequential":
         return cpu_offload(module, execution_device=torch.device(runtime.device), offload_buffers=True)
+    if runtime.offload == "group" and _block_owner(module) is not None:
+        return _group_offload(module, torch.device(runtime.device))
     return module
+
+
+def _block_owner(module: nn.Module) -> str | None:
+    """The child holding the repeated blocks: "" for the model itself (a transformer's block list),
+    "encoder" for a T5/UMT5 encoder (`encoder.block`); None for a model without repeated blocks."""
+    if any(isinstance(child, nn.ModuleList) and len(child) > 1 for child in module.children()):
+        return ""
+    encoder = getattr(module, "encoder", None)
+    if isinstance(getattr(encoder, "block", None), nn.ModuleList):
+        return "encoder"
+    return None
+
+
+def _group_offload(module: nn.Module, device: torch.device) -> nn.Module:
+    from diffusers.hooks import apply_group_offloading
+
+    owner = _block_owner(module)
+    stream = device.type == "cuda"  # prefetch the next block while this one computes
+    apply_group_offloading(
+        module,
+        onload_device=device,
+        offload_type="block_level",
+        num_blocks_per_group=1,
+        non_blocking=stream,
+        use_stream=stream,
+        # Pin each group's weights only while it is copied, so host RAM holds one copy of the model.
+        low_cpu_mem_usage=True,
+        block_modules=[owner] if owner else None,
+    )
+    module._vidgen_group_offload = True
+    return module
+
+
+def streams_itself(module: nn.Module, runtime: Runtime) -> bool:
+    """Whether offload hooks move this module's weights, so a stage must not move it."""
+    return runtime.offload == "sequential" or getattr(module, "_vidgen_group_offload", False)
 
 
 @contextmanager
 def on_device(module: nn.Module, runtime: Runtime, park: str | torch.device = "cpu") -> Iterator[nn.Module]:
     """Holds a stage's model on the device for the stage, then parks it off the device.
 
-    Parking happens unless `runtime.keep_models`, in every mode but "sequential" (whose hooks already
-    keep the weights off the device): the next stage gets the memory, and a later job brings the model
-    back here. `park` is a parameter so that tests on a CPU-only machine can see the move ("meta").
+    Parking happens unless `runtime.keep_models`, for every model but those whose offload hooks
+    already keep the weights off the device ("sequential", "group"): the next stage gets the memory,
+    and a later job brings the model back here. `park` is a parameter so that tests on a CPU-only
+    machine can see the move ("meta").
     """
-    if runtime.offload == "sequential":
+    if streams_itself(module, runtime):
         yield module
         return
     module.to(runtime.device)

@@ -31,7 +31,7 @@ PRESET_DIR = _preset_dir()
 TINY_PREFIX = "tiny:"
 
 # Keys a preset file may leave out: the rest are required, so a typo is an error, not a default.
-OPTIONAL_KEYS = {"scheduler", "amplify_first_chunk"}
+OPTIONAL_KEYS = {"scheduler", "amplify_first_chunk", "offload", "quantize"}
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,9 @@ class Preset:
     scheduler: tuple[tuple[str, Any], ...] = ()
     # Helios-Distilled: its scheduler takes twice the steps for the first chunk, as the authors sample.
     amplify_first_chunk: bool = False
+    # How the model shares the device, unless --offload / --quantize say otherwise (see vidgen.memory).
+    offload: str = "auto"
+    quantize: str = "none"
 
     @property
     def is_tiny(self) -> bool:

@@ -13,6 +13,9 @@ class Progress(Protocol):
     def end_stage(self) -> None:
         """The current stage is done."""
 
+    def note(self, line: str) -> None:
+        """A note for the user that comes up while working (the memory plan, once sizes are known)."""
+
 
 class Silent:
     """Progress that reports nothing: the default for library callers and tests."""
@@ -24,4 +27,7 @@ class Silent:
         pass
 
     def end_stage(self) -> None:
+        pass
+
+    def note(self, line: str) -> None:
         pass

@@ -47,8 +47,13 @@ class Runtime:
 
     device: str = "cpu"
     dtype: torch.dtype = torch.float32
-    offload: str = "none"  # "none" | "model" | "sequential"
-    vae_tiling: bool = False
+    # "none" | "model" | "group" | "sequential"; "auto" until `vidgen.memory.auto.settle` picks one
+    offload: str = "none"
+    # None: the memory plan decides (auto offload without --vae-tiling/--no-vae-tiling)
+    vae_tiling: bool | None = False
+    quantize: str = "none"  # "none" | "fp8" | "int8" | "fp8-storage" (vidgen.memory.quantize)
+    plan: str = ""  # why this offload plan, when the planner chose it
+    transformer_bytes: int | None = None  # the loaded transformer's weight bytes, once it is loaded
     keep_models: bool = False  # keep each stage's model on the device after its work is done
 
 

@@ -4,7 +4,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -15,10 +15,11 @@ import torch
 from vidgen.errors import OUT_OF_MEMORY, VidgenError
 from vidgen.io.writer import VideoWriter, write_sidecar
 from vidgen.progress import Progress
-from vidgen.request import Runtime
+from vidgen.request import Request, Runtime
 from vidgen.sources import FetchedModel, ModelSource, fetch_model
 from vidgen.summary import summarize
 from vidgen.validate import Output, Plan
+from vidgen.validate.common import read_model_info
 
 if TYPE_CHECKING:  # transformers, which the text stage imports, takes seconds to import
     from vidgen.stages.text import TextCache
@@ -37,8 +38,18 @@ class Outcome:
 def run(plan: Plan, progress: Progress, cache_dir: Path | None = None) -> Outcome:
     timings: dict[str, float] = {}
     model = fetch(plan.source, timings, cache_dir)
-    loaded = load(plan.preset.family, model, plan.runtime, progress, timings)
-    return generate(plan, model, loaded, progress, timings)
+    loaded, runtime = load(plan.preset.family, model, plan.runtime, plan.request, progress, timings)
+    return generate(replace(plan, runtime=runtime), model, loaded, progress, timings)
+
+
+def settle_runtime(runtime: Runtime, model: FetchedModel, request: Request, progress: Progress) -> Runtime:
+    """`--offload auto` made concrete for this device and model, told to the user when it is a choice."""
+    from vidgen.memory.auto import settle  # reads safetensors headers: only once the files are here
+
+    settled = settle(runtime, model.folder, request, read_model_info(model.folder, str(model.folder)))
+    if runtime.offload == "auto" and torch.device(runtime.device).type != "cpu":
+        progress.note(settled.plan)
+    return settled
 
 
 def fetch(source: ModelSource, timings: dict[str, float], cache_dir: Path | None = None) -> FetchedModel:
@@ -48,11 +59,21 @@ def fetch(source: ModelSource, timings: dict[str, float], cache_dir: Path | None
 
 
 def load(
-    family: str, model: FetchedModel, runtime: Runtime, progress: Progress, timings: dict[str, float]
-) -> Any:
-    """The model's parts, loaded for `runtime`; a batch loads once and generates many times."""
+    family: str,
+    model: FetchedModel,
+    runtime: Runtime,
+    request: Request,
+    progress: Progress,
+    timings: dict[str, float],
+) -> tuple[Any, Runtime]:
+    """The model's parts loaded, and the runtime they were loaded for: the memory plan settled for
+    `request` (a batch passes its largest), the transformer's bytes counted. A batch loads once."""
+    from vidgen.memory.quantize import weight_bytes
+
+    runtime = settle_runtime(runtime, model, request, progress)
     with _stage(progress, "load", timings), _explained_out_of_memory(runtime):
-        return pipeline(family).load(model.folder, runtime)
+        loaded = pipeline(family).load(model.folder, runtime)
+    return loaded, replace(runtime, transformer_bytes=weight_bytes(loaded.transformer))
 
 
 def generate(
@@ -97,11 +118,14 @@ def _explained_out_of_memory(runtime: Runtime) -> Iterator[None]:
 
 
 def out_of_memory(runtime: Runtime) -> VidgenError:
+    from vidgen.memory.plan import next_plan
+
+    after = next_plan(runtime.offload, runtime.quantize)
+    tiling = "" if runtime.vae_tiling else "--vae-tiling, "
     return VidgenError(
-        f"out of memory on {runtime.device} (offload {runtime.offload}, "
+        f"out of memory on {runtime.device} (offload {runtime.offload}, quantize {runtime.quantize}, "
         f"vae tiling {'on' if runtime.vae_tiling else 'off'})",
-        "use less memory: --offload model (or --offload sequential, slower), --vae-tiling, "
-        "or a smaller --height/--width/--frames",
+        f"use less memory: {f'try {after}, ' if after else ''}{tiling}or a smaller --height/--width/--frames",
         exit_code=OUT_OF_MEMORY,
     )
 

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -50,7 +50,8 @@ def stream_video(plan: StreamPlan, progress: StreamProgress, cache_dir: Path | N
 
     timings: dict[str, float] = {}
     fetched = run.fetch(plan.plan.source, timings, cache_dir)
-    model = run.load("helios", fetched, plan.plan.runtime, progress, timings)
+    model, runtime = run.load("helios", fetched, plan.plan.runtime, plan.plan.request, progress, timings)
+    plan = replace(plan, plan=replace(plan.plan, runtime=runtime))
     request, runtime = plan.plan.request, plan.plan.runtime
     settings = helios_video.settings_for(request)
     prompts = schedule(plan.cues, plan.interpolate_chunks)

@@ -60,6 +60,9 @@ class StreamProgress:
         if self._bars is not None:
             self._bars.stop()
 
+    def note(self, line: str) -> None:
+        self.console.print(f"note: {line}", highlight=False, markup=False, soft_wrap=True)
+
     def start_stage(self, name: str, total: int | None = None) -> None:
         self._name, self._steps, self._started = name, total or 0, time.perf_counter()
         # The Helios generator names its per-chunk stages "chunk k/n": those advance the chunks line.

@@ -35,6 +35,9 @@ def summarize(
             "device": runtime.device,
             "dtype": dtype_name(runtime.dtype),
             "offload": runtime.offload,
+            "plan": runtime.plan,
+            "quantize": runtime.quantize,
+            "transformer_bytes": runtime.transformer_bytes,
             "vae_tiling": runtime.vae_tiling,
         },
         "output": {"path": str(plan.output.path), "format": plan.output.format, "frames": frames},
@@ -95,6 +98,9 @@ def _flags(plan: Plan) -> list[tuple[str, object]]:
         ("frames", request.frames),
         ("fps", request.fps),
         ("dtype", dtype_name(runtime.dtype)),
+        ("offload", runtime.offload),
+        ("quantize", runtime.quantize),
+        ("vae-tiling" if runtime.vae_tiling else "no-vae-tiling", True),
         ("format", plan.output.format),
     ]
     flags += [(name, path) for name, path in plan.inputs.items()]

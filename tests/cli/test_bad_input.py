@@ -212,7 +212,9 @@ def fake_pipeline(monkeypatch):
     """A stand-in for vidgen.pipelines.cogvideox; set `.generate` to make generation fail."""
     calls = []
     fake = types.SimpleNamespace(
-        load=lambda folder, runtime: calls.append("load") or object(),
+        load=lambda folder, runtime: (
+            calls.append("load") or types.SimpleNamespace(transformer=torch.nn.Linear(1, 1))
+        ),
         generate=lambda model, request, runtime, progress, text_cache=None: Result(
             frames=np.zeros((request.frames, request.height, request.width, 3), np.uint8)
         ),
@@ -243,10 +245,12 @@ def _raise(error):
     return fail
 
 
-def test_out_of_memory_names_offload_and_vae_tiling(vidgen, workdir, files_in, fake_pipeline):
+def test_out_of_memory_names_the_next_offload_plan_and_vae_tiling(vidgen, workdir, files_in, fake_pipeline):
     fake_pipeline.generate = _raise(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"))
-    run = vidgen("t2v", *TINY, "a cat", "-o", "out.mp4", "--quiet")
-    assert_refused(run, "out of memory", "--offload model", "--offload sequential", "--vae-tiling", code=3)
+    run = vidgen("t2v", *TINY, "a cat", "-o", "out.mp4", "--quiet", "--no-vae-tiling")
+    assert_refused(run, "out of memory", "offload none", "try --offload model", "--vae-tiling", code=3)
+    run = vidgen("t2v", *TINY, "a cat", "-o", "out.mp4", "--quiet", "--offload", "group")
+    assert_refused(run, "offload group", "try --offload group --quantize fp8-storage", code=3)
     assert_nothing_written(files_in, workdir, {"a-file"} - {"a-file"})
 
 

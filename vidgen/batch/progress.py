@@ -105,6 +105,9 @@ class BatchProgress:
         """A line above the bars (or alone, off a terminal)."""
         self.console.print(line, highlight=False, markup=False, soft_wrap=True)
 
+    def note(self, line: str) -> None:
+        self.print(f"note: {line}")
+
     def _count(self) -> str:
         return f"[{self.label}{self.done}/{self.total}]"
 

@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # transformers, which the text stage imports, takes seconds t
     from vidgen.stages.text import TextCache
 
 # Options that set how the one model runs, for every job.
-RUNTIME_OPTIONS = ("dtype", "offload", "vae_tiling")
+RUNTIME_OPTIONS = ("dtype", "offload", "quantize", "vae_tiling")
 
 
 @dataclass(frozen=True)
@@ -201,7 +201,11 @@ def _run_jobs(
     console.quiet_libraries()  # their bars (weights loading) would break up ours
     _use_device(batch.runtime)
     fetched = run.fetch(batch.model.source, {})
-    loaded = run.load(batch.model.preset.family, fetched, batch.runtime, progress, {})
+    largest = plan_job(_largest(batch, jobs), batch.model, batch.runtime, batch.outdir, batch.presets)
+    loaded, runtime = run.load(
+        batch.model.preset.family, fetched, batch.runtime, largest.request, progress, {}
+    )
+    batch = replace(batch, runtime=runtime)
     progress.start_jobs()
     cache, uses = TextCache(), Counter(prompts(jobs))
     for job in jobs:
@@ -212,6 +216,21 @@ def _run_jobs(
         progress.end_job(record)
         _forget_unused(cache, uses, prompts([job]))
     report.cache_hits, report.cache_misses = cache.hits, cache.misses
+
+
+def _largest(batch: Batch, jobs: list[Job]) -> Job:
+    """The job with the most pixels: the memory plan is made once, for the batch's biggest video."""
+    preset = batch.model.preset
+
+    def pixels(job: Job) -> int:
+        options = job.options
+        return (
+            (options.height or preset.height)
+            * (options.width or preset.width)
+            * (options.frames or preset.frames)
+        )
+
+    return max(jobs, key=pixels)
 
 
 def _run_job(batch: Batch, job: Job, progress: BatchProgress, generate: Callable[[Plan], Any]) -> Record:
@@ -283,6 +302,7 @@ def settings(plan: Plan) -> dict[str, Any]:
         "device": runtime.device,
         "dtype": dtype_name(runtime.dtype),
         "offload": runtime.offload,
+        "quantize": runtime.quantize,
         "vae_tiling": runtime.vae_tiling,
     }
 

@@ -61,7 +61,7 @@ def load(folder: Path, runtime: Runtime) -> CogVideoX:
     loading.model_index(folder)  # a clear error for a folder that is not a model
     dtype = runtime.dtype
     text_encoder = loading.load_text_encoder(folder, dtype)
-    transformer = loading.load_diffusers_model(CogVideoXTransformer3DModel, folder, "transformer", dtype)
+    transformer = loading.load_transformer(CogVideoXTransformer3DModel, folder, runtime)
     vae = loading.load_diffusers_model(AutoencoderKLCogVideoX, folder, "vae", dtype)
     return CogVideoX(
         folder=folder,

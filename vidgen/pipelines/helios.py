@@ -106,7 +106,7 @@ def load(folder: str | Path, runtime: Runtime) -> Helios:
     folder = Path(folder)
     sampler = sampler_for(loading.model_index(folder), folder)
     text_encoder = loading.load_text_encoder(folder, runtime.dtype)
-    transformer = loading.load_diffusers_model(HeliosTransformer3DModel, folder, "transformer", runtime.dtype)
+    transformer = loading.load_transformer(HeliosTransformer3DModel, folder, runtime)
     vae = loading.load_diffusers_model(AutoencoderKLWan, folder, "vae", torch.float32)
     return Helios(
         folder=folder,

@@ -44,7 +44,8 @@ class Options:
     strength: float | None = None
     device: str | None = None
     dtype: str | None = None
-    offload: str = "none"
+    offload: str | None = None  # None: the preset's
+    quantize: str | None = None
     vae_tiling: bool | None = None
     output: str | None = None
     format: str | None = None

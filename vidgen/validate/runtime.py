@@ -7,6 +7,7 @@ new lever is one function here and one Runtime field, not a branch in each comma
 import torch
 
 from vidgen.errors import VidgenError
+from vidgen.memory.quantize import check_quantize
 from vidgen.presets import Preset
 from vidgen.request import Runtime
 from vidgen.validate.common import Options
@@ -37,12 +38,38 @@ def build_runtime(options: Options, preset: Preset, device: str, notes: list[str
         # fp16 matmuls on the CPU are slow and overflow where CUDA's do not.
         notes.append(f"running in fp32 on the CPU instead of {preset.name}'s fp16 (--dtype fp16 forces it)")
         dtype = "fp32"
+    offload, quantize = options.offload or preset.offload, options.quantize or preset.quantize
+    check_memory_options(offload, quantize, device)
     return Runtime(
         device=device,
         dtype=DTYPES[dtype],
-        offload=options.offload,
-        vae_tiling=options.vae_tiling if options.vae_tiling is not None else preset.vae_tiling,
+        offload=offload,
+        vae_tiling=_vae_tiling(options.vae_tiling, preset, offload),
+        quantize=quantize,
     )
+
+
+OFFLOADS = ("auto", "none", "model", "group", "sequential")
+
+
+def check_memory_options(offload: str, quantize: str, device: str) -> None:
+    """--offload and --quantize can run together on this device; checked before anything loads."""
+    if offload not in OFFLOADS:
+        raise VidgenError(f"unknown --offload {offload}", f"use one of {', '.join(OFFLOADS)}")
+    check_quantize(quantize, device)
+    if quantize in ("fp8", "int8") and offload in ("group", "sequential"):
+        # torchao's quantized weights are tensor subclasses that the offload hooks cannot stream.
+        raise VidgenError(
+            f"--quantize {quantize} cannot be combined with --offload {offload}",
+            f"use --quantize fp8-storage with --offload {offload}, or --offload model with {quantize}",
+        )
+
+
+def _vae_tiling(given: bool | None, preset: Preset, offload: str) -> bool | None:
+    """The user's choice; else the preset's when it tiles; else, under auto offload, the planner's."""
+    if given is not None:
+        return given
+    return None if offload == "auto" and not preset.vae_tiling else preset.vae_tiling
 
 
 def dtype_name(dtype: torch.dtype) -> str:

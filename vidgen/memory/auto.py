@@ -1,0 +1,68 @@
+"""`--offload auto`: read the device's free memory and the model's sizes, then settle the runtime.
+
+Runs once the model's files are on disk and before any weight loads (safetensors headers and JSON
+only), so the plan fits what this machine has free right now.
+"""
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from vidgen.memory.plan import FP8_STORAGE_RATIO, PLANS, MemoryPlan, choose_plan
+from vidgen.memory.sizes import folder_parts
+from vidgen.memory.work import stage_work
+from vidgen.model_info import ModelInfo, read_json
+from vidgen.request import Request, Runtime
+
+# The Helios VAE (AutoencoderKLWan) runs in float32 whatever the transformer's dtype, as diffusers does.
+VAE_DTYPE = {"helios": torch.float32}
+CPU_PLAN = "on the CPU: every model stays in RAM (offloading to the CPU saves nothing)"
+
+
+def settle(runtime: Runtime, folder: Path, request: Request, info: ModelInfo) -> Runtime:
+    """The runtime with a concrete offload plan and VAE tiling; unchanged unless offload is "auto"."""
+    if runtime.offload != "auto":
+        return runtime
+    if torch.device(runtime.device).type == "cpu":
+        # Offloading to the CPU from the CPU saves nothing: the weights are in RAM either way.
+        return replace(runtime, offload="none", vae_tiling=bool(runtime.vae_tiling), plan=CPU_PLAN)
+    plan = plan_for(runtime, folder, request, info)
+    quantize = runtime.quantize if runtime.quantize != "none" else plan.quantize
+    return replace(
+        runtime, offload=plan.offload, quantize=quantize, vae_tiling=plan.vae_tiling, plan=plan.reason
+    )
+
+
+def plan_for(runtime: Runtime, folder: Path, request: Request, info: ModelInfo) -> MemoryPlan:
+    """The planner's choice for this device, model and request size; an explicit --quantize wins."""
+    dtype_bytes = torch.empty((), dtype=runtime.dtype).element_size()
+    parts = folder_parts(folder, runtime.dtype, VAE_DTYPE.get(info.family, runtime.dtype))
+    plans = PLANS
+    if runtime.quantize != "none":  # the planner sizes the user's quantized weights, never re-quantizes
+        parts = replace(parts, transformer=int(parts.transformer * FP8_STORAGE_RATIO))
+        plans = tuple(plan for plan in PLANS if plan[1] == "none")
+    transformer = read_json(folder / "transformer" / "config.json")
+    text_encoder = read_json(folder / "text_encoder" / "config.json")
+    vae = read_json(folder / "vae" / "config.json")
+    size = (request.height, request.width, request.frames)
+    work = stage_work(info, transformer, text_encoder, vae, *size, request.guidance > 1, dtype_bytes)
+    return choose_plan(free_device(runtime.device), free_host(), parts, work, runtime.vae_tiling, plans)
+
+
+def free_device(device: str) -> int:
+    free, _ = torch.cuda.mem_get_info(torch.device(device))
+    return free
+
+
+def free_host() -> int:
+    """Bytes of RAM available to this process now (MemAvailable on Linux)."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
