@@ -106,7 +106,7 @@ def _is_csv(file: JobFile) -> bool:
         return True
     if file.label.lower().endswith((".jsonl", ".ndjson", ".json")):
         return False
-    first = next((line.strip() for line in file.text.splitlines() if _is_content(line)), "")
+    first = next((line.strip() for line in records(file.text) if _is_content(line)), "")
     return not first.startswith("{")
 
 
@@ -115,12 +115,22 @@ def _is_content(line: str) -> bool:
     return bool(line.strip()) and not line.lstrip().startswith("#")
 
 
+def records(text: str) -> list[str]:
+    """The text's lines, each with its end: split at `\n` (so `\r\n` too) and nowhere else.
+
+    JSON Lines and CSV end a record only there; `str.splitlines` also breaks at U+2028, U+0085 and
+    other characters a prompt may hold, which made one job several bad ones.
+    """
+    lines = text.split("\n")
+    return [line + "\n" for line in lines[:-1]] + ([lines[-1]] if lines[-1] else [])
+
+
 Row = tuple[int, dict[str, Any] | str]  # line number, and the values or why the line cannot be read
 
 
 def _jsonl_rows(file: JobFile) -> list[Row]:
     rows: list[Row] = []
-    for number, line in enumerate(file.text.splitlines(), start=1):
+    for number, line in enumerate(records(file.text), start=1):
         if not _is_content(line):
             continue
         try:
@@ -134,7 +144,7 @@ def _jsonl_rows(file: JobFile) -> list[Row]:
 
 def _csv_rows(file: JobFile) -> list[Row]:
     """A header row of keys, then one job per row; an empty cell leaves the default."""
-    reader = csv.reader(file.text.splitlines(keepends=True))
+    reader = csv.reader(records(file.text))
     header: list[str] | None = None
     rows: list[Row] = []
     end = 0  # the line the previous row ended on: a quoted cell may span lines
