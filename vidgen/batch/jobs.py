@@ -8,6 +8,7 @@ then checks a job against the model (sizes, frame counts, input files) exactly a
 import csv
 import io
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -134,12 +135,27 @@ def _jsonl_rows(file: JobFile) -> list[Row]:
         if not _is_content(line):
             continue
         try:
-            values = json.loads(line)
+            values = json.loads(line, parse_constant=_refuse_constant, parse_float=_finite_float)
         except json.JSONDecodeError as error:
             rows.append((number, f"not valid JSON: {error.msg} (column {error.colno})"))
             continue
+        except ValueError as error:  # NaN, Infinity, 1e400, or an integer of thousands of digits
+            rows.append((number, f"not valid JSON: {error}"))
+            continue
         rows.append((number, values if isinstance(values, dict) else "expected a JSON object {...}"))
     return rows
+
+
+def _refuse_constant(name: str) -> Any:
+    """Python's json reads NaN and Infinity, which JSON does not have: they would reach the manifest."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text} is too large")
+    return value
 
 
 def _csv_rows(file: JobFile) -> list[Row]:

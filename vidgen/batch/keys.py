@@ -7,6 +7,7 @@ runs) are refused with a hint, as the model loads once per batch.
 
 import difflib
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,7 +85,9 @@ def read_value(key: str, value: Any) -> Any:
     if spec.type is int and isinstance(value, float) and value.is_integer():
         value = int(value)
     if type(value) is not spec.type:
-        raise VidgenError(f"{key} must be {_type_name(spec.type)}, got {json.dumps(value)}")
+        raise VidgenError(f"{key} must be {_type_name(spec.type)}, got {_shown(value)}")
+    if spec.type is float and not math.isfinite(value):
+        raise VidgenError(f"{key} must be a finite number, got {value}")
     if spec.choices and value not in spec.choices:
         raise VidgenError(f"{key} must be one of {', '.join(spec.choices)}, got '{value}'")
     if spec.low is not None and value < spec.low:
@@ -105,6 +108,11 @@ def _from_text(text: str, kind: type) -> Any:
         return kind(text)
     except ValueError:
         return text
+
+
+def _shown(value: Any) -> str:
+    """The value as the job file wrote it; JSON has no NaN or Infinity, so those are shown as Python's."""
+    return json.dumps(value) if not isinstance(value, float) or math.isfinite(value) else repr(value)
 
 
 def _type_name(kind: type) -> str:

@@ -7,6 +7,7 @@ stands. Nothing is ever rewritten, so an interrupted batch keeps every record it
 """
 
 import json
+import math
 import os
 import re
 from dataclasses import asdict, dataclass, field
@@ -95,6 +96,22 @@ def is_done(record: Record | None, spec: dict[str, Any] | None, folder: Path) ->
     )
 
 
+def record_line(record: Record) -> str:
+    """The record as one line of strict JSON: a value that is not finite is written as text (JSON has
+    no NaN or Infinity, and Python's json would write them as bare tokens other readers refuse)."""
+    return json.dumps(_finite(asdict(record)), ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
+
+
 class ManifestWriter:
     """Appends records to one manifest file; each is on disk before the next job starts."""
 
@@ -103,7 +120,7 @@ class ManifestWriter:
         self._file: TextIO = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
 
     def write(self, record: Record) -> None:
-        self._file.write(json.dumps(asdict(record), ensure_ascii=False) + "\n")
+        self._file.write(record_line(record))
         self._file.flush()
         os.fsync(self._file.fileno())
 

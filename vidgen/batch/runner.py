@@ -129,6 +129,8 @@ def check_job(batch: Batch, job: Job, notes: list[str]) -> Job:
         plan_job(job, batch.model, batch.runtime, batch.outdir, batch.presets, notes)
     except VidgenError as error:
         return job.failed(str(error))
+    except Exception as error:  # a value no check foresaw must fail its own line, not the whole batch
+        return job.failed(f"cannot check this job: {type(error).__name__}: {error}")
     return _check_not_foreign(batch, job)
 
 

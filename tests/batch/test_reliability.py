@@ -1,0 +1,84 @@
+"""`vidgen batch` against hostile job files and hostile conditions (issue 15): one bad job never stops
+the others, the manifest stays strict JSON whatever happens, resume repairs what a crash tore.
+"""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from vidgen.io.writer import VideoWriter
+
+
+def strict_records(outdir) -> list[dict]:
+    """Every manifest line, parsed as strict JSON: NaN, Infinity and torn lines fail the test."""
+
+    def refuse(name):
+        raise AssertionError(f"manifest holds the non-JSON token {name}")
+
+    return [
+        json.loads(line, parse_constant=refuse)
+        for path in sorted(outdir.glob("manifest*.jsonl"))
+        for line in path.read_text(encoding="utf-8").split("\n")
+        if line
+    ]
+
+
+def write_clip(path, frames: int = 9) -> None:
+    with VideoWriter.open(path, 8, "mp4") as writer:
+        writer.write(np.full((frames, 32, 32, 3), 128, dtype=np.uint8))
+
+
+def test_non_finite_numbers_fail_their_own_line_and_the_manifest_stays_strict_json(
+    batch, generated, workdir, write_jobs
+):
+    write_clip(workdir / "clip.mp4")
+    write_jobs(
+        workdir / "jobs.jsonl",
+        '{"prompt": "a cat", "mode": "v2v", "video": "clip.mp4", "frames": 9, "strength": NaN}',
+        {"prompt": "a dog", "seed": 1},
+        '{"prompt": "a fox", "guidance": Infinity}',
+        '{"prompt": "an owl", "guidance": 1e400}',
+        {"prompt": "a bee", "guidance": "nan"},
+        {"prompt": "a cow", "guidance": "-inf"},
+    )
+    run = batch("jobs.jsonl", "-o", "out", "--json")
+    assert run.exit_code == 1, run.stderr
+    assert "Traceback" not in run.stderr
+    assert generated == ["a dog"]
+    summary = json.loads(run.stdout)
+    assert [failure["line"] for failure in summary["failures"]] == [1, 3, 4, 5, 6]
+    records = {record["line"]: record for record in strict_records(workdir / "out")}
+    assert records[2]["status"] == "ok"
+    assert {line: records[line]["status"] for line in (1, 3, 4, 5, 6)} == dict.fromkeys(
+        (1, 3, 4, 5, 6), "failed"
+    )
+    assert "NaN is not a JSON number" in records[1]["error"]
+    assert "finite" in records[5]["error"]
+    for line in (1, 3, 4, 5, 6):
+        assert f"jobs.jsonl:{line}:" in run.stderr
+
+
+def test_a_csv_cell_of_nan_or_inf_fails_its_line(batch, generated, workdir):
+    write_clip(workdir / "clip.mp4")
+    (workdir / "jobs.csv").write_text(
+        "prompt,guidance,mode,video,frames,strength\n"
+        "a cat,nan,,,,\n"
+        "a dog,inf,,,,\n"
+        "a fox,6,,,,\n"
+        "an owl,,v2v,clip.mp4,9,nan\n"
+    )
+    run = batch("jobs.csv", "-o", "out")
+    assert run.exit_code == 1 and generated == ["a fox"] and "Traceback" not in run.stderr
+    statuses = {record["line"]: record["status"] for record in strict_records(workdir / "out")}
+    assert statuses == {2: "failed", 3: "failed", 4: "ok", 5: "failed"}
+
+
+def test_a_record_holding_a_non_finite_number_is_still_one_strict_json_line():
+    from vidgen.batch.manifest import Record, record_line
+
+    line = record_line(Record("a", 1, "failed", job={"guidance": float("nan"), "sizes": [float("-inf")]}))
+    assert line.endswith("\n") and line.count("\n") == 1
+    values = json.loads(line, parse_constant=lambda name: pytest.fail(name))
+    assert values["job"] == {"guidance": "nan", "sizes": ["-inf"]}
