@@ -3,7 +3,6 @@ the others, the manifest stays strict JSON whatever happens, resume repairs what
 """
 
 import json
-import os
 
 import numpy as np
 import pytest
