@@ -13,6 +13,7 @@ from typing import Any
 
 from vidgen.errors import VidgenError
 from vidgen.io.writer import FORMATS
+from vidgen.validate.limits import MAX_FRAMES, MAX_GUIDANCE, MAX_SIDE
 
 MODES = ("t2v", "i2v", "v2v")
 
@@ -34,11 +35,11 @@ KEYS: dict[str, Key] = {
     "negative_prompt": Key(str),
     "seed": Key(int, 0, 2**64 - 1),
     "steps": Key(int, 1, 1000),
-    "guidance": Key(float, 0.0),
+    "guidance": Key(float, 0.0, MAX_GUIDANCE),
     "dynamic_cfg": Key(bool),
-    "height": Key(int, 16),
-    "width": Key(int, 16),
-    "frames": Key(int, 1),
+    "height": Key(int, 16, MAX_SIDE),
+    "width": Key(int, 16, MAX_SIDE),
+    "frames": Key(int, 1, MAX_FRAMES),
     "fps": Key(int, 1, 240),
     "image": Key(str),
     "video": Key(str),

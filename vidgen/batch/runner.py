@@ -26,13 +26,23 @@ from vidgen.presets import Preset, load_presets
 from vidgen.request import Runtime
 from vidgen.sources import parse_model
 from vidgen.summary import settings as request_settings
-from vidgen.validate import Model, Options, Plan, build_runtime, dtype_name, resolve_device, resolve_model
+from vidgen.validate import (
+    Model,
+    Options,
+    Plan,
+    build_runtime,
+    check_numbers,
+    dtype_name,
+    resolve_device,
+    resolve_model,
+)
 
 if TYPE_CHECKING:  # transformers, which the text stage imports, takes seconds to import
     from vidgen.stages.text import TextCache
 
 # Options that set how the one model runs, for every job.
 RUNTIME_OPTIONS = ("dtype", "offload", "vae_tiling")
+OPTION_FIELDS = Options.__dataclass_fields__
 
 
 @dataclass(frozen=True)
@@ -100,6 +110,8 @@ def check_batch(options: BatchOptions, stdin: TextIO | None) -> Batch:
     presets = load_presets()
     defaults = options.defaults
     source = parse_model(defaults["model"], presets)
+    # The command line's numbers are every job's defaults: a bad one is one mistake, not one per job.
+    check_numbers(Options(mode="", **{key: value for key, value in defaults.items() if key in OPTION_FIELDS}))
     device = resolve_device(rank.device(resolve_device(defaults.get("device"))))
     outdir = _outdir(options.outdir)
     model = resolve_model(source, presets)

@@ -28,6 +28,7 @@ from vidgen.validate.common import (
     resolve_seed,
 )
 from vidgen.validate.helios import helios_request
+from vidgen.validate.limits import check_frame_count, check_numbers
 from vidgen.validate.runtime import DTYPES, build_runtime, dtype_name, resolve_device
 from vidgen.validate.stream import StreamOptions, StreamPlan, prepare_stream, stream_mode
 
@@ -41,6 +42,7 @@ __all__ = [
     "StreamPlan",
     "build_request",
     "build_runtime",
+    "check_numbers",
     "check_mode",
     "default_output_name",
     "dtype_name",
@@ -79,5 +81,8 @@ def build_request(
     options: Options, prompt: str, seed: int, preset: Preset, info: ModelInfo, notes: list[str]
 ) -> Request:
     """The checked Request, by the family's rules (Helios: whole chunks, pyramid stages)."""
+    check_numbers(options)
     family_request = helios_request if info.family == "helios" else cogvideox_request
-    return family_request(options, prompt, seed, preset, info, notes)
+    request = family_request(options, prompt, seed, preset, info, notes)
+    check_frame_count(request.frames)
+    return request

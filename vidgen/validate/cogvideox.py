@@ -98,7 +98,11 @@ def frames_problem(frames: int, info: ModelInfo, mode: str) -> str | None:
 
 
 def _nearest_valid_frames(frames: int, info: ModelInfo, mode: str) -> str:
-    valid = [n for n in range(1, frames + 4 * info.temporal_scale) if not frames_problem(n, info, mode)]
+    # Valid counts repeat every 2 latent frames (times the temporal patch): a window a few periods wide
+    # on each side holds the nearest ones, however large `frames` is.
+    reach = 4 * info.temporal_scale * (info.patch_size_t or 1)
+    window = range(max(1, frames - reach), frames + reach)
+    valid = [n for n in window if not frames_problem(n, info, mode)]
     lower = [n for n in valid if n < frames][-1:]
     upper = [n for n in valid if n > frames][:1]
     return "--frames " + " or ".join(str(n) for n in lower + upper)

@@ -23,6 +23,7 @@ from vidgen.validate.common import (
     resolve_seed,
 )
 from vidgen.validate.helios import chunk_count, helios_request
+from vidgen.validate.limits import check_frame_count, check_numbers
 from vidgen.validate.runtime import build_runtime, resolve_device
 
 STDOUT = "-"
@@ -76,7 +77,9 @@ def prepare_stream(
             "use `vidgen t2v` with it, or a Helios preset such as helios-distilled or tiny-helios",
         )
     check_mode(options.mode, model.info, options.model, presets)
+    check_numbers(options)
     request = helios_request(options, cues[0].prompt, seed, model.preset, model.info, notes)
+    check_frame_count(request.frames)
     runtime = build_runtime(options, model.preset, device, notes)
     chunks = chunk_count(request.frames, model.info)
     for cue in unused_cues(cues, chunks):
