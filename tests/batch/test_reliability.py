@@ -81,3 +81,16 @@ def test_a_record_holding_a_non_finite_number_is_still_one_strict_json_line():
     assert line.endswith("\n") and line.count("\n") == 1
     values = json.loads(line, parse_constant=lambda name: pytest.fail(name))
     assert values["job"] == {"guidance": "nan", "sizes": ["-inf"]}
+
+
+def test_resume_compares_resolved_settings_not_how_they_were_spelled(batch, generated, workdir, write_jobs):
+    jobs = write_jobs(workdir / "jobs.jsonl", {"prompt": "a cat", "seed": 1}, {"prompt": "a dog", "seed": 2})
+    assert batch("jobs.jsonl", "-o", "out").exit_code == 0
+    generated.clear()
+    # 6.0 and 8 fps are tiny-cogvideox's own guidance and frame rate; "mode": "t2v" is the default mode.
+    assert batch("jobs.jsonl", "-o", "out", "--guidance", "6.0").exit_code == 0
+    write_jobs(jobs, {"prompt": "a cat", "seed": 1, "fps": 8, "mode": "t2v"}, {"prompt": "a dog", "seed": 2})
+    assert batch("jobs.jsonl", "-o", "out", "--guidance", "6").exit_code == 0
+    assert generated == []
+    assert batch("jobs.jsonl", "-o", "out", "--guidance", "7").exit_code == 0
+    assert generated == ["a cat", "a dog"]  # a real change still runs again

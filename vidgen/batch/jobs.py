@@ -42,6 +42,9 @@ class Job:
     options: Options | None = None
     error: str | None = None
     given: dict[str, Any] = field(default_factory=dict)  # the line's keys, as read
+    # The settings that decide the video once defaults are filled in (see `resolved_settings`); None
+    # until the job is checked against the model.
+    resolved: dict[str, Any] | None = None
 
     @property
     def output(self) -> str:

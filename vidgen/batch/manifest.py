@@ -85,15 +85,38 @@ def _read_part(path: Path) -> list[Record]:
     return records
 
 
-def is_done(record: Record | None, spec: dict[str, Any] | None, folder: Path) -> bool:
-    """A job is done when its latest record says so, asked for the same settings, and its output is there."""
+def is_done(
+    record: Record | None, spec: dict[str, Any] | None, resolved: dict[str, Any] | None, folder: Path
+) -> bool:
+    """A job is done when its latest record says so, its output is there, and it asked for the same
+    video: the same settings as written, or the same once defaults are filled in (`--guidance 6.0`
+    where 6.0 is the preset's asks for what leaving it out asks for)."""
     return (
         record is not None
         and record.status in DONE
-        and record.job == spec
         and record.output is not None
         and (folder / record.output).exists()
+        and (record.job == spec or (resolved is not None and resolved == recorded_resolution(record)))
     )
+
+
+# Settings in a record that do not decide the video: the same job on another device is the same job.
+NOT_DECIDING = ("device", "offload")
+
+
+def resolved_settings(settings: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+    """What decides a video, defaults filled in: the generated `settings` (a record's, or a plan's),
+    with the seed as asked (None: any seed, as a job without one takes a random one) and the format.
+    Compared as JSON holds it, so tuples and lists are one thing."""
+    values = {key: value for key, value in settings.items() if key not in NOT_DECIDING}
+    values.update(seed=spec.get("seed"), format=spec.get("format"))
+    return json.loads(json.dumps(values))
+
+
+def recorded_resolution(record: Record) -> dict[str, Any] | None:
+    if record.settings is None or record.job is None:
+        return None
+    return resolved_settings(record.settings, record.job)
 
 
 def record_line(record: Record) -> str:

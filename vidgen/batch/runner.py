@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from vidgen import console
 from vidgen.batch.jobs import Job, job_files, parse_jobs, plan_job, prompts, read_job_file
-from vidgen.batch.manifest import ManifestWriter, Record, is_done, latest, manifest_name, now
+from vidgen.batch.manifest import (
+    ManifestWriter,
+    Record,
+    is_done,
+    latest,
+    manifest_name,
+    now,
+    resolved_settings,
+)
 from vidgen.batch.progress import BatchProgress
 from vidgen.batch.ranks import Rank, gather
 from vidgen.batch.report import Report, line_list, merge
@@ -75,7 +83,8 @@ class Batch:
 
     def done(self, job: Job) -> bool:
         """Finished by an earlier run with the settings it asks for now, and its output still there."""
-        return not self.overwrite and is_done(self.standing.get(job.name), job.spec, self.outdir)
+        record = self.standing.get(job.name)
+        return not self.overwrite and is_done(record, job.spec, job.resolved, self.outdir)
 
     def share(self) -> list[Job]:
         return [job for index, job in enumerate(self.jobs) if self.rank.takes(index)]
@@ -134,16 +143,18 @@ def _outdir(path: str) -> Path:
 
 
 def check_job(batch: Batch, job: Job, notes: list[str]) -> Job:
-    """The job, or the job marked failed with the reason; done jobs are not checked again."""
-    if job.error is not None or batch.done(job):
+    """The job with its resolved settings, or the job marked failed with the reason."""
+    if job.error is not None:
         return job
     try:
-        plan_job(job, batch.model, batch.runtime, batch.outdir, batch.presets, notes)
+        plan = plan_job(job, batch.model, batch.runtime, batch.outdir, batch.presets, notes)
     except VidgenError as error:
-        return job.failed(str(error))
+        # Finished as written: its output stands even if an input has gone since.
+        return job if batch.done(job) else job.failed(str(error))
     except Exception as error:  # a value no check foresaw must fail its own line, not the whole batch
         return job.failed(f"cannot check this job: {type(error).__name__}: {error}")
-    return _check_not_foreign(batch, job)
+    job = replace(job, resolved=resolved_settings(settings(plan), job.spec or {}))
+    return job if batch.done(job) else _check_not_foreign(batch, job)
 
 
 def _check_not_foreign(batch: Batch, job: Job) -> Job:
