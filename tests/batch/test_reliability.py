@@ -3,6 +3,7 @@ the others, the manifest stays strict JSON whatever happens, resume repairs what
 """
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -94,3 +95,35 @@ def test_resume_compares_resolved_settings_not_how_they_were_spelled(batch, gene
     assert generated == []
     assert batch("jobs.jsonl", "-o", "out", "--guidance", "7").exit_code == 0
     assert generated == ["a cat", "a dog"]  # a real change still runs again
+
+
+def test_checking_a_batch_decodes_each_distinct_input_file_once(invoke_cli, workdir, write_jobs, monkeypatch):
+    from PIL import Image
+
+    Image.new("RGB", (96, 64), (200, 30, 30)).save(workdir / "photo.png")
+    Image.new("RGB", (96, 64), (30, 200, 30)).save(workdir / "other.png")
+    write_jobs(
+        workdir / "jobs.jsonl",
+        *({"prompt": f"a cat {n}", "image": "photo.png"} for n in range(5)),
+        {"prompt": "a dog", "image": "other.png"},
+        {"prompt": "a fox", "image": "./photo.png"},  # the same file by another name
+    )
+    opened = []
+    real_open = Image.open
+    monkeypatch.setattr(Image, "open", lambda path, *args: opened.append(path) or real_open(path, *args))
+    run = invoke_cli("batch", "jobs.jsonl", "-o", "out", "--model", "tiny-cogvideox-i2v", "--dry-run")
+    assert run.exit_code == 0, run.stderr
+    assert sorted(os.path.basename(path) for path in opened) == ["other.png", "photo.png"]
+
+
+def test_an_input_file_that_changes_is_read_again(tmp_path):
+    from PIL import Image
+
+    from vidgen.validate import InputReader
+
+    reader = InputReader()
+    Image.new("RGB", (8, 8), (0, 0, 0)).save(tmp_path / "a.png")
+    assert reader.image(str(tmp_path / "a.png"))[0, 0, 0] == 0
+    assert reader.image(str(tmp_path / "a.png")) is reader.image(str(tmp_path / "a.png"))
+    Image.new("RGB", (8, 9), (255, 0, 0)).save(tmp_path / "a.png")
+    assert reader.image(str(tmp_path / "a.png"))[0, 0, 0] == 255

@@ -20,7 +20,16 @@ from vidgen.errors import VidgenError
 from vidgen.io.writer import sidecar_path
 from vidgen.presets import Preset
 from vidgen.request import Runtime
-from vidgen.validate import Model, Options, Output, Plan, build_request, check_mode, resolve_seed
+from vidgen.validate import (
+    InputReader,
+    Model,
+    Options,
+    Output,
+    Plan,
+    build_request,
+    check_mode,
+    resolve_seed,
+)
 
 NAME_DIGITS = 5  # "00007": wide enough that a growing file keeps its names up to 99,999 lines
 MAX_NAME_BYTES = 200  # the output, its sidecar and the writer's hidden partial name stay under 255
@@ -279,8 +288,10 @@ def plan_job(
     outdir: Path,
     presets: Mapping[str, Preset],
     notes: list[str] | None = None,
+    reader: InputReader | None = None,
 ) -> Plan:
-    """The job's plan, checked as `vidgen t2v` checks one (reading its input files); raises VidgenError."""
+    """The job's plan, checked as `vidgen t2v` checks one (reading its input files, through `reader`
+    when given: once per distinct file); raises VidgenError."""
     options = job.options
     if options is None:
         raise ValueError(f"line {job.line} has no options: {job.error}")
@@ -288,7 +299,7 @@ def plan_job(
     # A job without a seed gets a random one, which its manifest record and sidecar keep: no note per job.
     seed = resolve_seed(options.seed, [])
     request = build_request(
-        options, options.prompt, seed, model.preset, model.info, [] if notes is None else notes
+        options, options.prompt, seed, model.preset, model.info, [] if notes is None else notes, reader
     )
     inputs = {
         key: path

@@ -35,6 +35,7 @@ from vidgen.request import Runtime
 from vidgen.sources import parse_model
 from vidgen.summary import settings as request_settings
 from vidgen.validate import (
+    InputReader,
     Model,
     Options,
     Plan,
@@ -131,7 +132,8 @@ def check_batch(options: BatchOptions, stdin: TextIO | None) -> Batch:
     jobs = parse_jobs(file, defaults, options.mode or model.info.modes[0])
     standing = latest(outdir) if outdir.is_dir() else {}
     batch = Batch(rank, model, runtime, presets, outdir, jobs, standing, options.overwrite, file.label)
-    checked = [check_job(batch, job, notes) for job in jobs]
+    reader = InputReader()  # jobs that share an input file read it once
+    checked = [check_job(batch, job, notes, reader) for job in jobs]
     return replace(batch, jobs=checked, notes=tuple(notes))
 
 
@@ -142,12 +144,12 @@ def _outdir(path: str) -> Path:
     return outdir
 
 
-def check_job(batch: Batch, job: Job, notes: list[str]) -> Job:
+def check_job(batch: Batch, job: Job, notes: list[str], reader: InputReader | None = None) -> Job:
     """The job with its resolved settings, or the job marked failed with the reason."""
     if job.error is not None:
         return job
     try:
-        plan = plan_job(job, batch.model, batch.runtime, batch.outdir, batch.presets, notes)
+        plan = plan_job(job, batch.model, batch.runtime, batch.outdir, batch.presets, notes, reader)
     except VidgenError as error:
         # Finished as written: its output stands even if an input has gone since.
         return job if batch.done(job) else job.failed(str(error))

@@ -16,6 +16,7 @@ from vidgen.request import Request
 from vidgen.sources import parse_model
 from vidgen.validate.cogvideox import cogvideox_request
 from vidgen.validate.common import (
+    InputReader,
     Model,
     Options,
     Output,
@@ -34,6 +35,7 @@ from vidgen.validate.stream import StreamOptions, StreamPlan, prepare_stream, st
 
 __all__ = [
     "DTYPES",
+    "InputReader",
     "Model",
     "Options",
     "Output",
@@ -78,11 +80,18 @@ def prepare(
 
 
 def build_request(
-    options: Options, prompt: str, seed: int, preset: Preset, info: ModelInfo, notes: list[str]
+    options: Options,
+    prompt: str,
+    seed: int,
+    preset: Preset,
+    info: ModelInfo,
+    notes: list[str],
+    reader: InputReader | None = None,
 ) -> Request:
-    """The checked Request, by the family's rules (Helios: whole chunks, pyramid stages)."""
+    """The checked Request, by the family's rules (Helios: whole chunks, pyramid stages); `reader`
+    reads each input file once across many requests (a batch's jobs)."""
     check_numbers(options)
     family_request = helios_request if info.family == "helios" else cogvideox_request
-    request = family_request(options, prompt, seed, preset, info, notes)
+    request = family_request(options, prompt, seed, preset, info, notes, reader)
     check_frame_count(request.frames)
     return request
