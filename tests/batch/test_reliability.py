@@ -127,3 +127,45 @@ def test_an_input_file_that_changes_is_read_again(tmp_path):
     assert reader.image(str(tmp_path / "a.png")) is reader.image(str(tmp_path / "a.png"))
     Image.new("RGB", (8, 9), (255, 0, 0)).save(tmp_path / "a.png")
     assert reader.image(str(tmp_path / "a.png"))[0, 0, 0] == 255
+
+
+def test_a_torn_manifest_line_is_repaired_on_resume_and_its_job_runs_again(
+    batch, generated, workdir, write_jobs
+):
+    write_jobs(workdir / "jobs.jsonl", {"prompt": "a cat"}, {"prompt": "a dog"}, {"prompt": "a fox"})
+    assert batch("jobs.jsonl", "-o", "out").exit_code == 0
+    manifest = workdir / "out" / "manifest.jsonl"
+    whole = manifest.read_bytes()
+    manifest.write_bytes(whole[: whole.rindex(b'"status"') + 12])  # killed while writing the last record
+    generated.clear()
+
+    resumed = batch("jobs.jsonl", "-o", "out")
+    assert resumed.exit_code == 0, resumed.stderr
+    assert "already exists" not in resumed.stderr
+    assert generated == ["a fox"]
+    assert [(record["name"], record["status"]) for record in strict_records(workdir / "out")] == [
+        ("00001", "ok"),
+        ("00002", "ok"),
+        ("00001", "skipped"),
+        ("00002", "skipped"),
+        ("00003", "ok"),
+    ]
+    generated.clear()
+
+    again = batch("jobs.jsonl", "-o", "out")
+    assert again.exit_code == 0 and generated == []
+    assert "not a manifest record" not in again.stderr  # the warning does not repeat
+
+
+def test_repair_drops_only_torn_lines_and_leaves_a_whole_manifest_alone(tmp_path):
+    from vidgen.batch.manifest import Record, record_line, repair, torn_names
+
+    path = tmp_path / "manifest.jsonl"
+    good = record_line(Record("a", 1, "ok", output="a.mp4"))
+    path.write_text(good + '{"name": "b\\"x", "line": 2, "sta' + "\n" + good + '{"name": "c", "li')
+    assert torn_names(tmp_path) == {'b"x', "c"}
+    assert repair(path) is True
+    assert path.read_text() == good + good
+    before = path.stat().st_mtime_ns
+    assert repair(path) is False and path.stat().st_mtime_ns == before
+    assert sorted(os.listdir(tmp_path)) == ["manifest.jsonl"]

@@ -73,16 +73,70 @@ def latest(folder: Path) -> dict[str, Record]:
 
 def _read_part(path: Path) -> list[Record]:
     records = []
-    with open(path, encoding="utf-8") as file:
-        for number, line in enumerate(file, start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append(Record.from_json(json.loads(line)))
-            except (ValueError, TypeError):
-                # A line torn by a crash mid-write: that job just counts as not done.
-                console.warning(f"{path}:{number}: not a manifest record; ignored")
+    for number, line in enumerate(path.read_bytes().split(b"\n"), start=1):
+        record = _record(line)
+        if record is not None:
+            records.append(record)
+        elif line.strip():
+            # A line torn by a crash mid-write: that job counts as not done (`repair` drops the line).
+            console.warning(f"{path}:{number}: not a manifest record; ignored")
     return records
+
+
+def _record(line: bytes) -> Record | None:
+    """The record a manifest line holds, or None for a blank or torn one."""
+    try:
+        values = json.loads(line)
+        return Record.from_json(values) if isinstance(values, dict) else None
+    except (ValueError, TypeError):
+        return None
+
+
+def torn_names(folder: Path) -> set[str]:
+    """The job names that torn lines in `folder`'s manifest began to record, as far as they can be read.
+
+    A record is written after its job's output, so such a job's files are the batch's own: they are
+    replaced when the job runs again, not reported as someone else's.
+    """
+    names = set()
+    for path in manifest_files(folder):
+        for line in path.read_bytes().split(b"\n"):
+            if line.strip() and _record(line) is None and (name := _torn_name(line)) is not None:
+                names.add(name)
+    return names
+
+
+def _torn_name(line: bytes) -> str | None:
+    match = re.match(rb'\s*\{"name": ("(?:[^"\\]|\\.)*")', line)
+    try:
+        return json.loads(match.group(1)) if match else None
+    except ValueError:
+        return None
+
+
+def repair(path: Path) -> bool:
+    """Drop the torn lines of one manifest part, replacing the file atomically; whether it was torn.
+
+    Appending after a line torn without its newline would glue the next record onto it, and the
+    warning about the torn line would repeat on every run.
+    """
+    if not path.is_file():
+        return False
+    data = path.read_bytes()
+    lines = [line for line in data.split(b"\n") if line.strip()]
+    whole = [line for line in lines if _record(line) is not None]
+    if len(whole) == len(lines) and (not data or data.endswith(b"\n")):
+        return False
+    partial = path.with_name(f".{path.name}.repair-{os.getpid()}")
+    try:
+        with open(partial, "wb") as file:
+            file.write(b"".join(line + b"\n" for line in whole))
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return True
 
 
 def is_done(

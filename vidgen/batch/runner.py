@@ -24,7 +24,9 @@ from vidgen.batch.manifest import (
     latest,
     manifest_name,
     now,
+    repair,
     resolved_settings,
+    torn_names,
 )
 from vidgen.batch.progress import BatchProgress
 from vidgen.batch.ranks import Rank, gather
@@ -78,6 +80,7 @@ class Batch:
     outdir: Path
     jobs: list[Job]
     standing: dict[str, Record]  # the manifest's latest record per job name
+    torn: set[str]  # jobs whose record a crash tore mid-write: their files are the batch's own
     overwrite: bool
     label: str  # the job file as messages name it
     notes: tuple[str, ...] = ()
@@ -131,7 +134,8 @@ def check_batch(options: BatchOptions, stdin: TextIO | None) -> Batch:
     file = read_job_file(options.jobs, stdin)
     jobs = parse_jobs(file, defaults, options.mode or model.info.modes[0])
     standing = latest(outdir) if outdir.is_dir() else {}
-    batch = Batch(rank, model, runtime, presets, outdir, jobs, standing, options.overwrite, file.label)
+    torn = torn_names(outdir) if outdir.is_dir() else set()
+    batch = Batch(rank, model, runtime, presets, outdir, jobs, standing, torn, options.overwrite, file.label)
     reader = InputReader()  # jobs that share an input file read it once
     checked = [check_job(batch, job, notes, reader) for job in jobs]
     return replace(batch, jobs=checked, notes=tuple(notes))
@@ -161,7 +165,7 @@ def check_job(batch: Batch, job: Job, notes: list[str], reader: InputReader | No
 
 def _check_not_foreign(batch: Batch, job: Job) -> Job:
     """An output the batch's manifest does not know is someone else's file: not replaced silently."""
-    if batch.overwrite or job.name in batch.standing:
+    if batch.overwrite or job.name in batch.standing or job.name in batch.torn:
         return job
     existing = [name for name in job_files(job) if (batch.outdir / name).exists()]
     if existing:
@@ -202,7 +206,11 @@ def run_share(batch: Batch, report: Report, quiet: bool) -> None:
     to_run = [job for job in share if job.error is None and not batch.done(job)]
     try:
         batch.outdir.mkdir(parents=True, exist_ok=True)
-        manifest = ManifestWriter(batch.outdir / manifest_name(batch.rank.rank, batch.rank.world_size))
+        path = batch.outdir / manifest_name(batch.rank.rank, batch.rank.world_size)
+        # Each rank mends only its own part: the others may be writing theirs.
+        if repair(path) and not quiet:
+            console.note(f"dropped the torn lines of {path}; their jobs run again")
+        manifest = ManifestWriter(path)
     except OSError as error:
         raise VidgenError(
             f"cannot write to '{batch.outdir}': {error.strerror or error}", "choose another -o"
