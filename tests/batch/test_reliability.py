@@ -143,7 +143,8 @@ def test_a_torn_manifest_line_is_repaired_on_resume_and_its_job_runs_again(
     assert resumed.exit_code == 0, resumed.stderr
     assert "already exists" not in resumed.stderr
     assert generated == ["a fox"]
-    assert [(record["name"], record["status"]) for record in strict_records(workdir / "out")] == [
+    records = [(record["name"], record["status"]) for record in strict_records(workdir / "out")]
+    assert [record for record in records if record[1] != "started"] == [
         ("00001", "ok"),
         ("00002", "ok"),
         ("00001", "skipped"),
@@ -169,3 +170,34 @@ def test_repair_drops_only_torn_lines_and_leaves_a_whole_manifest_alone(tmp_path
     before = path.stat().st_mtime_ns
     assert repair(path) is False and path.stat().st_mtime_ns == before
     assert sorted(os.listdir(tmp_path)) == ["manifest.jsonl"]
+
+
+def test_a_full_disk_stops_the_batch_with_one_line_and_every_manifest_line_whole(
+    batch, workdir, write_jobs, small
+):
+    import resource
+    import subprocess
+    import sys
+
+    assert batch("-", "-o", "warm", input='{"prompt": "warm the tiny model cache"}\n').exit_code == 0
+    write_jobs(workdir / "jobs.jsonl", *({"prompt": f"a cat {n}", "seed": n} for n in range(8)))
+    limit = 4000  # a video (~3 kB) and its sidecar fit; the manifest outgrows it after about 5 records
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+    command = [sys.executable, "-m", "vidgen", "batch", "jobs.jsonl", "-o", "out", "--quiet", *small]
+    run = subprocess.run(command, capture_output=True, text=True, preexec_fn=small_files, timeout=300)
+    assert run.returncode == 2, run.stderr
+    assert "Traceback" not in run.stderr
+    assert run.stderr.strip().splitlines()[-1].startswith("error: cannot record job"), run.stderr
+    manifest = (workdir / "out" / "manifest.jsonl").read_bytes()
+    assert manifest.endswith(b"\n") and len(manifest) <= limit
+    recorded = strict_records(workdir / "out")
+    finished = [record["name"] for record in recorded if record["status"] == "ok"]
+    assert 2 <= len(finished) < 8 and {record["status"] for record in recorded} == {"started", "ok"}
+
+    resumed = batch("jobs.jsonl", "-o", "out")
+    assert resumed.exit_code == 0, resumed.stderr
+    latest = {record["name"]: record["status"] for record in strict_records(workdir / "out")}
+    assert len(latest) == 8 and set(latest.values()) <= {"ok", "skipped"}

@@ -3,9 +3,12 @@
 A single process writes OUTDIR/manifest.jsonl; under torchrun each rank writes its own
 OUTDIR/manifest.rank<N>.jsonl, so no two processes append to one file. Readers merge every part: the
 latest record for a name (by its `finished` time, then its place in its file) says where that job
-stands. Nothing is ever rewritten, so an interrupted batch keeps every record it made.
+stands. Records are only appended, so an interrupted batch keeps every record it made; the one
+rewrite is `repair`, which drops a line a crash tore mid-write.
 """
 
+import contextlib
+import errno
 import json
 import math
 import os
@@ -13,9 +16,10 @@ import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from vidgen import console
+from vidgen.errors import VidgenError
 
 MANIFEST = "manifest.jsonl"
 PART = re.compile(r"manifest\.rank(\d+)\.jsonl")
@@ -33,7 +37,7 @@ class Record:
 
     name: str
     line: int  # in the job file
-    status: str  # "ok" | "failed" | "skipped"
+    status: str  # "ok" | "failed" | "skipped"; "started" before a job runs, so its files are known
     error: str | None = None
     output: str | None = None  # relative to the manifest's folder
     seconds: float | None = None  # generating and writing; a skipped job keeps the run that made it
@@ -190,19 +194,35 @@ def _finite(value: Any) -> Any:
 
 
 class ManifestWriter:
-    """Appends records to one manifest file; each is on disk before the next job starts."""
+    """Appends records to one manifest file; each is on disk before the next job starts.
+
+    A record goes down in one write of the whole line, then fsync. A write that stops short (a full
+    disk, a file-size limit) is cut back off, so every line in the file stays a whole record, and the
+    batch stops with one line saying why: a job that cannot be recorded would run again next time.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._file: TextIO = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def write(self, record: Record) -> None:
-        self._file.write(record_line(record))
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        line = record_line(record).encode()
+        start = os.fstat(self._fd).st_size
+        try:
+            written = os.write(self._fd, line)
+            if written != len(line):
+                raise OSError(errno.ENOSPC, f"only {written} of {len(line)} bytes fit")
+            os.fsync(self._fd)
+        except OSError as error:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, start)
+            raise VidgenError(
+                f"cannot record job '{record.name}' in {self.path}: {error.strerror or error}",
+                "free some space (or raise the file-size limit), then run the same command again to resume",
+            ) from None
 
     def close(self) -> None:
-        self._file.close()
+        os.close(self._fd)
 
     def __enter__(self) -> "ManifestWriter":
         return self

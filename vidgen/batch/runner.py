@@ -240,6 +240,11 @@ def _run_jobs(
     progress.start_jobs()
     cache, uses = TextCache(), Counter(prompts(jobs))
     for job in jobs:
+        # Recorded before anything is written: should the batch die before the job's result is
+        # recorded (a kill, a full disk), the next run knows the job's files are its own.
+        manifest.write(
+            Record(name=job.name, line=job.line, status="started", job=job.spec, rank=batch.rank.rank)
+        )
         record = _run_job(
             batch, job, progress, lambda plan: run.generate(plan, fetched, loaded, progress, {}, cache)
         )
