@@ -201,3 +201,73 @@ def test_a_full_disk_stops_the_batch_with_one_line_and_every_manifest_line_whole
     assert resumed.exit_code == 0, resumed.stderr
     latest = {record["name"]: record["status"] for record in strict_records(workdir / "out")}
     assert len(latest) == 8 and set(latest.values()) <= {"ok", "skipped"}
+
+
+def dead_pid() -> int:
+    import subprocess
+
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def test_a_batch_on_an_outdir_another_live_batch_holds_exits_2_with_one_line(batch, generated, workdir):
+    import socket
+    import subprocess
+
+    (workdir / "out").mkdir()
+    with subprocess.Popen(["sleep", "60"]) as holder:
+        lock = {"pid": holder.pid, "host": socket.gethostname(), "group": None}
+        (workdir / "out" / ".vidgen-batch.lock").write_text(json.dumps(lock))
+        run = batch("-", "-o", "out", input='{"prompt": "a cat"}\n')
+        holder.kill()
+    assert run.exit_code == 2 and generated == []
+    assert len(run.stderr_lines) == 1 and "in use by another vidgen batch" in run.stderr
+    assert f"process {holder.pid}" in run.stderr
+    assert sorted(os.listdir(workdir / "out")) == [".vidgen-batch.lock"]  # the holder's, untouched
+
+
+def test_a_stale_lock_from_a_dead_process_on_this_host_is_taken_over(batch, generated, workdir):
+    import socket
+
+    (workdir / "out").mkdir()
+    lock = {"pid": dead_pid(), "host": socket.gethostname(), "group": None}
+    (workdir / "out" / ".vidgen-batch.lock").write_text(json.dumps(lock))
+    run = batch("-", "-o", "out", input='{"prompt": "a cat"}\n')
+    assert run.exit_code == 0, run.stderr
+    assert generated == ["a cat"] and not (workdir / "out" / ".vidgen-batch.lock").exists()
+
+
+def test_two_batches_started_together_on_one_outdir_never_both_generate(batch, workdir, write_jobs, small):
+    import subprocess
+    import sys
+
+    assert batch("-", "-o", "warm", input='{"prompt": "warm the tiny model cache"}\n').exit_code == 0
+    write_jobs(workdir / "jobs.jsonl", *({"prompt": f"a cat {n}", "seed": n} for n in range(4)))
+    command = [sys.executable, "-m", "vidgen", "batch", "jobs.jsonl", "-o", "out", "--quiet", *small]
+    runs = [subprocess.Popen(command, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outcomes = sorted((run.wait(timeout=300), run.stderr.read()) for run in runs)
+    assert [code for code, _ in outcomes] == [0, 2], outcomes
+    assert "in use by another vidgen batch" in outcomes[1][1] and "Traceback" not in outcomes[1][1]
+    made = [record["name"] for record in strict_records(workdir / "out") if record["status"] == "ok"]
+    assert sorted(made) == ["00001", "00002", "00003", "00004"]  # each job generated once
+    assert not (workdir / "out" / ".vidgen-batch.lock").exists()
+
+
+def test_the_ranks_of_one_torchrun_run_share_the_lock_and_other_runs_are_refused(tmp_path):
+    from vidgen.batch.lock import group_id, outdir_lock
+    from vidgen.batch.ranks import Rank
+    from vidgen.errors import VidgenError
+
+    env = {"TORCHELASTIC_RUN_ID": "run-1", "MASTER_ADDR": "node0", "MASTER_PORT": "29500"}
+    ours, theirs = group_id(Rank(0, 2), env), group_id(Rank(0, 2), {**env, "TORCHELASTIC_RUN_ID": "run-2"})
+    with outdir_lock(tmp_path / "out", ours):  # rank 0 creates it
+        with outdir_lock(tmp_path / "out", group_id(Rank(1, 2), env)):  # rank 1 joins
+            pass
+        assert (tmp_path / "out" / ".vidgen-batch.lock").exists()  # the joiner leaves it to its creator
+        with (
+            pytest.raises(VidgenError, match="in use by another vidgen batch"),
+            outdir_lock(tmp_path / "out", theirs),
+        ):
+            pass
+    assert not (tmp_path / "out").exists()  # nothing else went into it

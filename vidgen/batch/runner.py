@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from vidgen import console
 from vidgen.batch.jobs import Job, job_files, parse_jobs, plan_job, prompts, read_job_file
+from vidgen.batch.lock import group_id, outdir_lock
 from vidgen.batch.manifest import (
     ManifestWriter,
     Record,
@@ -96,11 +97,20 @@ class Batch:
 
 def run_batch(options: BatchOptions, stdin: TextIO | None = None) -> Report:
     """Check every job, then (unless a dry run) run this rank's share; rank 0's report covers all ranks."""
+    if options.dry_run:
+        batch = check_batch(options, stdin)
+        if batch.rank.speaks:
+            show_problems(batch, options.quiet)
+        return dry_run_report(batch)
+    # Held from before the manifest is read until every rank is done: one batch per OUTDIR.
+    with outdir_lock(_outdir(options.outdir), group_id(Rank.from_env())):
+        return _run_locked(options, stdin)
+
+
+def _run_locked(options: BatchOptions, stdin: TextIO | None) -> Report:
     batch = check_batch(options, stdin)
     if batch.rank.speaks:
         show_problems(batch, options.quiet)
-    if options.dry_run:
-        return dry_run_report(batch)
     report = Report(jobs=len(batch.share()), outdir=str(batch.outdir))
     started = time.perf_counter()
     try:
