@@ -20,6 +20,7 @@ from vidgen.errors import VidgenError
 from vidgen.io.writer import sidecar_path
 from vidgen.presets import Preset
 from vidgen.request import Runtime
+from vidgen.sources import fetch_configs
 from vidgen.validate import (
     InputReader,
     Model,
@@ -27,6 +28,7 @@ from vidgen.validate import (
     Output,
     Plan,
     build_request,
+    check_fits,
     check_mode,
     resolve_seed,
 )
@@ -301,6 +303,7 @@ def plan_job(
     request = build_request(
         options, options.prompt, seed, model.preset, model.info, [] if notes is None else notes, reader
     )
+    check_fits(request, model.info, fetch_configs(model.source), runtime)
     inputs = {
         key: path
         for key in ("image", "video")

@@ -13,7 +13,7 @@ from typing import TextIO
 from vidgen.model_info import ModelInfo
 from vidgen.presets import Preset, load_presets
 from vidgen.request import Request
-from vidgen.sources import parse_model
+from vidgen.sources import fetch_configs, parse_model
 from vidgen.validate.cogvideox import cogvideox_request
 from vidgen.validate.common import (
     InputReader,
@@ -30,6 +30,7 @@ from vidgen.validate.common import (
 )
 from vidgen.validate.helios import helios_request
 from vidgen.validate.limits import check_frame_count, check_numbers
+from vidgen.validate.memory import check_fits
 from vidgen.validate.runtime import DTYPES, build_runtime, dtype_name, resolve_device
 from vidgen.validate.stream import StreamOptions, StreamPlan, prepare_stream, stream_mode
 
@@ -45,6 +46,7 @@ __all__ = [
     "build_request",
     "build_runtime",
     "check_numbers",
+    "check_fits",
     "check_mode",
     "default_output_name",
     "dtype_name",
@@ -75,6 +77,7 @@ def prepare(
     check_mode(options.mode, model.info, options.model, presets)
     request = build_request(options, prompt, seed, model.preset, model.info, notes)
     runtime = build_runtime(options, model.preset, device, notes)
+    check_fits(request, model.info, fetch_configs(source, cache_dir), runtime)
     inputs = {name: path for name in ("image", "video") if (path := getattr(options, name))}
     return Plan(request, runtime, source, model.preset, output, inputs, tuple(notes))
 
