@@ -271,3 +271,20 @@ def test_the_ranks_of_one_torchrun_run_share_the_lock_and_other_runs_are_refused
         ):
             pass
     assert not (tmp_path / "out").exists()  # nothing else went into it
+
+
+def test_a_check_that_raises_unexpectedly_fails_only_its_own_line(batch, generated, workdir, monkeypatch):
+    import vidgen.batch.runner as runner
+
+    real = runner.plan_job
+
+    def plan_job(job, *args, **kwargs):
+        if job.options.prompt == "a strange job":
+            raise ValueError("cannot convert float NaN to integer")
+        return real(job, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "plan_job", plan_job)
+    run = batch("-", "-o", "out", input='{"prompt": "a strange job"}\n{"prompt": "a dog"}\n')
+    assert run.exit_code == 1, run.stderr
+    assert generated == ["a dog"] and "Traceback" not in run.stderr
+    assert "<stdin>:1: cannot check this job: ValueError: cannot convert float NaN to integer" in run.stderr
