@@ -447,7 +447,8 @@ BATCH_HELP = (
     "job's line number, 00007, unless set) with NAME.mp4.json beside it, and OUTDIR/manifest.jsonl "
     "records every job. The same command again skips finished jobs and runs the rest. Under torchrun "
     "each rank runs its share and writes manifest.rankN.jsonl. Exit codes: 0 every job done; 1 some "
-    "jobs failed (the manifest says why); 2 a mistake in the options, or with --dry-run in JOBS; "
+    "jobs failed (the manifest says why); 2 a mistake in the options, or with --dry-run in JOBS, or "
+    "OUTDIR in use by another batch; "
     "3 out of memory loading the model; 130 interrupted."
 )
 

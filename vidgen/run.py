@@ -108,23 +108,43 @@ def pipeline(family: str) -> ModuleType:
     return pipelines[family]
 
 
+# What the CPU allocator's failure says (c10's DefaultCPUAllocator raises a plain RuntimeError).
+CPU_ALLOCATION_FAILURES = (
+    "DefaultCPUAllocator: can't allocate memory",
+    "DefaultCPUAllocator: not enough memory",
+)
+
+
 @contextmanager
 def _explained_out_of_memory(runtime: Runtime) -> Iterator[None]:
-    """Running out of device memory becomes advice on what uses less."""
+    """Running out of memory, on a GPU or the CPU, becomes advice on what uses less."""
     try:
         yield
     except torch.cuda.OutOfMemoryError:  # torch.OutOfMemoryError from torch 2.5 on; same class
         raise out_of_memory(runtime) from None
+    except (MemoryError, RuntimeError) as error:
+        if not is_cpu_out_of_memory(error):
+            raise
+        raise out_of_memory(runtime, on_cpu=True) from None
 
 
-def out_of_memory(runtime: Runtime) -> VidgenError:
+def is_cpu_out_of_memory(error: BaseException) -> bool:
+    """Whether `error` is the CPU's allocator failing: Python's MemoryError, or torch's RuntimeError."""
+    if isinstance(error, MemoryError):
+        return True
+    return isinstance(error, RuntimeError) and any(words in str(error) for words in CPU_ALLOCATION_FAILURES)
+
+
+def out_of_memory(runtime: Runtime, on_cpu: bool = False) -> VidgenError:
+    """The error for running out of memory, naming what uses less: the next offload plan for a GPU;
+    `on_cpu`: the CPU's memory ran out (offloading moves weights to the CPU, so it cannot help)."""
     from vidgen.memory.plan import next_plan
 
-    after = next_plan(runtime.offload, runtime.quantize)
+    after = None if on_cpu else next_plan(runtime.offload, runtime.quantize)
     tiling = "" if runtime.vae_tiling else "--vae-tiling, "
     return VidgenError(
-        f"out of memory on {runtime.device} (offload {runtime.offload}, quantize {runtime.quantize}, "
-        f"vae tiling {'on' if runtime.vae_tiling else 'off'})",
+        f"out of memory on {'the CPU' if on_cpu else runtime.device} (offload {runtime.offload}, "
+        f"quantize {runtime.quantize}, vae tiling {'on' if runtime.vae_tiling else 'off'})",
         f"use less memory: {f'try {after}, ' if after else ''}{tiling}or a smaller --height/--width/--frames",
         exit_code=OUT_OF_MEMORY,
     )

@@ -153,7 +153,7 @@ def test_ctrl_c_keeps_finished_jobs_exits_130_and_the_next_run_finishes(
     assert run.exit_code == 130
     assert len(run.stderr_lines) == 1 and run.stderr_lines[0].startswith("error: interrupted")
     assert "run the same command again to resume" in run.stderr
-    assert statuses(workdir / "out") == {"00001": "ok"}
+    assert statuses(workdir / "out") == {"00001": "ok", "00002": "started"}  # interrupted while running
     assert sorted(os.listdir(workdir / "out")) == ["00001.mp4", "00001.mp4.json", "manifest.jsonl"]
     write_jobs(jobs, {"prompt": "a cat"}, {"prompt": "a bird"}, {"prompt": "a dog"})
     generated.clear()

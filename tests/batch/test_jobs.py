@@ -121,3 +121,26 @@ def test_the_spec_holds_what_decides_the_video_and_only_the_modes_inputs():
     assert t2v.spec["seed"] == 1 and t2v.spec["steps"] == 1 and "image" not in t2v.spec
     assert t2v.spec["format"] == "mp4" and t2v.spec["model"] == "tiny-cogvideox"
     assert (v2v.spec["video"], v2v.spec["strength"]) == ("/c.mp4", 0.5)
+
+
+# U+2028/U+2029, U+0085 and friends: str.splitlines breaks lines there, JSON Lines and CSV do not.
+SEPARATORS = ["\u2028", "\u2029", "\x85", "\x0b", "\x0c", "\x1c"]
+
+
+@pytest.mark.parametrize("separator", SEPARATORS[:3])  # JSON strings cannot hold raw control characters
+def test_a_jsonl_prompt_holding_a_unicode_line_separator_stays_one_job(separator):
+    line = '{"prompt": "a cat' + separator + 'on the beach", "seed": 1}'
+    jobs = jobs_from(line + "\r\n" + '{"prompt": "a dog"}\n')
+    assert [(job.line, job.error, job.options.prompt) for job in jobs] == [
+        (1, None, f"a cat{separator}on the beach"),
+        (2, None, "a dog"),
+    ]
+
+
+@pytest.mark.parametrize("separator", SEPARATORS)
+def test_an_unquoted_csv_cell_holding_a_unicode_line_separator_stays_one_job(separator):
+    jobs = jobs_from(f"prompt,seed\r\na cat{separator}on the beach,1\r\na dog,2\r\n", label="jobs.csv")
+    assert [(job.line, job.error, job.options.prompt) for job in jobs] == [
+        (2, None, f"a cat{separator}on the beach"),
+        (3, None, "a dog"),
+    ]

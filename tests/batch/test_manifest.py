@@ -61,8 +61,8 @@ def test_a_job_is_done_when_recorded_ok_with_the_same_settings_and_its_output_ex
     if output_exists:
         (tmp_path / "a.mp4").write_bytes(b"video")
     record = Record("a", 1, status, output="a.mp4", job=SPEC)
-    assert is_done(record, spec, tmp_path) is done
-    assert not is_done(None, spec, tmp_path)
+    assert is_done(record, spec, None, tmp_path) is done
+    assert not is_done(None, spec, None, tmp_path)
 
 
 def test_ranks_take_every_nth_job_and_their_own_gpu():

@@ -31,6 +31,7 @@ def test_two_ranks_run_every_job_exactly_once_and_rank_0_reports_for_both(
         "manifest.rank1.jsonl",
     ]
     assert all((workdir / "out" / f"{name}.mp4").is_file() for name in ok)
+    assert not (workdir / "out" / ".vidgen-batch.lock").exists()  # shared by the ranks, then released
     # Rank 0 speaks for both: one summary, and the failure on rank 1 makes the whole run fail.
     assert run.returncode != 0
     assert run.stdout.count("batch: 5 jobs: 4 ok, 1 failed, 0 skipped") == 1, run.stdout

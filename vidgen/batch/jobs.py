@@ -8,6 +8,7 @@ then checks a job against the model (sizes, frame counts, input files) exactly a
 import csv
 import io
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -19,7 +20,18 @@ from vidgen.errors import VidgenError
 from vidgen.io.writer import sidecar_path
 from vidgen.presets import Preset
 from vidgen.request import Runtime
-from vidgen.validate import Model, Options, Output, Plan, build_request, check_mode, resolve_seed
+from vidgen.sources import fetch_configs
+from vidgen.validate import (
+    InputReader,
+    Model,
+    Options,
+    Output,
+    Plan,
+    build_request,
+    check_fits,
+    check_mode,
+    resolve_seed,
+)
 
 NAME_DIGITS = 5  # "00007": wide enough that a growing file keeps its names up to 99,999 lines
 MAX_NAME_BYTES = 200  # the output, its sidecar and the writer's hidden partial name stay under 255
@@ -41,6 +53,9 @@ class Job:
     options: Options | None = None
     error: str | None = None
     given: dict[str, Any] = field(default_factory=dict)  # the line's keys, as read
+    # The settings that decide the video once defaults are filled in (see `resolved_settings`); None
+    # until the job is checked against the model.
+    resolved: dict[str, Any] | None = None
 
     @property
     def output(self) -> str:
@@ -106,7 +121,7 @@ def _is_csv(file: JobFile) -> bool:
         return True
     if file.label.lower().endswith((".jsonl", ".ndjson", ".json")):
         return False
-    first = next((line.strip() for line in file.text.splitlines() if _is_content(line)), "")
+    first = next((line.strip() for line in records(file.text) if _is_content(line)), "")
     return not first.startswith("{")
 
 
@@ -115,26 +130,51 @@ def _is_content(line: str) -> bool:
     return bool(line.strip()) and not line.lstrip().startswith("#")
 
 
+def records(text: str) -> list[str]:
+    """The text's lines, each with its end: split at `\n` (so `\r\n` too) and nowhere else.
+
+    JSON Lines and CSV end a record only there; `str.splitlines` also breaks at U+2028, U+0085 and
+    other characters a prompt may hold, which made one job several bad ones.
+    """
+    lines = text.split("\n")
+    return [line + "\n" for line in lines[:-1]] + ([lines[-1]] if lines[-1] else [])
+
+
 Row = tuple[int, dict[str, Any] | str]  # line number, and the values or why the line cannot be read
 
 
 def _jsonl_rows(file: JobFile) -> list[Row]:
     rows: list[Row] = []
-    for number, line in enumerate(file.text.splitlines(), start=1):
+    for number, line in enumerate(records(file.text), start=1):
         if not _is_content(line):
             continue
         try:
-            values = json.loads(line)
+            values = json.loads(line, parse_constant=_refuse_constant, parse_float=_finite_float)
         except json.JSONDecodeError as error:
             rows.append((number, f"not valid JSON: {error.msg} (column {error.colno})"))
+            continue
+        except ValueError as error:  # NaN, Infinity, 1e400, or an integer of thousands of digits
+            rows.append((number, f"not valid JSON: {error}"))
             continue
         rows.append((number, values if isinstance(values, dict) else "expected a JSON object {...}"))
     return rows
 
 
+def _refuse_constant(name: str) -> Any:
+    """Python's json reads NaN and Infinity, which JSON does not have: they would reach the manifest."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text} is too large")
+    return value
+
+
 def _csv_rows(file: JobFile) -> list[Row]:
     """A header row of keys, then one job per row; an empty cell leaves the default."""
-    reader = csv.reader(file.text.splitlines(keepends=True))
+    reader = csv.reader(records(file.text))
     header: list[str] | None = None
     rows: list[Row] = []
     end = 0  # the line the previous row ended on: a quoted cell may span lines
@@ -250,8 +290,10 @@ def plan_job(
     outdir: Path,
     presets: Mapping[str, Preset],
     notes: list[str] | None = None,
+    reader: InputReader | None = None,
 ) -> Plan:
-    """The job's plan, checked as `vidgen t2v` checks one (reading its input files); raises VidgenError."""
+    """The job's plan, checked as `vidgen t2v` checks one (reading its input files, through `reader`
+    when given: once per distinct file); raises VidgenError."""
     options = job.options
     if options is None:
         raise ValueError(f"line {job.line} has no options: {job.error}")
@@ -259,8 +301,9 @@ def plan_job(
     # A job without a seed gets a random one, which its manifest record and sidecar keep: no note per job.
     seed = resolve_seed(options.seed, [])
     request = build_request(
-        options, options.prompt, seed, model.preset, model.info, [] if notes is None else notes
+        options, options.prompt, seed, model.preset, model.info, [] if notes is None else notes, reader
     )
+    check_fits(request, model.info, fetch_configs(model.source), runtime)
     inputs = {
         key: path
         for key in ("image", "video")

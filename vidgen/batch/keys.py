@@ -7,11 +7,13 @@ runs) are refused with a hint, as the model loads once per batch.
 
 import difflib
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from vidgen.errors import VidgenError
 from vidgen.io.writer import FORMATS
+from vidgen.validate.limits import MAX_FRAMES, MAX_GUIDANCE, MAX_SIDE
 
 MODES = ("t2v", "i2v", "v2v")
 
@@ -33,11 +35,11 @@ KEYS: dict[str, Key] = {
     "negative_prompt": Key(str),
     "seed": Key(int, 0, 2**64 - 1),
     "steps": Key(int, 1, 1000),
-    "guidance": Key(float, 0.0),
+    "guidance": Key(float, 0.0, MAX_GUIDANCE),
     "dynamic_cfg": Key(bool),
-    "height": Key(int, 16),
-    "width": Key(int, 16),
-    "frames": Key(int, 1),
+    "height": Key(int, 16, MAX_SIDE),
+    "width": Key(int, 16, MAX_SIDE),
+    "frames": Key(int, 1, MAX_FRAMES),
     "fps": Key(int, 1, 240),
     "image": Key(str),
     "video": Key(str),
@@ -84,7 +86,9 @@ def read_value(key: str, value: Any) -> Any:
     if spec.type is int and isinstance(value, float) and value.is_integer():
         value = int(value)
     if type(value) is not spec.type:
-        raise VidgenError(f"{key} must be {_type_name(spec.type)}, got {json.dumps(value)}")
+        raise VidgenError(f"{key} must be {_type_name(spec.type)}, got {_shown(value)}")
+    if spec.type is float and not math.isfinite(value):
+        raise VidgenError(f"{key} must be a finite number, got {value}")
     if spec.choices and value not in spec.choices:
         raise VidgenError(f"{key} must be one of {', '.join(spec.choices)}, got '{value}'")
     if spec.low is not None and value < spec.low:
@@ -105,6 +109,11 @@ def _from_text(text: str, kind: type) -> Any:
         return kind(text)
     except ValueError:
         return text
+
+
+def _shown(value: Any) -> str:
+    """The value as the job file wrote it; JSON has no NaN or Infinity, so those are shown as Python's."""
+    return json.dumps(value) if not isinstance(value, float) or math.isfinite(value) else repr(value)
 
 
 def _type_name(kind: type) -> str:

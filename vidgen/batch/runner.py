@@ -17,7 +17,18 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from vidgen import console
 from vidgen.batch.jobs import Job, job_files, parse_jobs, plan_job, prompts, read_job_file
-from vidgen.batch.manifest import ManifestWriter, Record, is_done, latest, manifest_name, now
+from vidgen.batch.lock import group_id, outdir_lock
+from vidgen.batch.manifest import (
+    ManifestWriter,
+    Record,
+    is_done,
+    latest,
+    manifest_name,
+    now,
+    repair,
+    resolved_settings,
+    torn_names,
+)
 from vidgen.batch.progress import BatchProgress
 from vidgen.batch.ranks import Rank, gather
 from vidgen.batch.report import Report, line_list, merge
@@ -26,13 +37,24 @@ from vidgen.presets import Preset, load_presets
 from vidgen.request import Runtime
 from vidgen.sources import parse_model
 from vidgen.summary import settings as request_settings
-from vidgen.validate import Model, Options, Plan, build_runtime, dtype_name, resolve_device, resolve_model
+from vidgen.validate import (
+    InputReader,
+    Model,
+    Options,
+    Plan,
+    build_runtime,
+    check_numbers,
+    dtype_name,
+    resolve_device,
+    resolve_model,
+)
 
 if TYPE_CHECKING:  # transformers, which the text stage imports, takes seconds to import
     from vidgen.stages.text import TextCache
 
 # Options that set how the one model runs, for every job.
 RUNTIME_OPTIONS = ("dtype", "offload", "quantize", "vae_tiling")
+OPTION_FIELDS = Options.__dataclass_fields__
 
 
 @dataclass(frozen=True)
@@ -59,13 +81,15 @@ class Batch:
     outdir: Path
     jobs: list[Job]
     standing: dict[str, Record]  # the manifest's latest record per job name
+    torn: set[str]  # jobs whose record a crash tore mid-write: their files are the batch's own
     overwrite: bool
     label: str  # the job file as messages name it
     notes: tuple[str, ...] = ()
 
     def done(self, job: Job) -> bool:
         """Finished by an earlier run with the settings it asks for now, and its output still there."""
-        return not self.overwrite and is_done(self.standing.get(job.name), job.spec, self.outdir)
+        record = self.standing.get(job.name)
+        return not self.overwrite and is_done(record, job.spec, job.resolved, self.outdir)
 
     def share(self) -> list[Job]:
         return [job for index, job in enumerate(self.jobs) if self.rank.takes(index)]
@@ -73,11 +97,20 @@ class Batch:
 
 def run_batch(options: BatchOptions, stdin: TextIO | None = None) -> Report:
     """Check every job, then (unless a dry run) run this rank's share; rank 0's report covers all ranks."""
+    if options.dry_run:
+        batch = check_batch(options, stdin)
+        if batch.rank.speaks:
+            show_problems(batch, options.quiet)
+        return dry_run_report(batch)
+    # Held from before the manifest is read until every rank is done: one batch per OUTDIR.
+    with outdir_lock(_outdir(options.outdir), group_id(Rank.from_env())):
+        return _run_locked(options, stdin)
+
+
+def _run_locked(options: BatchOptions, stdin: TextIO | None) -> Report:
     batch = check_batch(options, stdin)
     if batch.rank.speaks:
         show_problems(batch, options.quiet)
-    if options.dry_run:
-        return dry_run_report(batch)
     report = Report(jobs=len(batch.share()), outdir=str(batch.outdir))
     started = time.perf_counter()
     try:
@@ -100,6 +133,8 @@ def check_batch(options: BatchOptions, stdin: TextIO | None) -> Batch:
     presets = load_presets()
     defaults = options.defaults
     source = parse_model(defaults["model"], presets)
+    # The command line's numbers are every job's defaults: a bad one is one mistake, not one per job.
+    check_numbers(Options(mode="", **{key: value for key, value in defaults.items() if key in OPTION_FIELDS}))
     device = resolve_device(rank.device(resolve_device(defaults.get("device"))))
     outdir = _outdir(options.outdir)
     model = resolve_model(source, presets, preset_name=defaults.get("preset"))
@@ -109,8 +144,10 @@ def check_batch(options: BatchOptions, stdin: TextIO | None) -> Batch:
     file = read_job_file(options.jobs, stdin)
     jobs = parse_jobs(file, defaults, options.mode or model.info.modes[0])
     standing = latest(outdir) if outdir.is_dir() else {}
-    batch = Batch(rank, model, runtime, presets, outdir, jobs, standing, options.overwrite, file.label)
-    checked = [check_job(batch, job, notes) for job in jobs]
+    torn = torn_names(outdir) if outdir.is_dir() else set()
+    batch = Batch(rank, model, runtime, presets, outdir, jobs, standing, torn, options.overwrite, file.label)
+    reader = InputReader()  # jobs that share an input file read it once
+    checked = [check_job(batch, job, notes, reader) for job in jobs]
     return replace(batch, jobs=checked, notes=tuple(notes))
 
 
@@ -121,20 +158,24 @@ def _outdir(path: str) -> Path:
     return outdir
 
 
-def check_job(batch: Batch, job: Job, notes: list[str]) -> Job:
-    """The job, or the job marked failed with the reason; done jobs are not checked again."""
-    if job.error is not None or batch.done(job):
+def check_job(batch: Batch, job: Job, notes: list[str], reader: InputReader | None = None) -> Job:
+    """The job with its resolved settings, or the job marked failed with the reason."""
+    if job.error is not None:
         return job
     try:
-        plan_job(job, batch.model, batch.runtime, batch.outdir, batch.presets, notes)
+        plan = plan_job(job, batch.model, batch.runtime, batch.outdir, batch.presets, notes, reader)
     except VidgenError as error:
-        return job.failed(str(error))
-    return _check_not_foreign(batch, job)
+        # Finished as written: its output stands even if an input has gone since.
+        return job if batch.done(job) else job.failed(str(error))
+    except Exception as error:  # a value no check foresaw must fail its own line, not the whole batch
+        return job.failed(f"cannot check this job: {type(error).__name__}: {error}")
+    job = replace(job, resolved=resolved_settings(settings(plan), job.spec or {}))
+    return job if batch.done(job) else _check_not_foreign(batch, job)
 
 
 def _check_not_foreign(batch: Batch, job: Job) -> Job:
     """An output the batch's manifest does not know is someone else's file: not replaced silently."""
-    if batch.overwrite or job.name in batch.standing:
+    if batch.overwrite or job.name in batch.standing or job.name in batch.torn:
         return job
     existing = [name for name in job_files(job) if (batch.outdir / name).exists()]
     if existing:
@@ -175,7 +216,11 @@ def run_share(batch: Batch, report: Report, quiet: bool) -> None:
     to_run = [job for job in share if job.error is None and not batch.done(job)]
     try:
         batch.outdir.mkdir(parents=True, exist_ok=True)
-        manifest = ManifestWriter(batch.outdir / manifest_name(batch.rank.rank, batch.rank.world_size))
+        path = batch.outdir / manifest_name(batch.rank.rank, batch.rank.world_size)
+        # Each rank mends only its own part: the others may be writing theirs.
+        if repair(path) and not quiet:
+            console.note(f"dropped the torn lines of {path}; their jobs run again")
+        manifest = ManifestWriter(path)
     except OSError as error:
         raise VidgenError(
             f"cannot write to '{batch.outdir}': {error.strerror or error}", "choose another -o"
@@ -209,6 +254,11 @@ def _run_jobs(
     progress.start_jobs()
     cache, uses = TextCache(), Counter(prompts(jobs))
     for job in jobs:
+        # Recorded before anything is written: should the batch die before the job's result is
+        # recorded (a kill, a full disk), the next run knows the job's files are its own.
+        manifest.write(
+            Record(name=job.name, line=job.line, status="started", job=job.spec, rank=batch.rank.rank)
+        )
         record = _run_job(
             batch, job, progress, lambda plan: run.generate(plan, fetched, loaded, progress, {}, cache)
         )

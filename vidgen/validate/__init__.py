@@ -13,9 +13,10 @@ from typing import TextIO
 from vidgen.model_info import ModelInfo
 from vidgen.presets import Preset, load_presets
 from vidgen.request import Request
-from vidgen.sources import parse_model
+from vidgen.sources import fetch_configs, parse_model
 from vidgen.validate.cogvideox import cogvideox_request
 from vidgen.validate.common import (
+    InputReader,
     Model,
     Options,
     Output,
@@ -28,11 +29,14 @@ from vidgen.validate.common import (
     resolve_seed,
 )
 from vidgen.validate.helios import helios_request
+from vidgen.validate.limits import check_frame_count, check_numbers
+from vidgen.validate.memory import check_fits
 from vidgen.validate.runtime import DTYPES, build_runtime, dtype_name, resolve_device
 from vidgen.validate.stream import StreamOptions, StreamPlan, prepare_stream, stream_mode
 
 __all__ = [
     "DTYPES",
+    "InputReader",
     "Model",
     "Options",
     "Output",
@@ -41,6 +45,8 @@ __all__ = [
     "StreamPlan",
     "build_request",
     "build_runtime",
+    "check_numbers",
+    "check_fits",
     "check_mode",
     "default_output_name",
     "dtype_name",
@@ -72,13 +78,24 @@ def prepare(
     check_mode(options.mode, model.info, options.model, presets)
     request = build_request(options, prompt, seed, model.preset, model.info, notes)
     runtime = build_runtime(options, model.preset, device, notes)
+    check_fits(request, model.info, fetch_configs(source, cache_dir), runtime)
     inputs = {name: path for name in ("image", "video") if (path := getattr(options, name))}
     return Plan(request, runtime, source, model.preset, output, inputs, tuple(notes))
 
 
 def build_request(
-    options: Options, prompt: str, seed: int, preset: Preset, info: ModelInfo, notes: list[str]
+    options: Options,
+    prompt: str,
+    seed: int,
+    preset: Preset,
+    info: ModelInfo,
+    notes: list[str],
+    reader: InputReader | None = None,
 ) -> Request:
-    """The checked Request, by the family's rules (Helios: whole chunks, pyramid stages)."""
+    """The checked Request, by the family's rules (Helios: whole chunks, pyramid stages); `reader`
+    reads each input file once across many requests (a batch's jobs)."""
+    check_numbers(options)
     family_request = helios_request if info.family == "helios" else cogvideox_request
-    return family_request(options, prompt, seed, preset, info, notes)
+    request = family_request(options, prompt, seed, preset, info, notes, reader)
+    check_frame_count(request.frames)
+    return request

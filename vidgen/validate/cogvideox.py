@@ -3,27 +3,33 @@ rotary grid or the learned positions can take, and the video-to-video input cut 
 """
 
 from vidgen.errors import VidgenError
-from vidgen.io.media import read_image, read_video
 from vidgen.model_info import ModelInfo
 from vidgen.presets import Preset
 from vidgen.request import Request
-from vidgen.validate.common import Options, check_size, fixed_size_message, required
+from vidgen.validate.common import InputReader, Options, check_size, fixed_size_message, required
 
 DEFAULT_STRENGTH = Request.__dataclass_fields__["strength"].default
 
 
 def cogvideox_request(
-    options: Options, prompt: str, seed: int, preset: Preset, info: ModelInfo, notes: list[str]
+    options: Options,
+    prompt: str,
+    seed: int,
+    preset: Preset,
+    info: ModelInfo,
+    notes: list[str],
+    reader: InputReader | None = None,
 ) -> Request:
     """The checked CogVideoX Request: defaults filled in, sizes fit the model, media read."""
+    reader = reader or InputReader(max_bytes=0)  # one request: nothing worth keeping
     height, width, frames = default_size(preset, info)
     height, width = options.height or height, options.width or width
     check_size(height, width, info, options.model)
     image = video = None
     if options.mode == "i2v":
-        image = read_image(required(options.image, "--image", "photo.png"))
+        image = reader.image(required(options.image, "--image", "photo.png"))
     if options.mode == "v2v":
-        video = read_video(
+        video = reader.video(
             required(options.video, "--video", "clip.mp4"), max_frames=options.frames or frames
         )
         frames = options.frames or longest_valid_frames(len(video), info, "v2v")
@@ -98,7 +104,11 @@ def frames_problem(frames: int, info: ModelInfo, mode: str) -> str | None:
 
 
 def _nearest_valid_frames(frames: int, info: ModelInfo, mode: str) -> str:
-    valid = [n for n in range(1, frames + 4 * info.temporal_scale) if not frames_problem(n, info, mode)]
+    # Valid counts repeat every 2 latent frames (times the temporal patch): a window a few periods wide
+    # on each side holds the nearest ones, however large `frames` is.
+    reach = 4 * info.temporal_scale * (info.patch_size_t or 1)
+    window = range(max(1, frames - reach), frames + reach)
+    valid = [n for n in window if not frames_problem(n, info, mode)]
     lower = [n for n in valid if n < frames][-1:]
     upper = [n for n in valid if n > frames][:1]
     return "--frames " + " or ".join(str(n) for n in lower + upper)

@@ -10,9 +10,12 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
+
+import numpy as np
 
 from vidgen.errors import VidgenError
+from vidgen.io.media import read_image, read_video
 from vidgen.io.writer import format_from_path, sidecar_path
 from vidgen.model_info import ModelInfo, detect_family, read_cogvideox_info, read_helios_info
 from vidgen.presets import Preset, close_names, find_preset, match_preset
@@ -270,3 +273,54 @@ def fixed_size_message(name: str, info: ModelInfo) -> str:
         f"'{name}' only generates {height}x{width} with {frames} frames: its learned position "
         "embeddings fix the size"
     )
+
+
+@dataclass
+class InputReader:
+    """Reads the input images and videos of many requests, each distinct file once.
+
+    A batch checks every job before loading; jobs that share one large image decoded it once per job.
+    A file counts as the same while its resolved path, size and modification time are; what was read
+    (or why it could not be) is kept, the pixels up to `max_bytes` in all. One reader serves one
+    check of one batch: it is passed in, never kept at module level.
+    """
+
+    max_bytes: int = 2**30
+    _kept: dict[tuple, Any] = field(default_factory=dict)
+    _bytes: int = 0
+
+    def image(self, path: str) -> np.ndarray:
+        return self._read("image", path, None, lambda: read_image(path))
+
+    def video(self, path: str, max_frames: int | None = None) -> np.ndarray:
+        return self._read("video", path, max_frames, lambda: read_video(path, max_frames=max_frames))
+
+    def _read(self, kind: str, path: str, max_frames: int | None, read: Any) -> np.ndarray:
+        identity = _file_identity(path)
+        if identity is None:  # missing or unreadable: the reader says so in its own words
+            return read()
+        key = (kind, identity, max_frames)
+        if key in self._kept:
+            kept = self._kept[key]
+            if isinstance(kept, VidgenError):
+                raise VidgenError(kept.message, kept.hint, kept.exit_code)
+            return kept
+        try:
+            pixels = read()
+        except VidgenError as error:
+            self._kept[key] = error
+            raise
+        if self._bytes + pixels.nbytes <= self.max_bytes:
+            pixels.flags.writeable = False  # shared by every request that reads the file
+            self._kept[key] = pixels
+            self._bytes += pixels.nbytes
+        return pixels
+
+
+def _file_identity(path: str) -> tuple[str, int, int] | None:
+    try:
+        resolved = Path(path).expanduser().resolve()
+        stat = resolved.stat()
+    except (OSError, RuntimeError):
+        return None
+    return str(resolved), stat.st_mtime_ns, stat.st_size

@@ -9,26 +9,32 @@ halves at each stage. Steps: Helios-Base takes `--steps`; a pyramid model takes 
 import math
 
 from vidgen.errors import VidgenError
-from vidgen.io.media import read_image, read_video
 from vidgen.model_info import ModelInfo
 from vidgen.pipelines.helios_chunks import plan_chunks, window_frames
 from vidgen.presets import Preset
 from vidgen.request import Request
-from vidgen.validate.common import Options, check_size, required
+from vidgen.validate.common import InputReader, Options, check_size, required
 
 
 def helios_request(
-    options: Options, prompt: str, seed: int, preset: Preset, info: ModelInfo, notes: list[str]
+    options: Options,
+    prompt: str,
+    seed: int,
+    preset: Preset,
+    info: ModelInfo,
+    notes: list[str],
+    reader: InputReader | None = None,
 ) -> Request:
     """The checked Helios Request, sampling settings in `Request.settings`."""
+    reader = reader or InputReader(max_bytes=0)  # one request: nothing worth keeping
     _refuse_cogvideox_options(options)
     height, width = options.height or preset.height, options.width or preset.width
     check_size(height, width, info, options.model)
     fps = options.fps or preset.fps
     frames = output_frames(_requested_frames(options, preset, fps), info, fps, notes)
     pyramid_steps = _pyramid_steps(options, info, preset)
-    image = read_image(required(options.image, "--image", "photo.png")) if options.mode == "i2v" else None
-    video = _input_video(options, info) if options.mode == "v2v" else None
+    image = reader.image(required(options.image, "--image", "photo.png")) if options.mode == "i2v" else None
+    video = _input_video(options, info, reader) if options.mode == "v2v" else None
     return Request(
         mode=options.mode,
         prompt=prompt,
@@ -137,9 +143,9 @@ def _settings(
     return (("amplify_first_chunk", amplify), ("pyramid_steps", pyramid_steps))
 
 
-def _input_video(options: Options, info: ModelInfo):
+def _input_video(options: Options, info: ModelInfo, reader: InputReader):
     """The whole input video: Helios continues it, conditioning on its last whole chunks."""
-    video = read_video(required(options.video, "--video", "clip.mp4"))
+    video = reader.video(required(options.video, "--video", "clip.mp4"))
     window = window_frames(info.temporal_scale)
     if len(video) < window:
         raise VidgenError(

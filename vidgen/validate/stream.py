@@ -11,7 +11,7 @@ from typing import TextIO
 from vidgen.errors import VidgenError
 from vidgen.presets import Preset, load_presets
 from vidgen.prompt_schedule import Cue, read_prompt_file, unused_cues
-from vidgen.sources import parse_model
+from vidgen.sources import fetch_configs, parse_model
 from vidgen.validate.common import (
     Options,
     Output,
@@ -23,6 +23,8 @@ from vidgen.validate.common import (
     resolve_seed,
 )
 from vidgen.validate.helios import chunk_count, helios_request
+from vidgen.validate.limits import check_frame_count, check_numbers
+from vidgen.validate.memory import check_fits
 from vidgen.validate.runtime import build_runtime, resolve_device
 
 STDOUT = "-"
@@ -77,8 +79,11 @@ def prepare_stream(
             "use `vidgen t2v` with it, or a Helios preset such as helios-distilled or tiny-helios",
         )
     check_mode(options.mode, model.info, options.model, presets)
+    check_numbers(options)
     request = helios_request(options, cues[0].prompt, seed, model.preset, model.info, notes)
+    check_frame_count(request.frames)
     runtime = build_runtime(options, model.preset, device, notes)
+    check_fits(request, model.info, fetch_configs(source, cache_dir), runtime)
     chunks = chunk_count(request.frames, model.info)
     for cue in unused_cues(cues, chunks):
         notes.append(
