@@ -57,3 +57,28 @@ def offline_workdir(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
     return tmp_path
+
+
+@pytest.fixture
+def stand_in_pipeline(monkeypatch):
+    """A stand-in for vidgen.pipelines.cogvideox that records loading and makes black frames; replace
+    `.generate` to make generation fail."""
+    import sys
+    import types
+
+    import numpy as np
+
+    import vidgen.pipelines
+    from vidgen.request import Result
+
+    fake = types.SimpleNamespace(calls=[])
+    # run.load counts the loaded transformer's bytes for the sidecar: a one-weight stand-in.
+    fake.load = lambda folder, runtime: (
+        fake.calls.append("load") or types.SimpleNamespace(transformer=torch.nn.Linear(1, 1))
+    )
+    fake.generate = lambda model, request, runtime, progress, text_cache=None: Result(
+        frames=np.zeros((request.frames, request.height, request.width, 3), np.uint8)
+    )
+    monkeypatch.setitem(sys.modules, "vidgen.pipelines.cogvideox", fake)
+    monkeypatch.setattr(vidgen.pipelines, "cogvideox", fake, raising=False)
+    return fake

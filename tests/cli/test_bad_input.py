@@ -8,15 +8,12 @@ import json
 import os
 import subprocess
 import sys
-import types
 
 import numpy as np
 import pytest
 import torch
 
-import vidgen.pipelines
 from vidgen.io.writer import VideoWriter
-from vidgen.request import Result
 
 TINY = ("--model", "tiny-cogvideox", "--seed", "1")
 
@@ -208,21 +205,8 @@ def test_default_output_name_is_not_reused_silently(vidgen, workdir):
 
 
 @pytest.fixture
-def fake_pipeline(monkeypatch):
-    """A stand-in for vidgen.pipelines.cogvideox; set `.generate` to make generation fail."""
-    calls = []
-    fake = types.SimpleNamespace(
-        load=lambda folder, runtime: (
-            calls.append("load") or types.SimpleNamespace(transformer=torch.nn.Linear(1, 1))
-        ),
-        generate=lambda model, request, runtime, progress, text_cache=None: Result(
-            frames=np.zeros((request.frames, request.height, request.width, 3), np.uint8)
-        ),
-        calls=calls,
-    )
-    monkeypatch.setitem(sys.modules, "vidgen.pipelines.cogvideox", fake)
-    monkeypatch.setattr(vidgen.pipelines, "cogvideox", fake, raising=False)
-    return fake
+def fake_pipeline(stand_in_pipeline):
+    return stand_in_pipeline
 
 
 @pytest.mark.parametrize(

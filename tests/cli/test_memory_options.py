@@ -12,8 +12,8 @@ from vidgen.errors import OUT_OF_MEMORY, VidgenError
 from vidgen.memory import auto, quantize
 from vidgen.memory.plan import device_peak
 from vidgen.memory.sizes import folder_parts
-from vidgen.memory.work import stage_work
-from vidgen.model_info import read_cogvideox_info, read_json
+from vidgen.memory.work import read_footprint, stage_work
+from vidgen.model_info import read_cogvideox_info
 from vidgen.models import CogVideoXTransformer3DModel, HeliosTransformer3DModel
 from vidgen.presets import load_presets
 from vidgen.request import Request, Runtime
@@ -142,8 +142,7 @@ def test_auto_on_a_gpu_plans_from_the_folders_headers_and_the_free_memory(monkey
     runtime = Runtime(device="cuda", offload="auto", vae_tiling=None)
     request = Request(mode="t2v", prompt="a cat", height=480, width=720, frames=49)
     parts = folder_parts(folder, torch.float32, torch.float32)
-    configs = [read_json(folder / part / "config.json") for part in ("transformer", "text_encoder", "vae")]
-    work = stage_work(info, *configs, 480, 720, 49, True, 4)
+    work = stage_work(info, read_footprint(folder), 480, 720, 49, True, 4)
     monkeypatch.setattr(auto, "free_host", lambda: int(1e12))
 
     def settle_with(free: int) -> Runtime:
@@ -166,3 +165,14 @@ def test_quantized_weight_bytes_count_the_fp8_storage():
     quantize.quantize(layer, "fp8-storage", torch.bfloat16)
     assert layer.weight.dtype == torch.float8_e4m3fn
     assert quantize.weight_bytes(layer) * 2 == before
+
+
+@pytest.mark.parametrize("free_gb, tiled", [(100, False), (0.001, True)])
+def test_auto_on_the_cpu_tiles_the_decode_only_when_the_free_ram_needs_it(monkeypatch, free_gb, tiled):
+    folder = tiny.ensure_tiny("cogvideox", "t2v")
+    monkeypatch.setattr(auto, "free_host", lambda: int(free_gb * 1e9))
+    request = Request(mode="t2v", prompt="a cat", height=480, width=720, frames=49)
+    settled = auto.settle(
+        Runtime(offload="auto", vae_tiling=None), folder, request, read_cogvideox_info(folder)
+    )
+    assert (settled.offload, settled.vae_tiling, settled.plan) == ("none", tiled, auto.CPU_PLAN)

@@ -7,7 +7,7 @@ from transformers import T5Config, T5EncoderModel, UMT5Config, UMT5EncoderModel
 
 from vidgen.errors import OUT_OF_MEMORY, VidgenError
 from vidgen.memory.plan import GB, PLANS, Parts, Work, choose_plan, device_peak, host_need, next_plan
-from vidgen.memory.work import stage_work
+from vidgen.memory.work import Footprint, stage_work
 from vidgen.model_info import ModelInfo
 from vidgen.models import CogVideoXTransformer3DModel, HeliosTransformer3DModel
 
@@ -44,18 +44,19 @@ def released() -> dict[str, tuple[Parts, Work]]:
         t5 = count(T5EncoderModel(T5Config(vocab_size=32128, **XXL)))
         umt5 = count(UMT5EncoderModel(UMT5Config(vocab_size=256384, **XXL)))
         cog, wan = AutoencoderKLCogVideoX(), AutoencoderKLWan()
-        cog_vae, wan_vae = dict(cog.config), dict(wan.config)
         for name, switches in COGVIDEOX.items():
             model = CogVideoXTransformer3DModel(**switches)
             parts = Parts(2 * t5, 2 * count(model), 2 * count(cog), 24, len(model.transformer_blocks))
             info = cogvideox_info(model.config)
             height, width, frames = SIZES[name]
-            work = stage_work(info, dict(model.config), XXL, cog_vae, height, width, frames, True, 2)
+            footprint = Footprint(model.config.num_attention_heads * 64, cog.config.block_out_channels[0])
+            work = stage_work(info, footprint, height, width, frames, True, 2)
             cases[name] = parts, work
         helios = HeliosTransformer3DModel()
         parts = Parts(2 * umt5, 2 * count(helios), 4 * count(wan), 24, len(helios.blocks))
         for name, guidance in (("helios-base", True), ("helios-distilled", False)):
-            work = stage_work(helios_info(), dict(helios.config), XXL, wan_vae, 384, 640, 33, guidance, 2)
+            footprint = Footprint(40 * 128, wan.config.base_dim, ffn_dim=helios.config.ffn_dim)
+            work = stage_work(helios_info(), footprint, 384, 640, 33, guidance, 2)
             cases[name] = parts, work
     return cases
 

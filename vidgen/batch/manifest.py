@@ -154,8 +154,22 @@ def is_done(
         and record.status in DONE
         and record.output is not None
         and (folder / record.output).exists()
-        and (record.job == spec or (resolved is not None and resolved == recorded_resolution(record)))
+        and (
+            record.job == spec
+            or (resolved is not None and _same_video(resolved, recorded_resolution(record)))
+        )
     )
+
+
+def _same_video(resolved: dict[str, Any], recorded: dict[str, Any] | None) -> bool:
+    """The resolved settings against a record's. VAE tiling left to the memory plan (None before the
+    plan is made) matches whatever the plan then chose."""
+    if recorded is None:
+        return False
+    if resolved.get("vae_tiling") is None:
+        recorded = {key: value for key, value in recorded.items() if key != "vae_tiling"}
+        resolved = {key: value for key, value in resolved.items() if key != "vae_tiling"}
+    return resolved == recorded
 
 
 # Settings in a record that do not decide the video: the same job on another device is the same job.

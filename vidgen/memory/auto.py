@@ -10,10 +10,11 @@ from pathlib import Path
 
 import torch
 
+from vidgen.errors import VidgenError
 from vidgen.memory.plan import FP8_STORAGE_RATIO, PLANS, MemoryPlan, choose_plan
 from vidgen.memory.sizes import folder_parts
-from vidgen.memory.work import stage_work
-from vidgen.model_info import ModelInfo, read_json
+from vidgen.memory.work import read_footprint, stage_work
+from vidgen.model_info import ModelInfo
 from vidgen.request import Request, Runtime
 
 # The Helios VAE (AutoencoderKLWan) runs in float32 whatever the transformer's dtype, as diffusers does.
@@ -27,28 +28,44 @@ def settle(runtime: Runtime, folder: Path, request: Request, info: ModelInfo) ->
         return runtime
     if torch.device(runtime.device).type == "cpu":
         # Offloading to the CPU from the CPU saves nothing: the weights are in RAM either way.
-        return replace(runtime, offload="none", vae_tiling=bool(runtime.vae_tiling), plan=CPU_PLAN)
-    plan = plan_for(runtime, folder, request, info)
+        return replace(
+            runtime, offload="none", vae_tiling=_cpu_tiling(runtime, folder, request, info), plan=CPU_PLAN
+        )
+    plan = plan_for(runtime, folder, request, info, free_device(runtime.device))
     quantize = runtime.quantize if runtime.quantize != "none" else plan.quantize
     return replace(
         runtime, offload=plan.offload, quantize=quantize, vae_tiling=plan.vae_tiling, plan=plan.reason
     )
 
 
-def plan_for(runtime: Runtime, folder: Path, request: Request, info: ModelInfo) -> MemoryPlan:
-    """The planner's choice for this device, model and request size; an explicit --quantize wins."""
+def _cpu_tiling(runtime: Runtime, folder: Path, request: Request, info: ModelInfo) -> bool:
+    """On the CPU: tiling as chosen, else only when an untiled decode would not fit in the free RAM."""
+    if runtime.vae_tiling is not None:
+        return runtime.vae_tiling
+    try:
+        return plan_for(runtime, folder, request, info, free_host(), (("none", "none"),)).vae_tiling
+    except VidgenError:  # too big even tiled, by the estimate: tiling at least lowers the decode's peak
+        return True
+
+
+def plan_for(
+    runtime: Runtime,
+    folder: Path,
+    request: Request,
+    info: ModelInfo,
+    free: int,
+    plans: tuple[tuple[str, str], ...] = PLANS,
+) -> MemoryPlan:
+    """The planner's choice for `free` device bytes, this model and request size; an explicit
+    --quantize wins over the planner's fp8-storage."""
     dtype_bytes = torch.empty((), dtype=runtime.dtype).element_size()
     parts = folder_parts(folder, runtime.dtype, VAE_DTYPE.get(info.family, runtime.dtype))
-    plans = PLANS
     if runtime.quantize != "none":  # the planner sizes the user's quantized weights, never re-quantizes
         parts = replace(parts, transformer=int(parts.transformer * FP8_STORAGE_RATIO))
-        plans = tuple(plan for plan in PLANS if plan[1] == "none")
-    transformer = read_json(folder / "transformer" / "config.json")
-    text_encoder = read_json(folder / "text_encoder" / "config.json")
-    vae = read_json(folder / "vae" / "config.json")
+        plans = tuple(plan for plan in plans if plan[1] == "none")
     size = (request.height, request.width, request.frames)
-    work = stage_work(info, transformer, text_encoder, vae, *size, request.guidance > 1, dtype_bytes)
-    return choose_plan(free_device(runtime.device), free_host(), parts, work, runtime.vae_tiling, plans)
+    work = stage_work(info, read_footprint(folder), *size, request.guidance > 1, dtype_bytes)
+    return choose_plan(free, free_host(), parts, work, runtime.vae_tiling, plans)
 
 
 def free_device(device: str) -> int:

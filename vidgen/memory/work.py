@@ -1,72 +1,143 @@
-"""Estimates of each stage's working memory (activations), from the request's size and the configs.
+"""How much working memory (activations, the video) a request takes, from its size and the configs.
 
-Estimates, not measurements: they decide between offload plans that differ by gigabytes, so a
-factor that is right within tens of percent is enough. Each constant says where it comes from;
-bench/gpu_suite.py measures the real peaks when a GPU is lent.
+Two estimates from the same counts: `least_bytes`, a floor that only what no run can avoid adds up to,
+so that a size it refuses before loading really cannot run; and `stage_work`, each stage's typical
+peak, for the offload planner, which must not choose a plan that only fits on paper. Both are
+estimates: each constant says where it comes from; bench/gpu_suite.py measures real peaks on a GPU.
 """
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
 
 from vidgen.memory.plan import Work
 from vidgen.model_info import ModelInfo
 
-# One transformer block at its peak holds the residual stream, the normed input, q, k, v, the attention
-# output and the feed-forward's inner activation (4 to 2.7 times wider): about 7 hidden-width tensors
-# plus 2 inner-width ones per token, with memory-efficient attention (no sequence x sequence matrix).
-HIDDEN_TENSORS = 7
-INNER_TENSORS = 2
-# The VAE decoder's full-resolution stages run its first block's channels (CogVideoX 128, Wan 96) on a
-# few frames at a time with about six such tensors alive (input, two convolutions, norm, the causal
-# cache, the output).
-DECODE_TENSORS = 6
-DECODE_FRAMES = {"cogvideox": 8, "helios": 4}  # frames decoded together (2 latent frames, or 1 causal)
-DECODE_BYTES = {"cogvideox": 2, "helios": 4}  # the CogVideoX VAE runs in the model dtype, Wan's in fp32
-TILE_FRACTION = 0.3  # a tile with its overlap, against the whole frame (diffusers' default tiles)
-HELIOS_HISTORY_TOKENS = 1.5  # compressed long/mid/short history, in chunks' worth of tokens (16+2+1 latents)
+# Floor: live copies of the hidden states per transformer token at a block's peak (the residual, the
+# normalised input, query, key, value and the attention output; the feed-forward's wider state comes
+# after the attention ones are freed).
+FLOOR_COPIES = 6
+# Typical peak: about 7 hidden-width tensors plus 2 feed-forward-width ones per token, with
+# memory-efficient attention (no sequence x sequence matrix).
+PEAK_HIDDEN, PEAK_INNER = 7, 2
+# Helios attends over one 9-latent-frame chunk and its history: 1 short frame at full resolution, 2 mid
+# frames 2x coarser per axis (8x fewer tokens) and 16 long ones 4x coarser (64x fewer): 1.5 frames' worth.
+HELIOS_CHUNK, HELIOS_HISTORY = 9, 1 + 2 / 8 + 16 / 64
+HELIOS_LATENT_WINDOW = 9 + 19  # latent frames held at once: the chunk and its history (16 + 2 + 1)
+# The VAE decodes in time slices: CogVideoX 2 latent frames at a time (8 video frames), Wan (Helios)
+# one latent frame (4 video frames) with its causal cache of the previous ones.
+DECODE_LATENT_FRAMES = 2
+# Live activations of the decoder at full resolution: a floor of 3 (a resnet block's input, output and
+# the normalised copy between them), a typical peak of 6 (two convolutions and the causal cache too).
+DECODE_FLOOR_COPIES, DECODE_PEAK_COPIES = 3, 6
+# The decoder's tile when tiling is on: diffusers' defaults, half CogVideoX's 480x720 sample, Wan's 256.
+TILE_PIXELS = {"cogvideox": 240 * 360, "helios": 256 * 256}
+FP32 = 4  # the VAE runs, and the output video is assembled, in fp32
 
 
-def transformer_work(tokens: int, dim: int, inner: int, batch: int, element_bytes: int) -> int:
-    """Peak activation bytes of one block's forward for `batch` sequences of `tokens` tokens."""
-    return batch * tokens * (HIDDEN_TENSORS * dim + INNER_TENSORS * inner) * element_bytes
+@dataclass(frozen=True)
+class Footprint:
+    """What the estimates need of a model beyond ModelInfo, read from its configs."""
+
+    inner_dim: int  # transformer width: heads x head size
+    decoder_channels: int  # the VAE decoder's channels at full resolution
+    latent_channels: int = 16
+    ffn_dim: int = 0  # the transformer's feed-forward width; 0: four times inner_dim (CogVideoX)
+    text_dim: int = 4096  # T5-XXL and UMT5-XXL
+    text_ffn_dim: int = 10240
+
+
+def read_footprint(folder: Path) -> Footprint:
+    """The model folder's footprint; the released models' values stand in for anything a config lacks."""
+    transformer = _config(folder / "transformer" / "config.json")
+    vae = _config(folder / "vae" / "config.json")
+    text = _config(folder / "text_encoder" / "config.json")
+    heads, head_dim = transformer.get("num_attention_heads", 30), transformer.get("attention_head_dim", 64)
+    if "block_out_channels" in vae:  # CogVideoX's VAE: the first block is the full-resolution one
+        decoder = vae["block_out_channels"][0]
+    else:  # Wan's VAE (Helios): base width times the first multiplier
+        decoder = vae.get("base_dim", 96) * (vae.get("dim_mult") or [1])[0]
+    return Footprint(
+        inner_dim=heads * head_dim,
+        decoder_channels=decoder,
+        latent_channels=vae.get("latent_channels") or vae.get("z_dim") or 16,
+        ffn_dim=transformer.get("ffn_dim", 0),
+        text_dim=text.get("d_model", 4096),
+        text_ffn_dim=text.get("d_ff", 10240),
+    )
+
+
+def _config(path: Path) -> dict:
+    try:
+        values = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return values if isinstance(values, dict) else {}
+
+
+def attended_tokens(info: ModelInfo, height: int, width: int, frames: int) -> int:
+    """Tokens one transformer call attends over: the patched latents (Helios: one chunk and its
+    compressed history) plus CogVideoX's text, which shares the sequence."""
+    cell = info.spatial_scale * info.patch_size  # pixels per token side
+    grid = (height // cell) * (width // cell)
+    if info.family == "helios":
+        return math.ceil((HELIOS_CHUNK + HELIOS_HISTORY) * grid)
+    latent_frames = math.ceil(info.latent_frames(frames) / (info.patch_size_t or 1))
+    return latent_frames * grid + info.max_text_tokens
+
+
+def _decode_bytes(height: int, width: int, frames: int, info: ModelInfo, channels: int, tiled: bool) -> int:
+    """One time slice of the decoder's full-resolution activation, in fp32, per live copy."""
+    at_once = min(frames, DECODE_LATENT_FRAMES * info.temporal_scale)
+    pixels = min(height * width, TILE_PIXELS[info.family]) if tiled else height * width
+    return at_once * pixels * channels * FP32
+
+
+def least_bytes(
+    height: int,
+    width: int,
+    frames: int,
+    info: ModelInfo,
+    footprint: Footprint,
+    dtype_bytes: int,
+    vae_tiling: bool,
+    guided: bool = True,
+) -> int:
+    """The least memory generating `frames` frames of `height` x `width` takes, weights aside: the peak
+    of the transformer's activations and the VAE decode, plus the latents and the video assembled."""
+    batch = 2 if guided else 1  # classifier-free guidance runs the conditional and unconditional halves
+    tokens = attended_tokens(info, height, width, frames)
+    transformer = batch * tokens * footprint.inner_dim * dtype_bytes * FLOOR_COPIES
+    latent_frames = info.latent_frames(frames)
+    if info.family == "helios":
+        latent_frames = min(latent_frames, HELIOS_LATENT_WINDOW)
+    cells = (height // info.spatial_scale) * (width // info.spatial_scale)
+    latents = batch * footprint.latent_channels * latent_frames * cells * FP32
+    decode = _decode_bytes(height, width, frames, info, footprint.decoder_channels, vae_tiling)
+    video = frames * height * width * 3 * FP32
+    return max(transformer, decode * DECODE_FLOOR_COPIES) + latents + video
 
 
 def stage_work(
     info: ModelInfo,
-    transformer: dict,
-    text_encoder: dict,
-    vae: dict,
+    footprint: Footprint,
     height: int,
     width: int,
     frames: int,
-    guidance: bool,
-    element_bytes: int,
+    guided: bool,
+    dtype_bytes: int,
 ) -> Work:
-    """Working memory of the text, denoise and decode stages for one request.
-
-    `transformer`, `text_encoder` and `vae` are their config.json; `guidance` whether classifier-free guidance
-    doubles the batch; `element_bytes` the compute dtype's width.
-    """
-    batch = 2 if guidance else 1
-    grid = (height // info.spatial_scale // info.patch_size) * (
-        width // info.spatial_scale // info.patch_size
-    )
-    if info.family == "helios":
-        chunk_latents = info.latent_frames(info.sample_size[2])
-        tokens = int(chunk_latents * grid * (1 + HELIOS_HISTORY_TOKENS))
-        dim = transformer["num_attention_heads"] * transformer["attention_head_dim"]
-        inner = transformer["ffn_dim"]
-    else:
-        latents = info.latent_frames(frames)
-        tokens = latents // (info.patch_size_t or 1) * grid + info.max_text_tokens
-        dim = transformer["num_attention_heads"] * transformer["attention_head_dim"]
-        inner = 4 * dim
-    text = transformer_work(
-        info.max_text_tokens, text_encoder["d_model"], text_encoder["d_ff"], batch, element_bytes
-    )
-    decode_frames = min(DECODE_FRAMES[info.family], frames)
-    channels = vae["block_out_channels"][0] if "block_out_channels" in vae else vae["base_dim"]
-    decode = decode_frames * height * width * channels * DECODE_TENSORS * DECODE_BYTES[info.family]
+    """Each stage's typical peak working memory for one request, for the offload planner."""
+    batch = 2 if guided else 1
+    tokens = attended_tokens(info, height, width, frames)
+    inner = footprint.ffn_dim or 4 * footprint.inner_dim
+    per_token = PEAK_HIDDEN * footprint.inner_dim + PEAK_INNER * inner
+    text_per_token = PEAK_HIDDEN * footprint.text_dim + PEAK_INNER * footprint.text_ffn_dim
+    channels = footprint.decoder_channels
     return Work(
-        text=text,
-        denoise=transformer_work(tokens, dim, inner, batch, element_bytes),
-        decode=decode,
-        decode_tiled=int(decode * TILE_FRACTION),
+        text=batch * info.max_text_tokens * text_per_token * dtype_bytes,
+        denoise=batch * tokens * per_token * dtype_bytes,
+        decode=_decode_bytes(height, width, frames, info, channels, False) * DECODE_PEAK_COPIES,
+        decode_tiled=_decode_bytes(height, width, frames, info, channels, True) * DECODE_PEAK_COPIES,
     )
