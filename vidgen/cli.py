@@ -50,6 +50,24 @@ class Offload(str, Enum):
     sequential = "sequential"
 
 
+class Attention(str, Enum):  # validate.runtime.ATTENTION_CHOICES, spelled out so --help loads no torch
+    auto = "auto"
+    sdpa = "sdpa"
+    cudnn = "cudnn"
+    flash = "flash"
+    flash3 = "flash3"
+    sage = "sage"
+    flex = "flex"
+    xformers = "xformers"
+
+
+class Cache(str, Enum):
+    none = "none"
+    first_block = "first-block"
+    mag = "mag"
+    taylorseer = "taylorseer"
+
+
 class Format(str, Enum):
     mp4 = "mp4"
     gif = "gif"
@@ -154,6 +172,22 @@ VAE_TILING = typer.Option(
     help="Decode in tiles to save memory.",
     show_default="the preset's",
 )
+ATTENTION = typer.Option(
+    None,
+    "--attention",
+    help="Attention kernel (diffusers' backends): auto picks the fastest one installed for the device and "
+    "dtype; sdpa is PyTorch's.",
+    show_default="the preset's: auto",
+)
+COMPILE = typer.Option(
+    False, "--compile", help="torch.compile the transformer's blocks: slower start, faster steps."
+)
+CACHE = typer.Option(
+    Cache.none,
+    "--cache",
+    help="Skip transformer work between steps when little changes (diffusers' step caches): "
+    "first-block, mag or taylorseer; frames change slightly.",
+)
 OUTPUT = typer.Option(
     None,
     "--output",
@@ -204,6 +238,9 @@ def t2v(
     dtype: DType | None = DTYPE,
     offload: Offload = OFFLOAD,
     vae_tiling: bool | None = VAE_TILING,
+    attention: Attention | None = ATTENTION,
+    compile: bool = COMPILE,
+    cache: Cache = CACHE,
     output: str | None = OUTPUT,
     format: Format | None = FORMAT,
     overwrite: bool = OVERWRITE,
@@ -233,6 +270,9 @@ def i2v(
     dtype: DType | None = DTYPE,
     offload: Offload = OFFLOAD,
     vae_tiling: bool | None = VAE_TILING,
+    attention: Attention | None = ATTENTION,
+    compile: bool = COMPILE,
+    cache: Cache = CACHE,
     output: str | None = OUTPUT,
     format: Format | None = FORMAT,
     overwrite: bool = OVERWRITE,
@@ -263,6 +303,9 @@ def v2v(
     dtype: DType | None = DTYPE,
     offload: Offload = OFFLOAD,
     vae_tiling: bool | None = VAE_TILING,
+    attention: Attention | None = ATTENTION,
+    compile: bool = COMPILE,
+    cache: Cache = CACHE,
     output: str | None = OUTPUT,
     format: Format | None = FORMAT,
     overwrite: bool = OVERWRITE,
@@ -329,6 +372,9 @@ def stream(
     dtype: DType | None = DTYPE,
     offload: Offload = OFFLOAD,
     vae_tiling: bool | None = VAE_TILING,
+    attention: Attention | None = ATTENTION,
+    compile: bool = COMPILE,
+    cache: Cache = CACHE,
     output: str | None = typer.Option(
         None,
         "--output",
@@ -446,6 +492,9 @@ def batch(
     dtype: DType | None = DTYPE,
     offload: Offload = OFFLOAD,
     vae_tiling: bool | None = VAE_TILING,
+    attention: Attention | None = ATTENTION,
+    compile: bool = COMPILE,
+    cache: Cache = CACHE,
     format: Format | None = typer.Option(None, "--format", help="mp4, gif, or png.", show_default="mp4"),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Check every job and stop; nothing loads or is written."

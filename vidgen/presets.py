@@ -31,7 +31,7 @@ PRESET_DIR = _preset_dir()
 TINY_PREFIX = "tiny:"
 
 # Keys a preset file may leave out: the rest are required, so a typo is an error, not a default.
-OPTIONAL_KEYS = {"scheduler", "amplify_first_chunk"}
+OPTIONAL_KEYS = {"scheduler", "amplify_first_chunk", "attention"}
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,8 @@ class Preset:
     scheduler: tuple[tuple[str, Any], ...] = ()
     # Helios-Distilled: its scheduler takes twice the steps for the first chunk, as the authors sample.
     amplify_first_chunk: bool = False
+    # The attention backend (see `vidgen t2v --help`): "auto" picks the fastest one that runs here.
+    attention: str = "auto"
 
     @property
     def is_tiny(self) -> bool:

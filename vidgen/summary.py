@@ -7,6 +7,7 @@ import shlex
 from typing import Any
 
 from vidgen import __version__
+from vidgen.request import Runtime
 from vidgen.sources import FetchedModel
 from vidgen.validate import Plan, dtype_name
 
@@ -36,6 +37,7 @@ def summarize(
             "dtype": dtype_name(runtime.dtype),
             "offload": runtime.offload,
             "vae_tiling": runtime.vae_tiling,
+            **levers(runtime),
         },
         "output": {"path": str(plan.output.path), "format": plan.output.format, "frames": frames},
         "sidecar": str(plan.output.sidecar),
@@ -43,6 +45,14 @@ def summarize(
         "warnings": list(warnings),
         "command": command(plan),
     }
+
+
+def levers(runtime: Runtime) -> dict[str, Any]:
+    """The speed levers a video was made with (the step cache's skipped calls go into `timings`)."""
+    cache: dict[str, Any] = {"mode": runtime.cache}
+    if runtime.cache != "none":
+        cache["threshold"] = runtime.cache_threshold
+    return {"attention": runtime.attention, "compile": runtime.compile, "cache": cache}
 
 
 def settings(plan: Plan) -> dict[str, Any]:
@@ -95,8 +105,13 @@ def _flags(plan: Plan) -> list[tuple[str, object]]:
         ("frames", request.frames),
         ("fps", request.fps),
         ("dtype", dtype_name(runtime.dtype)),
+        ("attention", runtime.attention),
         ("format", plan.output.format),
     ]
+    if runtime.compile:
+        flags.append(("compile", True))
+    if runtime.cache != "none":
+        flags.append(("cache", runtime.cache))
     flags += [(name, path) for name, path in plan.inputs.items()]
     if request.mode == "v2v" and plan.preset.family == "cogvideox":  # Helios continues a video
         flags.append(("strength", request.strength))

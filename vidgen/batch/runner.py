@@ -25,6 +25,7 @@ from vidgen.errors import INTERRUPTED, OUT_OF_MEMORY, VidgenError
 from vidgen.presets import Preset, load_presets
 from vidgen.request import Runtime
 from vidgen.sources import parse_model
+from vidgen.summary import levers
 from vidgen.summary import settings as request_settings
 from vidgen.validate import Model, Options, Plan, build_runtime, dtype_name, resolve_device, resolve_model
 
@@ -32,7 +33,7 @@ if TYPE_CHECKING:  # transformers, which the text stage imports, takes seconds t
     from vidgen.stages.text import TextCache
 
 # Options that set how the one model runs, for every job.
-RUNTIME_OPTIONS = ("dtype", "offload", "vae_tiling")
+RUNTIME_OPTIONS = ("dtype", "offload", "vae_tiling", "attention", "compile", "cache")
 
 
 @dataclass(frozen=True)
@@ -284,6 +285,7 @@ def settings(plan: Plan) -> dict[str, Any]:
         "dtype": dtype_name(runtime.dtype),
         "offload": runtime.offload,
         "vae_tiling": runtime.vae_tiling,
+        **levers(runtime),
     }
 
 

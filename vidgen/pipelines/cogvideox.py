@@ -21,6 +21,7 @@ from torch import nn
 
 from vidgen import loading
 from vidgen.errors import VidgenError
+from vidgen.levers import apply_runtime
 from vidgen.models.cogvideox import CogVideoXTransformer3DModel, rotary_embedding
 from vidgen.progress import Progress, Silent
 from vidgen.request import Request, Result, Runtime
@@ -67,7 +68,7 @@ def load(folder: Path, runtime: Runtime) -> CogVideoX:
         folder=folder,
         tokenizer=loading.load_tokenizer(folder),
         text_encoder=loading.place(text_encoder, runtime),
-        transformer=loading.place(transformer, runtime),
+        transformer=apply_runtime(loading.place(transformer, runtime), runtime),
         vae=loading.place(vae, runtime),
         scheduler=loading.load_scheduler(folder, SCHEDULERS),
     )

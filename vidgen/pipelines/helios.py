@@ -25,6 +25,7 @@ from torch import nn
 
 from vidgen import loading
 from vidgen.errors import VidgenError
+from vidgen.levers import apply_runtime
 from vidgen.models.helios import HeliosCache, HeliosTransformer3DModel
 from vidgen.pipelines.helios_chunks import CHUNK_LATENT_FRAMES, ChunkPlan, plan_chunks, window_frames
 from vidgen.progress import Progress, Silent
@@ -112,7 +113,7 @@ def load(folder: str | Path, runtime: Runtime) -> Helios:
         folder=folder,
         tokenizer=loading.load_tokenizer(folder),
         text_encoder=loading.place(text_encoder, runtime),
-        transformer=loading.place(transformer, runtime),
+        transformer=apply_runtime(loading.place(transformer, runtime), runtime),
         vae=loading.place(vae, runtime),
         scheduler=loading.load_scheduler(folder, SCHEDULERS),
         sampler=sampler,

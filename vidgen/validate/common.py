@@ -49,6 +49,10 @@ class Options:
     output: str | None = None
     format: str | None = None
     overwrite: bool = False
+    # Speed levers (checked in validate/runtime.py): None means the preset's attention ("auto").
+    attention: str | None = None
+    compile: bool = False
+    cache: str = "none"
 
 
 @dataclass(frozen=True)
