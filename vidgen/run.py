@@ -14,6 +14,7 @@ import torch
 
 from vidgen.errors import OUT_OF_MEMORY, VidgenError
 from vidgen.io.writer import VideoWriter, write_sidecar
+from vidgen.levers import compiling
 from vidgen.progress import Progress
 from vidgen.request import Runtime
 from vidgen.sources import FetchedModel, ModelSource, fetch_model
@@ -64,7 +65,7 @@ def generate(
     text_cache: "TextCache | None" = None,
 ) -> Outcome:
     """Generate the plan's video with a loaded model, write it and its sidecar."""
-    with _explained_out_of_memory(plan.runtime):
+    with _explained_out_of_memory(plan.runtime), compiling(plan.runtime, timings):
         result = pipeline(plan.preset.family).generate(
             loaded, plan.request, plan.runtime, progress, text_cache=text_cache
         )

@@ -89,6 +89,8 @@ def build_runtime(options: Options, preset: Preset, device: str, notes: list[str
         offload=options.offload,
         vae_tiling=options.vae_tiling if options.vae_tiling is not None else preset.vae_tiling,
         attention=resolve_attention(options.attention or preset.attention, device, DTYPES[dtype]),
+        compile=options.compile,
+        cache=options.cache,
     )
 
 
