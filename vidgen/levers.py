@@ -7,8 +7,9 @@ failures into one-line errors).
 """
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
@@ -26,10 +27,13 @@ COMPILE_OPTIONS: dict[str, Any] = {"fullgraph": False}
 
 def apply_runtime(transformer: nn.Module, runtime: Runtime) -> nn.Module:
     """Set `runtime`'s attention backend on `transformer` (any model with diffusers'
-    `set_attention_backend`) and, with `--compile`, compile its repeated block; returns it."""
+    `set_attention_backend`), its step cache, and with `--compile` compile its repeated block;
+    returns it."""
     set_backend = getattr(transformer, "set_attention_backend", None)
     if set_backend is not None:
         set_backend(ATTENTION_BACKENDS[runtime.attention].diffusers)
+    if runtime.cache != "none":
+        enable_step_cache(transformer, runtime.cache, runtime.cache_threshold)
     if runtime.compile:
         compile_blocks(transformer)
     return transformer
@@ -74,3 +78,107 @@ def compiling(runtime: Runtime, timings: dict[str, float]) -> Iterator[None]:
     finally:
         callback_handler.remove_start_callback(start)
         callback_handler.remove_end_callback(end)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Step caching (diffusers' hooks)
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SkipCounter:
+    """Transformer calls, and how many of them ran the cached part in full (the rest were skipped)."""
+
+    calls: int = 0
+    computed: int = 0
+
+    @property
+    def skipped(self) -> int:
+        return self.calls - self.computed
+
+
+def enable_step_cache(transformer: nn.Module, mode: str, threshold: float | None = None) -> SkipCounter:
+    """Turn on diffusers' step cache `mode` ("first-block" or "taylorseer") on `transformer`.
+
+    Its calls are counted from here on: `transformer.step_cache_skips` (read by `take_skip_count`).
+    """
+    from diffusers.hooks import FirstBlockCacheConfig, TaylorSeerCacheConfig
+
+    _register_blocks()
+    blocks = _repeated_blocks(transformer)
+    counter = SkipCounter()
+    if mode == "first-block":
+        # The last block runs only when the cache decides to compute: its calls are the computed ones.
+        probe = blocks[-1]
+        config = FirstBlockCacheConfig() if threshold is None else FirstBlockCacheConfig(threshold=threshold)
+    elif mode == "taylorseer":
+        # TaylorSeer predicts the attention layers' outputs on skipped steps. Named here: diffusers'
+        # default patterns match layers called "attn" only, not attn1/attn2.
+        probe = blocks[-1].attn1
+        config = TaylorSeerCacheConfig(cache_identifiers=[r"^(transformer_blocks|blocks)\.\d+\.attn\d$"])
+    else:
+        raise ValueError(f"unknown step cache {mode!r}")
+    _count_calls(probe, counter, "computed")
+    transformer.register_forward_pre_hook(lambda module, args: _add(counter, "calls"))
+    transformer.enable_cache(config)  # the hooks wrap the probe's counting forward
+    transformer.step_cache_skips = counter
+    return counter
+
+
+def step_cache_context(transformer: nn.Module, name: str) -> AbstractContextManager:
+    """diffusers' cache context for one denoising call ("cond", "uncond", "cond_uncond"): each name
+    keeps its own cache state. A no-op for a transformer without a step cache."""
+    if getattr(transformer, "is_cache_enabled", False):
+        return transformer.cache_context(name)
+    return nullcontext()
+
+
+def reset_step_cache(transformer: nn.Module) -> None:
+    """Forget what the step cache holds: before a new video, and before each Helios chunk (whose
+    latents and history start over)."""
+    if getattr(transformer, "is_cache_enabled", False):
+        transformer._reset_stateful_cache()
+
+
+def take_skip_count(transformer: nn.Module) -> dict[str, int] | None:
+    """{"calls": n, "skipped": k} since the last time asked; None without a step cache."""
+    counter = getattr(transformer, "step_cache_skips", None)
+    if counter is None:
+        return None
+    counts = {"calls": counter.calls, "skipped": counter.skipped}
+    counter.calls = counter.computed = 0
+    return counts
+
+
+def _add(counter: SkipCounter, name: str) -> None:
+    setattr(counter, name, getattr(counter, name) + 1)
+
+
+def _count_calls(module: nn.Module, counter: SkipCounter, name: str) -> None:
+    forward: Callable = module.forward
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        _add(counter, name)
+        return forward(*args, **kwargs)
+
+    module.forward = counted
+
+
+def _repeated_blocks(transformer: nn.Module) -> list[nn.Module]:
+    names = getattr(transformer, "_repeated_blocks", ())
+    return [m for m in transformer.modules() if type(m).__name__ in names]
+
+
+def _register_blocks() -> None:
+    """Tell diffusers' hooks where vidgen's blocks keep the video tokens (registering twice is harmless)."""
+    from diffusers.hooks._helpers import TransformerBlockMetadata, TransformerBlockRegistry
+
+    from vidgen.models.cogvideox import CogVideoXBlock
+    from vidgen.models.helios import HeliosTransformerBlock
+
+    # CogVideoX's block returns (text, video); Helios' one tensor.
+    TransformerBlockRegistry.register(
+        CogVideoXBlock,
+        TransformerBlockMetadata(return_hidden_states_index=1, return_encoder_hidden_states_index=0),
+    )
+    TransformerBlockRegistry.register(HeliosTransformerBlock, TransformerBlockMetadata())

@@ -14,7 +14,7 @@ import torch
 
 from vidgen.errors import OUT_OF_MEMORY, VidgenError
 from vidgen.io.writer import VideoWriter, write_sidecar
-from vidgen.levers import compiling
+from vidgen.levers import compiling, take_skip_count
 from vidgen.progress import Progress
 from vidgen.request import Runtime
 from vidgen.sources import FetchedModel, ModelSource, fetch_model
@@ -71,6 +71,9 @@ def generate(
         )
     timings.update(result.timings)
     summary = summarize(plan, model, len(result.frames), timings, result.warnings)
+    skips = take_skip_count(loaded.transformer)
+    if skips is not None:
+        summary["runtime"]["cache"].update(skips)
     with _stage(progress, "write", timings):
         write_video(plan.output, result.frames, plan.request.fps, comment=json.dumps(summary))
     summary["timings"]["write"] = round(timings["write"], 3)

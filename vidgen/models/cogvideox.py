@@ -349,9 +349,17 @@ class CogVideoXBlock(nn.Module):
         self.ff_dropout = nn.Dropout(dropout)
 
     def forward(
-        self, text: torch.Tensor, video: torch.Tensor, temb: torch.Tensor, rotary: torch.Tensor | None
+        self,
+        encoder_hidden_states: torch.Tensor,
+        hidden_states: torch.Tensor,
+        temb: torch.Tensor,
+        rotary: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """text [B, T, D], video [B, N, D] -> same shapes."""
+        """text [B, T, D], video [B, N, D] -> (text, video), same shapes.
+
+        The parameters carry diffusers' names because its step-cache hooks look them up by name.
+        """
+        text, video = encoder_hidden_states, hidden_states
         text_len = text.shape[1]
         normed_text, normed_video, text_gate, video_gate = self.norm1(text, video, temb)
         out = self.attn1(torch.cat([normed_text, normed_video], dim=1), text_len, rotary)

@@ -320,13 +320,17 @@ class HeliosTransformerBlock(nn.Module):
 
     def forward(
         self,
-        x: torch.Tensor,
+        hidden_states: torch.Tensor,
         text_key_value: tuple[torch.Tensor, torch.Tensor],
         time_rows: torch.Tensor,
         freqs: torch.Tensor,
         split: int,
     ) -> torch.Tensor:
-        """x [B, S, D] (first `split` tokens history) -> [B, S, D]; time_rows [B, 2, 6, D]: history, noisy."""
+        """[B, S, D] (first `split` tokens history) -> [B, S, D]; time_rows [B, 2, 6, D]: history, noisy.
+
+        `hidden_states` is diffusers' name, which its step-cache hooks look up.
+        """
+        x = hidden_states
         shift, scale, gate, ffn_shift, ffn_scale, ffn_gate = (
             self.scale_shift_table[:, None] + time_rows.float()
         ).unbind(2)  # each [B, 2, D], float32

@@ -21,7 +21,7 @@ from torch import nn
 
 from vidgen import loading
 from vidgen.errors import VidgenError
-from vidgen.levers import apply_runtime
+from vidgen.levers import apply_runtime, reset_step_cache
 from vidgen.models.cogvideox import CogVideoXTransformer3DModel, rotary_embedding
 from vidgen.progress import Progress, Silent
 from vidgen.request import Request, Result, Runtime
@@ -85,6 +85,7 @@ def generate(
     """Generate one video for a validated request; returns uint8 frames [F, H, W, 3] and stage timings."""
     result = Result(frames=np.zeros((0, request.height, request.width, 3), np.uint8))
     generator = torch.Generator("cpu").manual_seed(request.seed)
+    reset_step_cache(model.transformer)  # nothing cached from an earlier video
 
     with _stage("text", progress, result, runtime):
         text = _text_embeddings(model, request, runtime, text_cache, result.warnings)

@@ -25,7 +25,7 @@ from torch import nn
 
 from vidgen import loading
 from vidgen.errors import VidgenError
-from vidgen.levers import apply_runtime
+from vidgen.levers import apply_runtime, reset_step_cache
 from vidgen.models.helios import HeliosCache, HeliosTransformer3DModel
 from vidgen.pipelines.helios_chunks import CHUNK_LATENT_FRAMES, ChunkPlan, plan_chunks, window_frames
 from vidgen.progress import Progress, Silent
@@ -220,6 +220,7 @@ def generate_chunks(
         for chunk in range(plan.chunks):
             conditioning = text.at(chunk)
             progress.start_stage(f"chunk {chunk + 1}/{plan.chunks}", sampler.steps(chunk))
+            reset_step_cache(model.transformer)  # each chunk denoises new latents from new noise
             with _stage_device(model.transformer, model, runtime):
                 latents = sampler.sample(chunk, history, conditioning, on_step=lambda: progress.advance(1))
             _remember(history, latents, settings, chunk)

@@ -90,8 +90,20 @@ def build_runtime(options: Options, preset: Preset, device: str, notes: list[str
         vae_tiling=options.vae_tiling if options.vae_tiling is not None else preset.vae_tiling,
         attention=resolve_attention(options.attention or preset.attention, device, DTYPES[dtype]),
         compile=options.compile,
-        cache=options.cache,
+        cache=check_cache(options.cache),
     )
+
+
+def check_cache(mode: str) -> str:
+    """The `--cache` mode, if vidgen can run it."""
+    if mode == "mag":
+        raise VidgenError(
+            "--cache mag needs magnitude ratios calibrated for the model, which vidgen does not ship yet",
+            "use --cache first-block or --cache taylorseer",
+        )
+    if mode not in ("none", "first-block", "taylorseer"):
+        raise VidgenError(f"unknown step cache '{mode}'", "use none, first-block or taylorseer")
+    return mode
 
 
 def resolve_attention(name: str, device: str, dtype: torch.dtype) -> str:
