@@ -92,3 +92,22 @@ def test_mag_cache_is_refused_in_one_line(invoke_cli, offline_workdir):
     run = invoke_cli("t2v", "--model", "tiny-cogvideox", "a cat", "--cache", "mag", "-o", "out.mp4")
     assert run.exit_code == 2 and len(run.stderr_lines) == 1
     assert "--cache mag needs magnitude ratios" in run.stderr and "first-block" in run.stderr
+
+
+def test_pyramid_stages_start_the_cache_over_at_each_size(tmp_path):
+    """Helios-Distilled denoises each chunk at three sizes: a cache kept across them compared tensors
+    of different shapes and crashed."""
+    folder = tiny.build_tiny_helios(tmp_path / "distilled", variant="distilled")
+    request = Request(mode="t2v", prompt="a cat", seed=3, guidance=1.0, height=64, width=128, frames=33)
+    settings = helios.HeliosSettings(pyramid_steps=(2, 2, 2), amplify_first_chunk=False)
+
+    def frames(runtime: Runtime) -> tuple[np.ndarray, dict | None]:
+        model = helios.load(folder, runtime)
+        chunks = list(helios.generate_chunks(model, request, settings, runtime))
+        return np.concatenate(chunks), take_skip_count(model.transformer)
+
+    plain, _ = frames(Runtime())
+    exact, counts = frames(Runtime(cache="first-block", cache_threshold=0.0))
+    assert np.array_equal(exact, plain) and counts == {"calls": 6, "skipped": 0}
+    _, counts = frames(Runtime(cache="first-block", cache_threshold=10.0))
+    assert counts == {"calls": 6, "skipped": 3}  # each stage computes its first step

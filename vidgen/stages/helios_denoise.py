@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vidgen.levers import step_cache_context
+from vidgen.levers import reset_step_cache, step_cache_context
 from vidgen.stages import pyramid
 from vidgen.stages.helios_history import HistoryInputs
 
@@ -181,6 +181,7 @@ def denoise_pyramid(
                 pyramid.upsample(latents), scheduler, stage, patch_size, generator, transformer
             )
         start = latents  # the DMD scheduler renoises towards this stage's starting point
+        reset_step_cache(transformer)  # a step cache compares steps of one stage: its size changes here
         timesteps = scheduler.timesteps
         for step, t in enumerate(timesteps):
             # The pyramid pipeline truncates timesteps to integers; the single-stage one does not.
