@@ -67,7 +67,7 @@ SMOKE_CASES = (
         "helios-distilled (tiny)",
         "helios",
         "distilled",
-        Request(mode="t2v", prompt="a cat walks", seed=1, guidance=1.0, height=64, width=128, frames=66),
+        Request(mode="t2v", prompt="a cat walks", seed=1, guidance=1.0, height=64, width=128, frames=33),
         pyramid_steps=(1, 1, 1),
     ),
 )

@@ -22,7 +22,7 @@ def test_smoke_suite_prints_a_table_and_writes_every_row(tmp_path):
     each_case = ["diffusers", "vidgen eager", "vidgen --attention sdpa", "vidgen --compile"]
     assert runs == [*each_case, "vidgen --cache first-block"] * 2
     for row in rows:
-        assert row["seconds"] > 0 and row["frames"] in (9, 65)
+        assert row["seconds"] > 0 and row["frames"] in (9, 33)
         if row["run"] != "diffusers" and "cache" not in row["run"]:
             assert row["max_uint8_difference"] <= 1, row  # the same video as diffusers'
     assert done.stdout.strip().splitlines()[-1].startswith("helios-distilled (tiny)")

@@ -140,7 +140,7 @@ def reset_step_cache(transformer: nn.Module) -> None:
         transformer._reset_stateful_cache()
 
 
-def take_skip_count(transformer: nn.Module) -> dict[str, int] | None:
+def take_skip_count(transformer: nn.Module | None) -> dict[str, int] | None:
     """{"calls": n, "skipped": k} since the last time asked; None without a step cache."""
     counter = getattr(transformer, "step_cache_skips", None)
     if counter is None:

@@ -71,7 +71,7 @@ def generate(
         )
     timings.update(result.timings)
     summary = summarize(plan, model, len(result.frames), timings, result.warnings)
-    skips = take_skip_count(loaded.transformer)
+    skips = take_skip_count(getattr(loaded, "transformer", None))
     if skips is not None:
         summary["runtime"]["cache"].update(skips)
     with _stage(progress, "write", timings):
