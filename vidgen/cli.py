@@ -186,7 +186,7 @@ CACHE = typer.Option(
     Cache.none,
     "--cache",
     help="Skip transformer work between steps when little changes (diffusers' step caches): "
-    "first-block, mag or taylorseer; frames change slightly.",
+    "first-block or taylorseer; frames change slightly (mag is not available yet).",
 )
 OUTPUT = typer.Option(
     None,

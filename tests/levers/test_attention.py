@@ -156,3 +156,24 @@ def test_the_choice_is_in_the_json_summary_and_the_sidecar(vidgen, workdir):
     assert summary["runtime"]["compile"] is False and summary["runtime"]["cache"] == {"mode": "none"}
     assert json.loads((workdir / "out.mp4.json").read_text())["runtime"] == summary["runtime"]
     assert "--attention=sdpa" in summary["command"]
+
+
+def test_a_preset_sets_the_default_backend_and_the_option_overrides_it(tmp_path):
+    from dataclasses import replace
+
+    from vidgen.presets import load_presets
+    from vidgen.validate import Options, build_runtime
+
+    preset = replace(load_presets()["tiny-cogvideox"], attention="flex")
+    assert build_runtime(Options(mode="t2v", model="m"), preset, "cpu", []).attention == "flex"
+    options = Options(mode="t2v", model="m", attention="sdpa")
+    assert build_runtime(options, preset, "cpu", []).attention == "sdpa"
+
+
+def test_a_preset_file_may_name_its_attention_backend(tmp_path):
+    from vidgen.presets import PRESET_DIR, load_preset
+
+    text = (PRESET_DIR / "tiny-cogvideox.toml").read_text()
+    (tmp_path / "mine.toml").write_text(text + '\nattention = "flex"\n')
+    assert load_preset(tmp_path / "mine.toml").attention == "flex"
+    assert load_preset(PRESET_DIR / "tiny-cogvideox.toml").attention == "auto"
