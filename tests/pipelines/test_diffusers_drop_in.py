@@ -83,3 +83,15 @@ def test_diffusers_pipeline_with_vidgen_transformer_gives_diffusers_frames(
     assert swapped.shape == reference.shape
     assert np.abs(swapped - reference).max() <= FLOAT_TOLERANCE
     assert_uint8_matches(to_uint8(swapped), to_uint8(reference))
+
+
+def test_diffusers_pipeline_runs_vidgens_transformer_with_a_step_cache(folders, never_failing_block_noise):
+    from vidgen.levers import enable_step_cache, take_skip_count
+
+    _, inputs = CASES["cogvideox"]
+    plain = CogVideoXTransformer3DModel.from_pretrained(folders["cogvideox"], subfolder="transformer").eval()
+    reference = frames(folders["cogvideox"], inputs, transformer=plain)
+    cached = CogVideoXTransformer3DModel.from_pretrained(folders["cogvideox"], subfolder="transformer").eval()
+    enable_step_cache(cached, "first-block", threshold=0.0)
+    assert np.array_equal(frames(folders["cogvideox"], inputs, transformer=cached), reference)
+    assert take_skip_count(cached) == {"calls": 2, "skipped": 0}
