@@ -15,6 +15,7 @@ from typing import Any
 from torch import nn
 
 from vidgen.errors import VidgenError
+from vidgen.progress import Progress
 from vidgen.request import Runtime
 from vidgen.validate.runtime import ATTENTION_BACKENDS
 
@@ -43,6 +44,50 @@ def compile_blocks(transformer: nn.Module, **options: Any) -> None:
     """Regional compile: every repeated block (the model's `_repeated_blocks`) shares one compiled
     graph, so compiling costs one block's time, not the whole model's. Compiles lazily, at first use."""
     transformer.compile_repeated_blocks(**{**COMPILE_OPTIONS, **options})
+    transformer.compile_pending = True  # the first denoising step will compile: `compile_stage` shows it
+
+
+def compile_stage(progress: Progress, transformer: nn.Module) -> Progress:
+    """`progress` for a generation; when `transformer` was just compiled, one that reports the first
+    denoising step (where the compiler runs) as a "compile" stage of its own."""
+    if not getattr(transformer, "compile_pending", False):
+        return progress
+    transformer.compile_pending = False
+    return _FirstStepCompiles(progress)
+
+
+class _FirstStepCompiles:
+    """Progress whose first stage with steps begins as "compile" until its first step is done."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.waiting = True  # for the first stage with steps
+        self.deferred: tuple[str, int] | None = None  # that stage, shown once its first step is done
+
+    def start_stage(self, name: str, total: int | None = None) -> None:
+        if self.waiting and total:
+            self.waiting, self.deferred = False, (name, total)
+            self.progress.start_stage("compile")
+        else:
+            self.progress.start_stage(name, total)
+
+    def advance(self, steps: int = 1) -> None:
+        if self.deferred is None:
+            self.progress.advance(steps)
+            return
+        name, total = self.deferred
+        self.deferred = None
+        self.progress.end_stage()
+        self.progress.start_stage(name, total - 1)
+        if steps > 1:
+            self.progress.advance(steps - 1)
+
+    def end_stage(self) -> None:
+        self.deferred = None
+        self.progress.end_stage()
+
+    def __getattr__(self, name: str) -> Any:  # stream progress' chunk_written and the like
+        return getattr(self.progress, name)
 
 
 @contextmanager

@@ -160,3 +160,21 @@ def test_a_failing_compiler_is_one_line_naming_compile(invoke_cli, offline_workd
     assert len(run.stderr_lines) == 1 and "Traceback" not in run.stderr
     assert run.stderr_lines[0].startswith("error: --compile failed: ") and "C++ compiler" in run.stderr
     assert not (offline_workdir / "out.mp4").exists()
+
+
+def test_the_first_step_after_compiling_is_its_own_progress_stage(counter, tmp_path):
+    from parity import Recorder
+
+    folder = tiny.build_tiny_cogvideox(tmp_path / "cogvideox", variant="t2v")
+    runtime = Runtime(compile=True)
+    model = cogvideox.load(folder, runtime)
+    request = Request(
+        mode="t2v", prompt="a cat", seed=1, steps=3, guidance=6.0, height=64, width=96, frames=9
+    )
+    first, second = Recorder(), Recorder()
+    cogvideox.generate(model, request, runtime, first)
+    stages = [event[1:] for event in first.events if event[0] == "start"]
+    assert stages == [("text", None), ("compile", None), ("denoise", 2), ("decode", None)]
+    assert counter.frame_count >= 1
+    cogvideox.generate(model, request, runtime, second)  # compiled already: no compile stage
+    assert [event[1:] for event in second.events if event[0] == "start"][1] == ("denoise", 3)

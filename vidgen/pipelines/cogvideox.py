@@ -21,7 +21,7 @@ from torch import nn
 
 from vidgen import loading
 from vidgen.errors import VidgenError
-from vidgen.levers import apply_runtime, reset_step_cache
+from vidgen.levers import apply_runtime, compile_stage, reset_step_cache
 from vidgen.models.cogvideox import CogVideoXTransformer3DModel, rotary_embedding
 from vidgen.progress import Progress, Silent
 from vidgen.request import Request, Result, Runtime
@@ -86,6 +86,7 @@ def generate(
     result = Result(frames=np.zeros((0, request.height, request.width, 3), np.uint8))
     generator = torch.Generator("cpu").manual_seed(request.seed)
     reset_step_cache(model.transformer)  # nothing cached from an earlier video
+    progress = compile_stage(progress, model.transformer)
 
     with _stage("text", progress, result, runtime):
         text = _text_embeddings(model, request, runtime, text_cache, result.warnings)

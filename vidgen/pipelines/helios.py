@@ -25,7 +25,7 @@ from torch import nn
 
 from vidgen import loading
 from vidgen.errors import VidgenError
-from vidgen.levers import apply_runtime, reset_step_cache
+from vidgen.levers import apply_runtime, compile_stage, reset_step_cache
 from vidgen.models.helios import HeliosCache, HeliosTransformer3DModel
 from vidgen.pipelines.helios_chunks import CHUNK_LATENT_FRAMES, ChunkPlan, plan_chunks, window_frames
 from vidgen.progress import Progress, Silent
@@ -200,6 +200,7 @@ def generate_chunks(
     (diffusers warns that it does, then applies it anyway when > 1; its authors sample at 1.0).
     """
     validate(model, request, settings)
+    progress = compile_stage(progress, model.transformer)
     plan = chunk_plan(model, request, settings)
     generator = torch.Generator("cpu").manual_seed(request.seed)
     guidance = _guidance(model.sampler, request, settings)
