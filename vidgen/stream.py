@@ -32,7 +32,7 @@ from vidgen.levers import compiling
 from vidgen.prompt_schedule import schedule
 from vidgen.sources import FetchedModel
 from vidgen.stream_progress import StreamProgress, Throughput
-from vidgen.summary import summarize
+from vidgen.summary import lever_flags, summarize
 from vidgen.validate import StreamPlan
 
 
@@ -174,6 +174,10 @@ def stream_command(plan: StreamPlan) -> str:
     else:
         words += [f"--steps={request.steps}"]
     words += [f"--height={request.height}", f"--width={request.width}", f"--frames={request.frames}"]
+    words += [
+        f"--{name}" if value is True else f"--{name}={value}"
+        for name, value in lever_flags(plan.plan.runtime)
+    ]
     words += [f"--fps={request.fps}", f"--format={plan.plan.output.format}", "-o", str(plan.plan.output.path)]
     return shlex.join(words)
 

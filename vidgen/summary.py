@@ -47,6 +47,16 @@ def summarize(
     }
 
 
+def lever_flags(runtime: Runtime) -> list[tuple[str, object]]:
+    """The speed levers as command-line flags (name, value; True for a bare flag)."""
+    flags: list[tuple[str, object]] = [("attention", runtime.attention)]
+    if runtime.compile:
+        flags.append(("compile", True))
+    if runtime.cache != "none":
+        flags.append(("cache", runtime.cache))
+    return flags
+
+
 def levers(runtime: Runtime) -> dict[str, Any]:
     """The speed levers a video was made with (the step cache's skipped calls go into `timings`)."""
     cache: dict[str, Any] = {"mode": runtime.cache}
@@ -105,13 +115,9 @@ def _flags(plan: Plan) -> list[tuple[str, object]]:
         ("frames", request.frames),
         ("fps", request.fps),
         ("dtype", dtype_name(runtime.dtype)),
-        ("attention", runtime.attention),
         ("format", plan.output.format),
     ]
-    if runtime.compile:
-        flags.append(("compile", True))
-    if runtime.cache != "none":
-        flags.append(("cache", runtime.cache))
+    flags += lever_flags(runtime)
     flags += [(name, path) for name, path in plan.inputs.items()]
     if request.mode == "v2v" and plan.preset.family == "cogvideox":  # Helios continues a video
         flags.append(("strength", request.strength))

@@ -145,6 +145,7 @@ def test_inductor_frames_are_within_one_level_of_eager(invoke_cli, offline_workd
     assert np.abs(compiled.astype(int) - eager.astype(int)).max() <= 1
     sidecar = json.loads((offline_workdir / "compiled.json").read_text())
     assert sidecar["runtime"]["compile"] is True and sidecar["timings"]["compile"] > 0
+    assert "--attention=sdpa --compile" in sidecar["command"]  # the command repeats the levers
 
 
 def test_a_failing_compiler_is_one_line_naming_compile(invoke_cli, offline_workdir, monkeypatch):
