@@ -25,7 +25,11 @@ import torch
 from diffusers import CogVideoXTransformer3DModel as DiffusersModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from vidgen.errors import VidgenError  # noqa: E402
+from vidgen.levers import apply_runtime  # noqa: E402
 from vidgen.models.cogvideox import CogVideoXTransformer3DModel, rotary_embedding  # noqa: E402
+from vidgen.request import Runtime  # noqa: E402
+from vidgen.validate.runtime import ATTENTION_CHOICES, resolve_attention  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -44,6 +48,17 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per model")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs per model")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument(
+        "--attention",
+        choices=ATTENTION_CHOICES,
+        default="sdpa",
+        help="ours' attention backend, as vidgen's --attention (diffusers' model keeps its default, SDPA)",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="ours with vidgen's --compile (regional torch.compile; the warm-up compiles); diffusers eager",
+    )
     parser.add_argument(
         "--clock",
         choices=["wall", "cpu"],
@@ -120,17 +135,30 @@ def compare(
     )
 
 
+def apply_levers(ours: torch.nn.Module, args: argparse.Namespace) -> Runtime:
+    """Ours as vidgen runs it with `--attention` and `--compile`."""
+    try:
+        attention = resolve_attention(args.attention, args.device, DTYPES[args.dtype])
+    except VidgenError as error:
+        raise SystemExit(f"error: {error}") from None
+    runtime = Runtime(args.device, DTYPES[args.dtype], attention=attention, compile=args.compile)
+    apply_runtime(ours, runtime)
+    return runtime
+
+
 def main() -> None:
     args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     ours, reference = build_models(args)
+    runtime = apply_levers(ours, args)
     inputs = make_inputs(args, ours.config)
     tokens = args.text_tokens + args.frames * (args.height // 2) * (args.width // 2)
     print(
         f"CogVideoX-2b width, {args.layers} layers, {args.positions} positions, batch {args.batch}, "
         f"{args.frames}x{args.height}x{args.width} latents ({tokens} tokens), {args.dtype} on {args.device}, "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.clock} clock"
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.clock} clock; ours: attention "
+        f"{runtime.attention}{', compiled' if args.compile else ''}"
     )
     print("unfused (checkpoint layout):")
     compare(ours, reference, inputs, args)

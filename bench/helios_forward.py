@@ -32,7 +32,11 @@ import torch
 from diffusers import HeliosTransformer3DModel as DiffusersModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from vidgen.errors import VidgenError  # noqa: E402
+from vidgen.levers import apply_runtime  # noqa: E402
 from vidgen.models.helios import HeliosCache, HeliosTransformer3DModel  # noqa: E402
+from vidgen.request import Runtime  # noqa: E402
+from vidgen.validate.runtime import ATTENTION_CHOICES, resolve_attention  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 HISTORY_SIZES = (16, 2, 1)  # long, mid, 1x latent frames: the pipeline default
@@ -51,6 +55,17 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per model and pair")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs per model and pair (at least 1)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument(
+        "--attention",
+        choices=ATTENTION_CHOICES,
+        default="sdpa",
+        help="ours' attention backend, as vidgen's --attention (diffusers' model keeps its default, SDPA)",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="ours with vidgen's --compile (regional torch.compile; the warm-up compiles); diffusers eager",
+    )
     parser.add_argument(
         "--clock",
         choices=["wall", "cpu"],
@@ -148,6 +163,17 @@ def compare(
     )
 
 
+def apply_levers(ours: torch.nn.Module, args: argparse.Namespace) -> Runtime:
+    """Ours as vidgen runs it with `--attention` and `--compile`."""
+    try:
+        attention = resolve_attention(args.attention, args.device, DTYPES[args.dtype])
+    except VidgenError as error:
+        raise SystemExit(f"error: {error}") from None
+    runtime = Runtime(args.device, DTYPES[args.dtype], attention=attention, compile=args.compile)
+    apply_runtime(ours, runtime)
+    return runtime
+
+
 def main() -> None:
     args = parse_args()
     if args.clock == "cpu" and args.device != "cpu":
@@ -155,13 +181,15 @@ def main() -> None:
     if args.threads or args.clock == "cpu":
         torch.set_num_threads(1 if args.clock == "cpu" else args.threads)
     ours, reference = build_models(args)
+    runtime = apply_levers(ours, args)
     inputs = make_inputs(args)
     chunk, history = token_counts(args)
     print(
         f"Helios released width, {args.layers} layer(s), batch {args.batch}, {args.frames}x{args.height}x"
         f"{args.width} chunk latents + history {list(HISTORY_SIZES)} ({chunk} chunk + {history} history "
         f"tokens, {args.text_tokens} text tokens), {args.dtype} on {args.device}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, {args.clock} clock",
+        f"{torch.get_num_threads()} threads, {args.clock} clock; ours: attention {runtime.attention}"
+        f"{', compiled' if args.compile else ''}",
         flush=True,
     )
     print("1. unfused (checkpoint layout):", flush=True)

@@ -59,6 +59,24 @@ class Quantize(str, Enum):
     fp8_storage = "fp8-storage"
 
 
+class Attention(str, Enum):  # validate.runtime.ATTENTION_CHOICES, spelled out so --help loads no torch
+    auto = "auto"
+    sdpa = "sdpa"
+    cudnn = "cudnn"
+    flash = "flash"
+    flash3 = "flash3"
+    sage = "sage"
+    flex = "flex"
+    xformers = "xformers"
+
+
+class Cache(str, Enum):
+    none = "none"
+    first_block = "first-block"
+    mag = "mag"
+    taylorseer = "taylorseer"
+
+
 class Format(str, Enum):
     mp4 = "mp4"
     gif = "gif"
@@ -179,6 +197,22 @@ VAE_TILING = typer.Option(
     help="Decode in tiles to save memory.",
     show_default="the preset's",
 )
+ATTENTION = typer.Option(
+    None,
+    "--attention",
+    help="Attention kernel (diffusers' backends): auto picks the fastest one installed for the device and "
+    "dtype; sdpa is PyTorch's.",
+    show_default="the preset's: auto",
+)
+COMPILE = typer.Option(
+    False, "--compile", help="torch.compile the transformer's blocks: slower start, faster steps."
+)
+CACHE = typer.Option(
+    Cache.none,
+    "--cache",
+    help="Skip transformer work between steps when little changes (diffusers' step caches): "
+    "first-block or taylorseer; frames change slightly (mag is not available yet).",
+)
 OUTPUT = typer.Option(
     None,
     "--output",
@@ -231,6 +265,9 @@ def t2v(
     offload: Offload | None = OFFLOAD,
     quantize: Quantize | None = QUANTIZE,
     vae_tiling: bool | None = VAE_TILING,
+    attention: Attention | None = ATTENTION,
+    compile: bool = COMPILE,
+    cache: Cache = CACHE,
     output: str | None = OUTPUT,
     format: Format | None = FORMAT,
     overwrite: bool = OVERWRITE,
@@ -262,6 +299,9 @@ def i2v(
     offload: Offload | None = OFFLOAD,
     quantize: Quantize | None = QUANTIZE,
     vae_tiling: bool | None = VAE_TILING,
+    attention: Attention | None = ATTENTION,
+    compile: bool = COMPILE,
+    cache: Cache = CACHE,
     output: str | None = OUTPUT,
     format: Format | None = FORMAT,
     overwrite: bool = OVERWRITE,
@@ -294,6 +334,9 @@ def v2v(
     offload: Offload | None = OFFLOAD,
     quantize: Quantize | None = QUANTIZE,
     vae_tiling: bool | None = VAE_TILING,
+    attention: Attention | None = ATTENTION,
+    compile: bool = COMPILE,
+    cache: Cache = CACHE,
     output: str | None = OUTPUT,
     format: Format | None = FORMAT,
     overwrite: bool = OVERWRITE,
@@ -362,6 +405,9 @@ def stream(
     offload: Offload | None = OFFLOAD,
     quantize: Quantize | None = QUANTIZE,
     vae_tiling: bool | None = VAE_TILING,
+    attention: Attention | None = ATTENTION,
+    compile: bool = COMPILE,
+    cache: Cache = CACHE,
     output: str | None = typer.Option(
         None,
         "--output",
@@ -482,6 +528,9 @@ def batch(
     offload: Offload | None = OFFLOAD,
     quantize: Quantize | None = QUANTIZE,
     vae_tiling: bool | None = VAE_TILING,
+    attention: Attention | None = ATTENTION,
+    compile: bool = COMPILE,
+    cache: Cache = CACHE,
     format: Format | None = typer.Option(None, "--format", help="mp4, gif, or png.", show_default="mp4"),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Check every job and stop; nothing loads or is written."

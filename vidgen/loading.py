@@ -15,7 +15,6 @@ from accelerate import cpu_offload
 from torch import nn
 
 from vidgen.errors import VidgenError
-from vidgen.memory.quantize import quantize
 from vidgen.model_info import read_json
 from vidgen.request import Runtime
 
@@ -62,12 +61,6 @@ def load_diffusers_model(cls: type, folder: Path, subfolder: str, dtype: torch.d
     """A diffusers-style model (`from_pretrained(folder, subfolder=...)`) on the CPU, in eval mode."""
     model = cls.from_pretrained(folder, subfolder=subfolder, dtype=dtype, use_safetensors=True)
     return model.eval()
-
-
-def load_transformer(cls: type, folder: Path, runtime: Runtime) -> nn.Module:
-    """The transformer in `runtime.dtype`, quantized as `runtime.quantize` says, still on the CPU."""
-    transformer = load_diffusers_model(cls, folder, "transformer", runtime.dtype)
-    return quantize(transformer, runtime.quantize, runtime.dtype)
 
 
 def load_scheduler(folder: Path, allowed: dict[str, type]):

@@ -31,7 +31,7 @@ PRESET_DIR = _preset_dir()
 TINY_PREFIX = "tiny:"
 
 # Keys a preset file may leave out: the rest are required, so a typo is an error, not a default.
-OPTIONAL_KEYS = {"scheduler", "amplify_first_chunk", "offload", "quantize"}
+OPTIONAL_KEYS = {"scheduler", "amplify_first_chunk", "offload", "quantize", "attention"}
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,8 @@ class Preset:
     # How the model shares the device, unless --offload / --quantize say otherwise (see vidgen.memory).
     offload: str = "auto"
     quantize: str = "none"
+    # The attention backend (see `vidgen t2v --help`): "auto" picks the fastest one that runs here.
+    attention: str = "auto"
 
     @property
     def is_tiny(self) -> bool:

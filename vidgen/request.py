@@ -55,6 +55,11 @@ class Runtime:
     plan: str = ""  # why this offload plan, when the planner chose it
     transformer_bytes: int | None = None  # the loaded transformer's weight bytes, once it is loaded
     keep_models: bool = False  # keep each stage's model on the device after its work is done
+    attention: str = "sdpa"  # a name of validate.runtime.ATTENTION_BACKENDS, already checked to run here
+    compile: bool = False  # torch.compile each repeated transformer block
+    cache: str = "none"  # "none" | "first-block" | "mag" | "taylorseer": diffusers' step caching
+    # The step cache's threshold (first-block, mag); None: the cache's default. 0 skips nothing.
+    cache_threshold: float | None = None
 
 
 @dataclass

@@ -14,6 +14,7 @@ import torch
 
 from vidgen.errors import OUT_OF_MEMORY, VidgenError
 from vidgen.io.writer import VideoWriter, write_sidecar
+from vidgen.levers import compiling, take_skip_count
 from vidgen.progress import Progress
 from vidgen.request import Request, Runtime
 from vidgen.sources import FetchedModel, ModelSource, fetch_model
@@ -85,12 +86,15 @@ def generate(
     text_cache: "TextCache | None" = None,
 ) -> Outcome:
     """Generate the plan's video with a loaded model, write it and its sidecar."""
-    with _explained_out_of_memory(plan.runtime):
+    with _explained_out_of_memory(plan.runtime), compiling(plan.runtime, timings):
         result = pipeline(plan.preset.family).generate(
             loaded, plan.request, plan.runtime, progress, text_cache=text_cache
         )
     timings.update(result.timings)
     summary = summarize(plan, model, len(result.frames), timings, result.warnings)
+    skips = take_skip_count(getattr(loaded, "transformer", None))
+    if skips is not None:
+        summary["runtime"]["cache"].update(skips)
     with _stage(progress, "write", timings):
         write_video(plan.output, result.frames, plan.request.fps, comment=json.dumps(summary))
     summary["timings"]["write"] = round(timings["write"], 3)

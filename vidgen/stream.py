@@ -28,10 +28,11 @@ from vidgen import run
 from vidgen.errors import INTERRUPTED, VidgenError
 from vidgen.io.stream_writer import ChunkWriter, Mp4Stream, PngStream
 from vidgen.io.writer import write_sidecar
+from vidgen.levers import compiling
 from vidgen.prompt_schedule import schedule
 from vidgen.sources import FetchedModel
 from vidgen.stream_progress import StreamProgress, Throughput
-from vidgen.summary import summarize
+from vidgen.summary import lever_flags, summarize
 from vidgen.validate import StreamPlan
 
 
@@ -58,7 +59,10 @@ def stream_video(plan: StreamPlan, progress: StreamProgress, cache_dir: Path | N
     chunks = helios.generate_chunks(model, request, settings, runtime, progress, prompts=prompts)
     record = _Record(plan, fetched, timings)
     # The MP4's metadata is written with the first chunk: the settings, as the stream starts.
-    with _video_out(plan, comment=json.dumps(record.summary("started", frames=0))) as writer:
+    with (
+        _video_out(plan, comment=json.dumps(record.summary("started", frames=0))) as writer,
+        compiling(runtime, timings),
+    ):
         return _write_chunks(plan, record, chunks, writer, progress)
 
 
@@ -171,6 +175,10 @@ def stream_command(plan: StreamPlan) -> str:
     else:
         words += [f"--steps={request.steps}"]
     words += [f"--height={request.height}", f"--width={request.width}", f"--frames={request.frames}"]
+    words += [
+        f"--{name}" if value is True else f"--{name}={value}"
+        for name, value in lever_flags(plan.plan.runtime)
+    ]
     words += [f"--fps={request.fps}", f"--format={plan.plan.output.format}", "-o", str(plan.plan.output.path)]
     return shlex.join(words)
 

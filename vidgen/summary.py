@@ -7,6 +7,7 @@ import shlex
 from typing import Any
 
 from vidgen import __version__
+from vidgen.request import Runtime
 from vidgen.sources import FetchedModel
 from vidgen.validate import Plan, dtype_name
 
@@ -39,6 +40,7 @@ def summarize(
             "quantize": runtime.quantize,
             "transformer_bytes": runtime.transformer_bytes,
             "vae_tiling": runtime.vae_tiling,
+            **levers(runtime),
         },
         "output": {"path": str(plan.output.path), "format": plan.output.format, "frames": frames},
         "sidecar": str(plan.output.sidecar),
@@ -46,6 +48,24 @@ def summarize(
         "warnings": list(warnings),
         "command": command(plan),
     }
+
+
+def lever_flags(runtime: Runtime) -> list[tuple[str, object]]:
+    """The speed levers as command-line flags (name, value; True for a bare flag)."""
+    flags: list[tuple[str, object]] = [("attention", runtime.attention)]
+    if runtime.compile:
+        flags.append(("compile", True))
+    if runtime.cache != "none":
+        flags.append(("cache", runtime.cache))
+    return flags
+
+
+def levers(runtime: Runtime) -> dict[str, Any]:
+    """The speed levers a video was made with (the step cache's skipped calls go into `timings`)."""
+    cache: dict[str, Any] = {"mode": runtime.cache}
+    if runtime.cache != "none":
+        cache["threshold"] = runtime.cache_threshold
+    return {"attention": runtime.attention, "compile": runtime.compile, "cache": cache}
 
 
 def settings(plan: Plan) -> dict[str, Any]:
@@ -103,6 +123,7 @@ def _flags(plan: Plan) -> list[tuple[str, object]]:
         ("vae-tiling" if runtime.vae_tiling else "no-vae-tiling", True),
         ("format", plan.output.format),
     ]
+    flags += lever_flags(runtime)
     flags += [(name, path) for name, path in plan.inputs.items()]
     if plan.source.kind != "preset":  # the settings a folder or repo took, chosen again
         flags.append(("preset", plan.preset.name))

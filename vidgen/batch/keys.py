@@ -48,7 +48,17 @@ KEYS: dict[str, Key] = {
 }
 
 # Options that hold for the whole batch, because the model loads once: a job cannot change them.
-BATCH_WIDE = ("model", "device", "dtype", "offload", "quantize", "vae_tiling")
+BATCH_WIDE = (
+    "model",
+    "device",
+    "dtype",
+    "offload",
+    "quantize",
+    "vae_tiling",
+    "attention",
+    "compile",
+    "cache",
+)
 
 # Keys that only a job of one mode uses.
 MODE_KEYS = {"image": "i2v", "video": "v2v", "strength": "v2v"}

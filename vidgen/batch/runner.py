@@ -36,6 +36,7 @@ from vidgen.errors import INTERRUPTED, OUT_OF_MEMORY, VidgenError
 from vidgen.presets import Preset, load_presets
 from vidgen.request import Runtime
 from vidgen.sources import parse_model
+from vidgen.summary import levers
 from vidgen.summary import settings as request_settings
 from vidgen.validate import (
     InputReader,
@@ -53,7 +54,7 @@ if TYPE_CHECKING:  # transformers, which the text stage imports, takes seconds t
     from vidgen.stages.text import TextCache
 
 # Options that set how the one model runs, for every job.
-RUNTIME_OPTIONS = ("dtype", "offload", "quantize", "vae_tiling")
+RUNTIME_OPTIONS = ("dtype", "offload", "quantize", "vae_tiling", "attention", "compile", "cache")
 OPTION_FIELDS = Options.__dataclass_fields__
 
 
@@ -354,6 +355,7 @@ def settings(plan: Plan) -> dict[str, Any]:
         "offload": runtime.offload,
         "quantize": runtime.quantize,
         "vae_tiling": runtime.vae_tiling,
+        **levers(runtime),
     }
 
 

@@ -11,15 +11,18 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.attention import AttentionMixin
+from diffusers.models.cache_utils import CacheMixin
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from vidgen.models.layers import (
+    AttentionBackendMixin,
+    DispatchedAttention,
     FeedForward,
     TimestepMLP,
     apply_rotary_,
-    attention,
     concat_linears,
     sinusoidal_embedding,
     split_linear,
@@ -277,7 +280,7 @@ class ModulatedLayerNorm(nn.Module):
         return text, video, text_gate, gate
 
 
-class JointSelfAttention(nn.Module):
+class JointSelfAttention(DispatchedAttention):
     """Self-attention over [text; video] tokens with per-head LayerNorm on q/k and rotary on video."""
 
     def __init__(self, dim: int, heads: int, head_dim: int, bias: bool) -> None:
@@ -300,8 +303,7 @@ class JointSelfAttention(nn.Module):
             # In place on the fresh norm outputs: only video tokens have positions.
             apply_rotary_(query[:, text_len:], rotary)
             apply_rotary_(key[:, text_len:], rotary)
-        out = attention(query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2))  # [B, S, D]
-        return self.to_out[0](out)
+        return self.to_out[0](self.attend(query, key, value))
 
     def _project(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self.to_qkv is not None:
@@ -347,9 +349,17 @@ class CogVideoXBlock(nn.Module):
         self.ff_dropout = nn.Dropout(dropout)
 
     def forward(
-        self, text: torch.Tensor, video: torch.Tensor, temb: torch.Tensor, rotary: torch.Tensor | None
+        self,
+        encoder_hidden_states: torch.Tensor,
+        hidden_states: torch.Tensor,
+        temb: torch.Tensor,
+        rotary: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """text [B, T, D], video [B, N, D] -> same shapes."""
+        """text [B, T, D], video [B, N, D] -> (text, video), same shapes.
+
+        The parameters carry diffusers' names because its step-cache hooks look them up by name.
+        """
+        text, video = encoder_hidden_states, hidden_states
         text_len = text.shape[1]
         normed_text, normed_video, text_gate, video_gate = self.norm1(text, video, temb)
         out = self.attn1(torch.cat([normed_text, normed_video], dim=1), text_len, rotary)
@@ -381,17 +391,20 @@ class OutputNorm(nn.Module):
 # ---------------------------------------------------------------------------------------------------
 
 
-class CogVideoXTransformer3DModel(ModelMixin, ConfigMixin):
+class CogVideoXTransformer3DModel(AttentionBackendMixin, ModelMixin, ConfigMixin, AttentionMixin, CacheMixin):
     """The CogVideoX denoiser: [B, F, C, H, W] latents + T5 text embeddings + timestep -> [B, F, C_out, H, W].
 
     Constructor parameters, their defaults and the state dict are diffusers'
-    `CogVideoXTransformer3DModel`'s. Beyond diffusers: rotary tables are computed from the input when
+    `CogVideoXTransformer3DModel`'s, and so are the mixins diffusers' pipelines and hooks call (step
+    caches, attention backends, regional compile): the model drops into diffusers' `CogVideoXPipeline`.
+    Beyond diffusers: rotary tables are computed from the input when
     not passed, fused QKV drops the separate projections, and unsupported sizes raise ValueError early.
     """
 
     _supports_gradient_checkpointing = True
     _no_split_modules = ["CogVideoXBlock", "CogVideoXPatchEmbed"]
     _skip_layerwise_casting_patterns = ["patch_embed", "norm"]
+    _repeated_blocks = ["CogVideoXBlock"]
 
     @register_to_config
     def __init__(

@@ -26,15 +26,18 @@ from typing import Any, NamedTuple, TypeVar
 import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.attention import AttentionMixin
+from diffusers.models.cache_utils import CacheMixin
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from vidgen.models.layers import (
+    AttentionBackendMixin,
+    DispatchedAttention,
     FeedForward,
     TimestepMLP,
     apply_rotary_,
-    attention,
     concat_linears,
     sinusoidal_embedding,
     split_linear,
@@ -181,7 +184,7 @@ def _gated_residual(x: torch.Tensor, update: torch.Tensor, gate: torch.Tensor, s
 # ---------------------------------------------------------------------------------------------------
 
 
-class _FusableProjections(nn.Module):
+class _FusableProjections(DispatchedAttention):
     """Attention whose input projections `fused_parts` can be merged into one Linear named `fused_name`."""
 
     fused_parts: tuple[str, ...] = ()
@@ -250,8 +253,7 @@ class HeliosSelfAttention(_FusableProjections):
         if hasattr(self, "history_key_scale") and split > 0:
             key[:, :split].mul_(self._history_key_gain())
         value = value.unflatten(-1, (self.heads, -1))
-        out = attention(query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2))  # [B, S, D]
-        return self.to_out[0](out)
+        return self.to_out[0](self.attend(query, key, value))
 
     def _history_key_gain(self) -> torch.Tensor:
         gain = 1.0 + torch.sigmoid(self.history_key_scale) * (MAX_HISTORY_KEY_GAIN - 1.0)
@@ -280,15 +282,15 @@ class HeliosCrossAttention(_FusableProjections):
             self.norm_added_k = nn.RMSNorm(dim, eps=eps)
 
     def key_value(self, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """text [B, L, D] -> keys, values [B, H, L, D/H]."""
+        """text [B, L, D] -> keys, values [B, L, H, D/H]."""
         key, value = self._project(text)
-        key = self.norm_k(key).unflatten(-1, (self.heads, -1)).transpose(1, 2)
-        return key, value.unflatten(-1, (self.heads, -1)).transpose(1, 2)
+        key = self.norm_k(key).unflatten(-1, (self.heads, -1))
+        return key, value.unflatten(-1, (self.heads, -1))
 
     def forward(self, x: torch.Tensor, key_value: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """x [B, N, D] -> [B, N, D]."""
-        query = self.norm_q(self.to_q(x)).unflatten(-1, (self.heads, -1)).transpose(1, 2)
-        return self.to_out[0](attention(query, *key_value))
+        query = self.norm_q(self.to_q(x)).unflatten(-1, (self.heads, -1))
+        return self.to_out[0](self.attend(query, *key_value))
 
 
 class HeliosTransformerBlock(nn.Module):
@@ -318,13 +320,17 @@ class HeliosTransformerBlock(nn.Module):
 
     def forward(
         self,
-        x: torch.Tensor,
+        hidden_states: torch.Tensor,
         text_key_value: tuple[torch.Tensor, torch.Tensor],
         time_rows: torch.Tensor,
         freqs: torch.Tensor,
         split: int,
     ) -> torch.Tensor:
-        """x [B, S, D] (first `split` tokens history) -> [B, S, D]; time_rows [B, 2, 6, D]: history, noisy."""
+        """[B, S, D] (first `split` tokens history) -> [B, S, D]; time_rows [B, 2, 6, D]: history, noisy.
+
+        `hidden_states` is diffusers' name, which its step-cache hooks look up.
+        """
+        x = hidden_states
         shift, scale, gate, ffn_shift, ffn_scale, ffn_gate = (
             self.scale_shift_table[:, None] + time_rows.float()
         ).unbind(2)  # each [B, 2, D], float32
@@ -407,11 +413,13 @@ def _unpatchify(
 # ---------------------------------------------------------------------------------------------------
 
 
-class HeliosTransformer3DModel(ModelMixin, ConfigMixin):
+class HeliosTransformer3DModel(AttentionBackendMixin, ModelMixin, ConfigMixin, AttentionMixin, CacheMixin):
     """The Helios 14B video transformer, loading diffusers' `HeliosTransformer3DModel` checkpoints.
 
     Constructor parameters, defaults (the released config), parameter names and the fp32-kept modules are
-    diffusers'. `qk_norm` is recorded but, as in diffusers, q/k always get an RMSNorm across heads;
+    diffusers', and so are the mixins its pipelines and hooks call (step caches, attention backends,
+    regional compile): the model drops into diffusers' `HeliosPipeline` and `HeliosPyramidPipeline`.
+    `qk_norm` is recorded but, as in diffusers, q/k always get an RMSNorm across heads;
     `added_kv_proj_dim` builds projections that are loaded and never used, also as in diffusers.
     """
 

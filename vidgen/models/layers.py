@@ -4,6 +4,11 @@ import math
 
 import torch
 import torch.nn.functional as F
+from diffusers.models.attention_dispatch import (
+    AttentionBackendName,
+    _check_attention_backend_requirements,
+    dispatch_attention_fn,
+)
 from torch import nn
 
 
@@ -60,10 +65,44 @@ def activation(name: str) -> nn.Module:
     return table[name]()
 
 
-def attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
-    """[B, heads, S, D] query/key/value -> [B, S, heads * D]."""
-    out = F.scaled_dot_product_attention(query, key, value)
-    return out.transpose(1, 2).flatten(2)
+class DispatchedAttention(nn.Module):
+    """An attention layer whose softmax(QK^T)V runs through diffusers' attention dispatcher.
+
+    `backend` picks the kernel (flash, cuDNN, SageAttention, ...); None leaves the choice to the
+    dispatcher's active backend, PyTorch's SDPA unless DIFFUSERS_ATTN_BACKEND or its context manager
+    says otherwise. Going through the dispatcher is also where context parallelism plugs in.
+    """
+
+    backend: AttentionBackendName | None = None
+
+    def attend(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        """[B, S, heads, D] query/key/value (diffusers' dispatcher layout) -> [B, S, heads * D]."""
+        return dispatch_attention_fn(query, key, value, backend=self.backend).flatten(2)
+
+
+class AttentionBackendMixin:
+    """`set_attention_backend` / `reset_attention_backend` for a model built of `DispatchedAttention`.
+
+    Same names and backend strings as diffusers' ModelMixin, but the choice stays on this model's
+    layers: diffusers' version also changes the process-wide active backend, which would reach every
+    other model in the process.
+    """
+
+    def set_attention_backend(self, backend: str) -> None:
+        """Run every attention layer with diffusers' backend `backend` ("native", "flash", "_native_cudnn",
+        ...); raises ValueError for an unknown name, RuntimeError when its package is missing."""
+        name = AttentionBackendName(backend.lower())
+        _check_attention_backend_requirements(name)
+        self._set_backend(name)
+
+    def reset_attention_backend(self) -> None:
+        """Back to the dispatcher's active backend."""
+        self._set_backend(None)
+
+    def _set_backend(self, backend: AttentionBackendName | None) -> None:
+        for module in self.modules():
+            if isinstance(module, DispatchedAttention):
+                module.backend = backend
 
 
 def apply_rotary_(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:

@@ -21,6 +21,7 @@ from torch import nn
 
 from vidgen import loading
 from vidgen.errors import VidgenError
+from vidgen.levers import compile_stage, ready_transformer, reset_step_cache
 from vidgen.models.cogvideox import CogVideoXTransformer3DModel, rotary_embedding
 from vidgen.progress import Progress, Silent
 from vidgen.request import Request, Result, Runtime
@@ -61,13 +62,15 @@ def load(folder: Path, runtime: Runtime) -> CogVideoX:
     loading.model_index(folder)  # a clear error for a folder that is not a model
     dtype = runtime.dtype
     text_encoder = loading.load_text_encoder(folder, dtype)
-    transformer = loading.load_transformer(CogVideoXTransformer3DModel, folder, runtime)
+    transformer = loading.load_diffusers_model(
+        CogVideoXTransformer3DModel, folder, "transformer", runtime.dtype
+    )
     vae = loading.load_diffusers_model(AutoencoderKLCogVideoX, folder, "vae", dtype)
     return CogVideoX(
         folder=folder,
         tokenizer=loading.load_tokenizer(folder),
         text_encoder=loading.place(text_encoder, runtime),
-        transformer=loading.place(transformer, runtime),
+        transformer=ready_transformer(transformer, runtime),
         vae=loading.place(vae, runtime),
         scheduler=loading.load_scheduler(folder, SCHEDULERS),
     )
@@ -84,6 +87,8 @@ def generate(
     """Generate one video for a validated request; returns uint8 frames [F, H, W, 3] and stage timings."""
     result = Result(frames=np.zeros((0, request.height, request.width, 3), np.uint8))
     generator = torch.Generator("cpu").manual_seed(request.seed)
+    reset_step_cache(model.transformer)  # nothing cached from an earlier video
+    progress = compile_stage(progress, model.transformer)
 
     with _stage("text", progress, result, runtime):
         text = _text_embeddings(model, request, runtime, text_cache, result.warnings)

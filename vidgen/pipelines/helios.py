@@ -25,6 +25,7 @@ from torch import nn
 
 from vidgen import loading
 from vidgen.errors import VidgenError
+from vidgen.levers import compile_stage, ready_transformer, reset_step_cache
 from vidgen.models.helios import HeliosCache, HeliosTransformer3DModel
 from vidgen.pipelines.helios_chunks import CHUNK_LATENT_FRAMES, ChunkPlan, plan_chunks, window_frames
 from vidgen.progress import Progress, Silent
@@ -106,13 +107,13 @@ def load(folder: str | Path, runtime: Runtime) -> Helios:
     folder = Path(folder)
     sampler = sampler_for(loading.model_index(folder), folder)
     text_encoder = loading.load_text_encoder(folder, runtime.dtype)
-    transformer = loading.load_transformer(HeliosTransformer3DModel, folder, runtime)
+    transformer = loading.load_diffusers_model(HeliosTransformer3DModel, folder, "transformer", runtime.dtype)
     vae = loading.load_diffusers_model(AutoencoderKLWan, folder, "vae", torch.float32)
     return Helios(
         folder=folder,
         tokenizer=loading.load_tokenizer(folder),
         text_encoder=loading.place(text_encoder, runtime),
-        transformer=loading.place(transformer, runtime),
+        transformer=ready_transformer(transformer, runtime),
         vae=loading.place(vae, runtime),
         scheduler=loading.load_scheduler(folder, SCHEDULERS),
         sampler=sampler,
@@ -199,6 +200,7 @@ def generate_chunks(
     (diffusers warns that it does, then applies it anyway when > 1; its authors sample at 1.0).
     """
     validate(model, request, settings)
+    progress = compile_stage(progress, model.transformer)
     plan = chunk_plan(model, request, settings)
     generator = torch.Generator("cpu").manual_seed(request.seed)
     guidance = _guidance(model.sampler, request, settings)
@@ -219,6 +221,7 @@ def generate_chunks(
         for chunk in range(plan.chunks):
             conditioning = text.at(chunk)
             progress.start_stage(f"chunk {chunk + 1}/{plan.chunks}", sampler.steps(chunk))
+            reset_step_cache(model.transformer)  # each chunk denoises new latents from new noise
             with _stage_device(model.transformer, model, runtime):
                 latents = sampler.sample(chunk, history, conditioning, on_step=lambda: progress.advance(1))
             _remember(history, latents, settings, chunk)

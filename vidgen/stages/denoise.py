@@ -8,6 +8,8 @@ import torch
 from diffusers import CogVideoXDPMScheduler
 from torch import nn
 
+from vidgen.levers import step_cache_context
+
 # Called after each step with the number of steps done so far.
 StepCallback = Callable[[int], None]
 
@@ -78,14 +80,16 @@ def predict_noise(
     if conditioning.image is not None:
         image = torch.cat([conditioning.image] * copies)
         model_input = torch.cat([model_input, image], dim=2)  # [copies, F, 2C, H, W]
-    prediction = transformer(
-        hidden_states=model_input,
-        encoder_hidden_states=conditioning.text,
-        timestep=t.expand(copies),
-        ofs=conditioning.ofs,
-        image_rotary_emb=conditioning.rotary,
-        return_dict=False,
-    )[0].float()
+    # One call computes both guidance branches (batched), so one step-cache state serves them.
+    with step_cache_context(transformer, "cond_uncond" if guidance.enabled else "cond"):
+        prediction = transformer(
+            hidden_states=model_input,
+            encoder_hidden_states=conditioning.text,
+            timestep=t.expand(copies),
+            ofs=conditioning.ofs,
+            image_rotary_emb=conditioning.rotary,
+            return_dict=False,
+        )[0].float()
     if not guidance.enabled:
         return prediction
     unconditional, conditional = prediction.chunk(2)

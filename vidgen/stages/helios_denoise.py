@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from vidgen.levers import reset_step_cache, step_cache_context
 from vidgen.stages import pyramid
 from vidgen.stages.helios_history import HistoryInputs
 
@@ -57,18 +58,23 @@ def predict(
     text: torch.Tensor,
     history: HistoryInputs,
     cache: object | None = None,
+    branch: str = "cond",
 ) -> torch.Tensor:
-    """One transformer call: flow prediction [B, C, F, H, W] for `latents` given text and history."""
+    """One transformer call: flow prediction [B, C, F, H, W] for `latents` given text and history.
+
+    `branch` ("cond" or "uncond") names the guidance branch, whose step-cache state is its own.
+    """
     dtype = transformer.dtype
     extra = {} if cache is None else {"cache": cache}
-    return transformer(
-        hidden_states=latents.to(dtype),
-        timestep=timestep,
-        encoder_hidden_states=text,
-        **history.as_kwargs(dtype),
-        return_dict=False,
-        **extra,
-    )[0]
+    with step_cache_context(transformer, branch):
+        return transformer(
+            hidden_states=latents.to(dtype),
+            timestep=timestep,
+            encoder_hidden_states=text,
+            **history.as_kwargs(dtype),
+            return_dict=False,
+            **extra,
+        )[0]
 
 
 def guided_prediction(
@@ -88,7 +94,7 @@ def guided_prediction(
     if zero:
         # diffusers multiplies (keeping NaNs and signed zeros); the unconditional pass is not needed.
         return cond * 0.0
-    uncond = predict(transformer, latents, timestep, conditioning.negative, history, uncond_cache)
+    uncond = predict(transformer, latents, timestep, conditioning.negative, history, uncond_cache, "uncond")
     if guidance.cfg_zero_star:
         return cfg_zero_star(cond, uncond, guidance.scale)
     return uncond + guidance.scale * (cond - uncond)
@@ -175,6 +181,7 @@ def denoise_pyramid(
                 pyramid.upsample(latents), scheduler, stage, patch_size, generator, transformer
             )
         start = latents  # the DMD scheduler renoises towards this stage's starting point
+        reset_step_cache(transformer)  # a step cache compares steps of one stage: its size changes here
         timesteps = scheduler.timesteps
         for step, t in enumerate(timesteps):
             # The pyramid pipeline truncates timesteps to integers; the single-stage one does not.

@@ -54,6 +54,10 @@ class Options:
     format: str | None = None
     overwrite: bool = False
     preset: str | None = None  # --preset: whose settings a folder or repo takes; "none": its own sampler
+    # Speed levers (checked in validate/runtime.py): None means the preset's attention ("auto").
+    attention: str | None = None
+    compile: bool = False
+    cache: str = "none"
 
 
 @dataclass(frozen=True)

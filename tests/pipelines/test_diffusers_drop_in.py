@@ -1,0 +1,97 @@
+"""vidgen's transformers inside diffusers' own pipelines: the same frames as with diffusers' transformer.
+
+Each case runs one diffusers pipeline from a tiny folder twice, once as loaded and once with vidgen's
+transformer passed in its place, and compares the frames within float rounding (the transformers
+agree to ~1e-6 relative; see tests/models).
+"""
+
+import diffusers
+import numpy as np
+import pytest
+import torch
+from parity import assert_uint8_matches, to_uint8
+
+from vidgen import tiny
+from vidgen.models.cogvideox import CogVideoXTransformer3DModel
+from vidgen.models.helios import HeliosTransformer3DModel
+from vidgen.stages import pyramid
+
+FLOAT_TOLERANCE = 1e-4
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("drop-in")
+    return {
+        "cogvideox": tiny.build_tiny_cogvideox(root / "cogvideox", variant="t2v"),
+        "helios": tiny.build_tiny_helios(root / "helios", variant="base"),
+        "helios-distilled": tiny.build_tiny_helios(root / "distilled", variant="distilled"),
+    }
+
+
+@pytest.fixture
+def never_failing_block_noise(monkeypatch):
+    # diffusers' own block noise fails on CPU for the released gamma (see tests/stages/test_block_noise.py).
+    def sample_block_noise(self, batch, channels, frames, height, width, patch_size, device, generator):
+        gamma = self.scheduler.config.gamma
+        return pyramid.sample_block_noise(
+            (batch, channels, frames, height, width), patch_size[1:], gamma, generator, device
+        )
+
+    monkeypatch.setattr(diffusers.HeliosPyramidPipeline, "sample_block_noise", sample_block_noise)
+
+
+CASES = {
+    "cogvideox": (
+        CogVideoXTransformer3DModel,
+        dict(num_inference_steps=2, guidance_scale=6.0, height=64, width=96, num_frames=9),
+    ),
+    "helios": (
+        HeliosTransformer3DModel,
+        dict(num_inference_steps=2, guidance_scale=5.0, height=32, width=48, num_frames=66),
+    ),
+    "helios-distilled": (
+        HeliosTransformer3DModel,
+        dict(
+            pyramid_num_inference_steps_list=[1, 1, 1],
+            is_amplify_first_chunk=True,
+            guidance_scale=1.0,
+            height=64,
+            width=128,
+            num_frames=33,
+        ),
+    ),
+}
+
+
+def frames(folder, inputs: dict, **components) -> np.ndarray:
+    pipe = diffusers.DiffusionPipeline.from_pretrained(folder, **components)
+    pipe.set_progress_bar_config(disable=True)
+    generator = torch.Generator("cpu").manual_seed(5)
+    return pipe("a red panda in the snow", generator=generator, output_type="np", **inputs).frames[0]
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_diffusers_pipeline_with_vidgen_transformer_gives_diffusers_frames(
+    name, folders, never_failing_block_noise
+):
+    cls, inputs = CASES[name]
+    folder = folders[name]
+    reference = frames(folder, inputs)
+    ours = cls.from_pretrained(folder, subfolder="transformer").eval()
+    swapped = frames(folder, inputs, transformer=ours)
+    assert swapped.shape == reference.shape
+    assert np.abs(swapped - reference).max() <= FLOAT_TOLERANCE
+    assert_uint8_matches(to_uint8(swapped), to_uint8(reference))
+
+
+def test_diffusers_pipeline_runs_vidgens_transformer_with_a_step_cache(folders, never_failing_block_noise):
+    from vidgen.levers import enable_step_cache, take_skip_count
+
+    _, inputs = CASES["cogvideox"]
+    plain = CogVideoXTransformer3DModel.from_pretrained(folders["cogvideox"], subfolder="transformer").eval()
+    reference = frames(folders["cogvideox"], inputs, transformer=plain)
+    cached = CogVideoXTransformer3DModel.from_pretrained(folders["cogvideox"], subfolder="transformer").eval()
+    enable_step_cache(cached, "first-block", threshold=0.0)
+    assert np.array_equal(frames(folders["cogvideox"], inputs, transformer=cached), reference)
+    assert take_skip_count(cached) == {"calls": 2, "skipped": 0}
