@@ -62,6 +62,8 @@ def assert_nothing_written(files_in, folder, before):
         (("--width", "100"), ["--width 100", "multiple of 16", "96 or 112"]),
         (("-o", "out.mp4", "--format", "gif"), ["--format gif", "out.mp4"]),
         (("-o", "out.avi"), ["out.avi", "--format png"]),
+        (("-o", "clip.webm", "--format", "mp4"), ["'clip.webm' is not named .mp4", "clip.mp4"]),
+        (("-o", "clip", "--format", "gif"), ["'clip' is not named .gif", "clip.gif"]),
         (("--device", "tpu9"), ["device", "tpu9"]),
         (("--seed", str(2**64)), ["--seed", "too large"]),
     ],
@@ -258,7 +260,7 @@ def test_ctrl_c_exits_130_without_traceback_or_output(vidgen, workdir, files_in,
 
 
 @pytest.mark.parametrize(
-    "error, code", [(KeyboardInterrupt(), 130), (OSError(28, "No space left on device"), 2)]
+    "error, code", [(KeyboardInterrupt(), 130), (OSError(28, "No space left on device"), 1)]
 )
 def test_failure_while_writing_leaves_no_partial_output(
     vidgen, workdir, files_in, fake_pipeline, monkeypatch, error, code

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from vidgen import console
+from vidgen.io.probe import is_whole
 
 MANIFEST = "manifest.jsonl"
 PART = re.compile(r"manifest\.rank(\d+)\.jsonl")
@@ -85,13 +86,14 @@ def _read_part(path: Path) -> list[Record]:
 
 
 def is_done(record: Record | None, spec: dict[str, Any] | None, folder: Path) -> bool:
-    """A job is done when its latest record says so, asked for the same settings, and its output is there."""
+    """A job is done when its latest record says so, asked for the same settings, and its output is there
+    and whole (a file cut short since, or never finished, makes the job run again)."""
     return (
         record is not None
         and record.status in DONE
         and record.job == spec
         and record.output is not None
-        and (folder / record.output).exists()
+        and is_whole(folder / record.output)
     )
 
 

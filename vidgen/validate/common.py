@@ -131,6 +131,11 @@ def plan_output(output: str | None, format: str | None, overwrite: bool, prompt:
             f"cannot tell the output format from '{output}'",
             "name it .mp4 or .gif, or pass --format png for a folder of PNG frames",
         )
+    if output and format != "png" and named != format:  # a player picks the decoder by the name
+        raise VidgenError(
+            f"--format {format} writes a .{format} file, but the output '{output}' is not named .{format}",
+            f"name it {Path(output).stem}.{format}",
+        )
     path = Path(output).expanduser() if output else default_output_name(prompt, seed, format)
     check_writable(path, format, overwrite)
     return Output(path, format)
