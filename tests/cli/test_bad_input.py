@@ -280,3 +280,14 @@ def test_programming_errors_stay_tracebacks(vidgen, fake_pipeline):
     run = vidgen("t2v", *TINY, "a cat", "-o", "out.mp4", "--quiet")
     assert run.exit_code == 1
     assert isinstance(run.exception, RuntimeError)
+
+
+@pytest.mark.parametrize("command", ["t2v", "stream"])
+def test_overwrite_refuses_a_folder_holding_files_vidgen_did_not_write(vidgen, workdir, command):
+    (workdir / "proj").mkdir()
+    (workdir / "proj" / "notes.txt").write_text("mine")
+    (workdir / "proj" / "frame_00000.png").write_bytes(b"an earlier frame")
+    model = "tiny-helios" if command == "stream" else "tiny-cogvideox"
+    run = vidgen(command, "--model", model, "a cat", "-o", "proj", "--format", "png", "--overwrite", "-q")
+    assert_refused(run, "'proj' holds files vidgen did not write (notes.txt)")
+    assert sorted(os.listdir(workdir / "proj")) == ["frame_00000.png", "notes.txt"]

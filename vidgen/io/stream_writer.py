@@ -7,13 +7,13 @@ or a folder of complete PNG files. Nothing is created before the first chunk arr
 """
 
 import os
-import shutil
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 import numpy as np
 
 from vidgen.io.fmp4 import FragmentedMp4
+from vidgen.io.writer import foreign_entries
 
 
 class ChunkWriter(Protocol):
@@ -63,15 +63,27 @@ class PngStream:
         from PIL import Image
 
         if self.frames_written == 0:
-            # Checked before generating: an existing folder here is one --overwrite allowed replacing.
-            shutil.rmtree(self.folder, ignore_errors=True)
-            self.folder.mkdir()
+            self._clear()
         for frame in frames:
             final = self.folder / f"frame_{self.frames_written:05d}.png"
             partial = final.with_name(f".{final.name}.partial")
             Image.fromarray(frame).save(partial, format="png")
             os.replace(partial, final)
             self.frames_written += 1
+
+    def _clear(self) -> None:
+        """An empty folder to write into: an earlier run's frames (which --overwrite allowed replacing)
+        are removed; a folder holding anything else is not vidgen's to empty (checked before too)."""
+        if not self.folder.is_dir():
+            self.folder.mkdir()
+            return
+        foreign = foreign_entries(self.folder)
+        if foreign:
+            raise OSError(
+                f"'{self.folder}' holds files vidgen did not write ({foreign[0]}); not replacing it"
+            )
+        for entry in self.folder.iterdir():
+            entry.unlink()
 
     def close(self) -> None:
         pass

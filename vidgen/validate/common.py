@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TextIO
 
 from vidgen.errors import VidgenError
-from vidgen.io.writer import format_from_path, sidecar_path
+from vidgen.io.writer import foreign_entries, format_from_path, sidecar_path
 from vidgen.model_info import ModelInfo, detect_family, read_cogvideox_info, read_helios_info
 from vidgen.presets import Preset, match_preset
 from vidgen.request import Request, Runtime
@@ -159,6 +159,13 @@ def check_writable(path: Path, format: str, overwrite: bool) -> None:
     if path.exists() and path.is_dir() != wants_folder:
         kind = "folder" if path.is_dir() else "file"
         raise VidgenError(f"'{path}' is a {kind}; a {format} output cannot replace it", "choose another -o")
+    foreign = foreign_entries(path) if path.is_dir() else []
+    if foreign:  # --overwrite replaces frames vidgen wrote, never the user's own files
+        raise VidgenError(
+            f"'{path}' holds files vidgen did not write ({', '.join(foreign[:3])}); --overwrite replaces "
+            "only a folder of frame_NNNNN.png files",
+            "choose another -o, or move those files out",
+        )
     parent = path.parent
     if not parent.exists():
         raise VidgenError(f"cannot write '{path}': folder '{parent}' does not exist", "create it first")
