@@ -291,3 +291,23 @@ def test_overwrite_refuses_a_folder_holding_files_vidgen_did_not_write(vidgen, w
     run = vidgen(command, "--model", model, "a cat", "-o", "proj", "--format", "png", "--overwrite", "-q")
     assert_refused(run, "'proj' holds files vidgen did not write (notes.txt)")
     assert sorted(os.listdir(workdir / "proj")) == ["frame_00000.png", "notes.txt"]
+
+
+def test_a_name_too_long_for_the_files_beside_it_is_refused_before_the_model_loads(
+    vidgen, workdir, fake_pipeline
+):
+    run = vidgen("t2v", *TINY, "a cat", "-o", "c" * 241 + ".mp4")
+    assert_refused(run, "245 bytes", "choose a shorter -o")
+    assert fake_pipeline.calls == [] and os.listdir(workdir) == []
+
+
+def test_a_prompt_longer_than_a_command_line_argument_is_written_with_its_metadata(
+    vidgen, workdir, fake_pipeline
+):
+    from vidgen.io.media import read_comment
+
+    prompt = "a cat walks on the beach " * 8000  # 200 KB: more than one argument may hold (128 KiB)
+    run = vidgen("t2v", *TINY, prompt, "-o", "long.mp4", "--quiet")
+    assert run.exit_code == 0, run.stderr
+    assert json.loads(read_comment(workdir / "long.mp4"))["prompt"] == prompt.strip()
+    assert json.loads((workdir / "long.mp4.json").read_text())["prompt"] == prompt.strip()

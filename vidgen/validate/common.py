@@ -4,6 +4,7 @@ input files and the model folder's JSON configs; a mistake becomes one VidgenErr
 fix it.
 """
 
+import os
 import re
 import secrets
 import tempfile
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import TextIO
 
 from vidgen.errors import VidgenError
+from vidgen.io.partials import partial_name
 from vidgen.io.writer import foreign_entries, format_from_path, sidecar_path
 from vidgen.model_info import ModelInfo, detect_family, read_cogvideox_info, read_helios_info
 from vidgen.presets import Preset, match_preset
@@ -167,6 +169,7 @@ def check_writable(path: Path, format: str, overwrite: bool) -> None:
             "choose another -o, or move those files out",
         )
     parent = path.parent
+    check_name_length(path)
     if not parent.exists():
         raise VidgenError(f"cannot write '{path}': folder '{parent}' does not exist", "create it first")
     if not parent.is_dir():
@@ -178,6 +181,23 @@ def check_writable(path: Path, format: str, overwrite: bool) -> None:
         raise VidgenError(
             f"cannot write to folder '{parent}': {error.strerror or error}", "choose another -o"
         ) from None
+
+
+def check_name_length(path: Path) -> None:
+    """The output's name leaves room for the longest name written beside it, the sidecar's hidden
+    partial file (`.NAME.json.1a2b3c4d.partial.json`): found now, not when writing after generating."""
+    longest = len(partial_name(sidecar_path(path)).name.encode())
+    try:
+        limit = os.pathconf(path.parent, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255  # the usual limit, where the folder cannot say (or does not exist yet)
+    if longest > limit:
+        room = limit - (longest - len(path.name.encode()))
+        raise VidgenError(
+            f"the output name '{path.name[:40]}...' is {len(path.name.encode())} bytes; at most {room} fit "
+            "(vidgen writes NAME.json and hidden partial files beside the output)",
+            "choose a shorter -o",
+        )
 
 
 def read_model_info(folder: Path, name: str) -> ModelInfo:
