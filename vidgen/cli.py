@@ -23,8 +23,8 @@ if TYPE_CHECKING:  # torch loads only when a command runs
 EXIT_CODES = (
     "Exit codes: 0 done; 1 the output could not be written (a full disk, a file-size limit, a failed "
     "encoder; the line says which); 2 a mistake in the options or inputs (nothing was generated); "
-    "3 out of device memory; 130 interrupted (Ctrl-C). Partial outputs are never left behind (but `vidgen "
-    "stream` keeps every finished chunk)."
+    "3 out of device memory; 130 interrupted (Ctrl-C); 141 the program reading `vidgen stream -o -` closed "
+    "the pipe. Partial outputs are never left behind (but `vidgen stream` keeps every finished chunk)."
 )
 
 app = typer.Typer(

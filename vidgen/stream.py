@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -25,7 +25,7 @@ from typing import Any, BinaryIO
 import torch
 
 from vidgen import run
-from vidgen.errors import INTERRUPTED, VidgenError
+from vidgen.errors import INTERRUPTED, PIPE_CLOSED, WRITE_FAILED, VidgenError
 from vidgen.io.stream_writer import ChunkWriter, Mp4Stream, PngStream
 from vidgen.io.writer import write_sidecar
 from vidgen.prompt_schedule import schedule
@@ -77,8 +77,14 @@ def _write_chunks(
         ending = "interrupted"
     except torch.cuda.OutOfMemoryError:
         ending = "out of memory"
+    except BrokenPipeError:
+        if not plan.to_stdout:
+            raise
+        ending = "reader closed"
     except BaseException:
-        with _sigint_ignored():
+        # The record is kept as far as the disk allows: on a full disk the sidecar keeps its last
+        # state, and the error that stopped the stream is the one reported.
+        with _sigint_ignored(), suppress(OSError):
             record.save("failed", writer.frames_written)
         raise
     with _sigint_ignored():  # the stream is ending already; a second Ctrl-C must not cut the record
@@ -99,6 +105,10 @@ def _error_for(ending: str, plan: StreamPlan, outcome: StreamOutcome) -> VidgenE
     if ending == "interrupted":
         kept = _kept(plan, outcome) if outcome.chunks else "no output was written"
         return VidgenError(f"interrupted; {kept}", exit_code=INTERRUPTED)
+    if ending == "reader closed":  # the player quit: the usual end of `... -o - | player`
+        return VidgenError(
+            f"stopped: the program reading stdout closed it; {_kept(plan, outcome)}", exit_code=PIPE_CLOSED
+        )
     return None
 
 
@@ -189,11 +199,15 @@ def _video_out(plan: StreamPlan, comment: str) -> Iterator[ChunkWriter]:
         stack.callback(writer.close)
         try:
             yield writer
-        except OSError as error:  # a full disk, or the player reading stdout went away
+        except OSError as error:  # a full disk, a file-size limit: what was written stays playable
             where = "to stdout" if plan.to_stdout else f"'{output.path}'"
+            frames, kept = writer.frames_written, ""
+            if frames and not plan.to_stdout:
+                kept = f"; it keeps the {frames} frames of the chunks finished before"
             raise VidgenError(
-                f"writing {where} failed after {writer.frames_written} frames: {error.strerror or error}",
-                "free some space or choose another -o" if not plan.to_stdout else "keep the reader open",
+                f"writing {where} failed: {error.strerror or error}{kept}",
+                "free some space or choose another -o",
+                exit_code=WRITE_FAILED,
             ) from None
 
 
@@ -213,7 +227,8 @@ def _stdout_for_video() -> Iterator[BinaryIO]:
     try:
         yield video
     finally:
-        video.close()
+        with suppress(BrokenPipeError):  # the reader went away: what is still buffered has nowhere to go
+            video.close()
         os.dup2(saved, descriptor)
         os.close(saved)
 

@@ -10,9 +10,11 @@ import resource
 import subprocess
 import sys
 
+import imageio.v3 as iio
 import pytest
 
 from vidgen import tiny
+from vidgen.io.probe import frame_count
 
 VIDGEN = [sys.executable, "-m", "vidgen"]
 T2V = [*VIDGEN, "t2v", "--model", "tiny-cogvideox", "a cat walks", "--seed", "1", "--steps", "1", "--quiet"]
@@ -56,3 +58,64 @@ def test_batch_records_a_job_whose_encoder_failed_as_failed(tmp_path, env):
     assert [record["status"] for record in records] == ["failed"]
     assert "size limit" in records[0]["error"]
     assert sorted(os.listdir(tmp_path / "out")) == ["manifest.jsonl"]
+
+
+STREAM = [
+    *VIDGEN,
+    "stream",
+    "--model",
+    "tiny-helios",
+    "a cat walks",
+    "--seed",
+    "1",
+    "--steps",
+    "1",
+    "--quiet",
+]
+
+
+@pytest.fixture
+def helios_env(env):
+    tiny.ensure_tiny("helios", "base")
+    return env
+
+
+def test_a_closed_pipe_ends_the_stream_with_one_line_and_exit_141(tmp_path, helios_env):
+    process = subprocess.Popen(
+        [*STREAM, "--frames", str(33 * 20), "-o", "-"],
+        cwd=tmp_path,
+        env=helios_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert len(process.stdout.read(5000)) == 5000  # like `| head -c 5000`
+        process.stdout.close()
+        stderr = process.stderr.read().decode()
+        process.wait(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 141, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "closed" in lines[0] and "Traceback" not in stderr, stderr
+
+
+def test_a_full_disk_mid_stream_is_one_line_and_keeps_the_finished_chunks_playable(tmp_path, helios_env):
+    # Each tiny chunk is about 16 KB: the limit stops the third chunk part-way through.
+    run = subprocess.run(
+        [*STREAM, "--frames", str(33 * 6), "-o", "long.mp4"],
+        cwd=tmp_path,
+        env=helios_env,
+        capture_output=True,
+        text=True,
+        preexec_fn=file_size_limit(40_000),
+    )
+    assert frame_count(tmp_path / "long.mp4") == 66  # two whole chunks, no torn fragment after them
+    assert len(iio.imread(tmp_path / "long.mp4")) == 66
+    assert run.returncode == 1, run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and "writing 'long.mp4' failed: File too large" in lines[0], run.stderr
+    assert "keeps the 66 frames" in lines[0]
+    sidecar = json.loads((tmp_path / "long.mp4.json").read_text())
+    assert sidecar["stream"]["status"] == "failed" and sidecar["output"]["frames"] == 66
+    assert sorted(os.listdir(tmp_path)) == ["long.mp4", "long.mp4.json"]
