@@ -15,6 +15,7 @@ from vidgen import __version__, console
 from vidgen.errors import INTERRUPTED, VidgenError
 from vidgen.presets import close_names, find_preset, load_presets
 from vidgen.progress import Silent
+from vidgen.signals import exit_code, stop_signals_as_interrupts
 
 if TYPE_CHECKING:  # torch loads only when a command runs
     from vidgen.stream import StreamOutcome
@@ -23,8 +24,11 @@ if TYPE_CHECKING:  # torch loads only when a command runs
 EXIT_CODES = (
     "Exit codes: 0 done; 1 the output could not be written (a full disk, a file-size limit, a failed "
     "encoder; the line says which); 2 a mistake in the options or inputs (nothing was generated); "
-    "3 out of device memory; 130 interrupted (Ctrl-C); 141 the program reading `vidgen stream -o -` closed "
-    "the pipe. Partial outputs are never left behind (but `vidgen stream` keeps every finished chunk)."
+    "3 out of device memory; 130 interrupted (Ctrl-C), 143 by SIGTERM, 129 by SIGHUP (128 + the signal's "
+    "number; each stops as Ctrl-C does); 141 the program reading `vidgen stream -o -` closed the pipe. "
+    "Partial outputs are never left under the output's name (`vidgen stream` keeps every finished chunk); "
+    "hidden partial files that a killed run (SIGKILL) left are removed the next time the same output is "
+    "written."
 )
 
 app = typer.Typer(
@@ -475,15 +479,17 @@ def batch(
 
 @contextmanager
 def _reported_errors() -> Iterator[None]:
-    """A user mistake or Ctrl-C ends in one line on stderr and its exit code, not a traceback."""
-    try:
-        yield
-    except VidgenError as error:
-        console.error(str(error))
-        raise typer.Exit(error.exit_code) from None
-    except KeyboardInterrupt:
-        console.error("interrupted; no output was written")
-        raise typer.Exit(INTERRUPTED) from None
+    """A user mistake or Ctrl-C (or SIGTERM, SIGHUP) ends in one line on stderr and its exit code, not a
+    traceback."""
+    with stop_signals_as_interrupts() as received:  # SIGTERM and SIGHUP end the command as Ctrl-C does
+        try:
+            yield
+        except VidgenError as error:
+            console.error(str(error))
+            raise typer.Exit(exit_code(error.exit_code, received)) from None
+        except KeyboardInterrupt:
+            console.error("interrupted; no output was written")
+            raise typer.Exit(exit_code(INTERRUPTED, received)) from None
 
 
 @models_app.callback(invoke_without_command=True)

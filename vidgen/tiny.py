@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
+from vidgen.io.partials import Hold, remove_stale_folders
+
 # Bumped whenever a variant's configuration or the weight recipe changes, so cached builds are redone.
 BUILDER_VERSION = 1
 
@@ -264,10 +266,12 @@ def ensure_tiny(family: str, variant: str, cache_dir: Path | None = None, seed: 
     builders = {"cogvideox": build_tiny_cogvideox, "helios": build_tiny_helios}
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     target = cache_dir / "tiny" / f"{family}-{variant}-seed{seed}-v{BUILDER_VERSION}"
+    remove_stale_folders(target.parent, ".building-")  # builds that a killed process left
     if (target / "model_index.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
+    hold = Hold(staging)  # ours while this process lives: another one's cleanup leaves it alone
     try:
         builders[family](staging, variant=variant, seed=seed)
         try:
@@ -277,5 +281,6 @@ def ensure_tiny(family: str, variant: str, cache_dir: Path | None = None, seed: 
             if not (target / "model_index.json").is_file():
                 raise
     finally:
+        hold.release()
         shutil.rmtree(staging, ignore_errors=True)
     return target

@@ -6,8 +6,10 @@ memory, Ctrl-C, a failing disk) use a stand-in pipeline, so they run without the
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 import types
 
 import numpy as np
@@ -311,3 +313,17 @@ def test_a_prompt_longer_than_a_command_line_argument_is_written_with_its_metada
     assert run.exit_code == 0, run.stderr
     assert json.loads(read_comment(workdir / "long.mp4"))["prompt"] == prompt.strip()
     assert json.loads((workdir / "long.mp4.json").read_text())["prompt"] == prompt.strip()
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGHUP, 129), (signal.SIGTERM, 143)])
+def test_sighup_and_sigterm_stop_as_ctrl_c_with_128_plus_the_signal(
+    vidgen, workdir, fake_pipeline, signum, code
+):
+    def stopped(*args, **kwargs):
+        os.kill(os.getpid(), signum)  # delivered to this process's handler before kill returns
+        time.sleep(30)
+
+    fake_pipeline.generate = stopped
+    run = vidgen("t2v", *TINY, "a cat", "-o", "out.mp4", "--quiet")
+    assert_refused(run, "interrupted", code=code)
+    assert os.listdir(workdir) == []

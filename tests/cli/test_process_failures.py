@@ -7,14 +7,18 @@ model is built first, in this process, so that the limits and signals meet only 
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
+import time
 
 import imageio.v3 as iio
+import numpy as np
 import pytest
 
 from vidgen import tiny
 from vidgen.io.probe import frame_count
+from vidgen.io.writer import VideoWriter
 
 VIDGEN = [sys.executable, "-m", "vidgen"]
 T2V = [*VIDGEN, "t2v", "--model", "tiny-cogvideox", "a cat walks", "--seed", "1", "--steps", "1", "--quiet"]
@@ -118,4 +122,76 @@ def test_a_full_disk_mid_stream_is_one_line_and_keeps_the_finished_chunks_playab
     assert "keeps the 66 frames" in lines[0]
     sidecar = json.loads((tmp_path / "long.mp4.json").read_text())
     assert sidecar["stream"]["status"] == "failed" and sidecar["output"]["frames"] == 66
+    assert sorted(os.listdir(tmp_path)) == ["long.mp4", "long.mp4.json"]
+
+
+# `vidgen` with its writer slowed down once it holds a hidden partial output: a signal sent after the
+# "writing" line lands while the video is being written.
+WRITING_SLOWLY = """
+import sys, time
+from vidgen.io import writer
+write = writer.VideoWriter.write
+def slow(self, frames):
+    write(self, frames[:1])
+    print("writing", file=sys.stderr, flush=True)
+    time.sleep(120)
+writer.VideoWriter.write = slow
+from vidgen.cli import app
+app(prog_name="vidgen")
+"""
+
+
+def signal_while_writing(tmp_path, env, signum) -> tuple[int, str]:
+    command = [sys.executable, "-c", WRITING_SLOWLY, *T2V[3:], "-o", "a.mp4"]
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stderr.readline() == "writing\n"
+        assert any(".partial" in name for name in os.listdir(tmp_path))
+        process.send_signal(signum)
+        stderr = process.stderr.read()
+        process.wait(timeout=60)
+    finally:
+        process.kill()
+    return process.returncode, stderr
+
+
+def test_sigterm_while_writing_stops_as_ctrl_c_does(tmp_path, env):
+    returncode, stderr = signal_while_writing(tmp_path, env, signal.SIGTERM)
+    assert returncode == 143, stderr
+    assert stderr.strip().splitlines() == ["error: interrupted; no output was written"]
+    assert os.listdir(tmp_path) == []  # no hidden partial left
+
+
+def test_the_partial_a_killed_run_left_is_removed_when_the_same_output_is_written(tmp_path, env):
+    returncode, _ = signal_while_writing(tmp_path, env, signal.SIGKILL)
+    assert returncode == -signal.SIGKILL
+    assert [name for name in os.listdir(tmp_path) if ".partial" in name]  # SIGKILL cannot be handled
+    with VideoWriter.open(tmp_path / "a.mp4", fps=8, format="mp4") as writer:
+        writer.write(np.zeros((2, 16, 16, 3), np.uint8))
+    assert os.listdir(tmp_path) == ["a.mp4"]
+
+
+def test_sigterm_stops_a_stream_keeping_its_chunks_and_a_sidecar_that_says_so(tmp_path, helios_env):
+    process = subprocess.Popen(
+        [*STREAM, "--frames", str(33 * 50), "-o", "long.mp4"],
+        cwd=tmp_path,
+        env=helios_env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "long.mp4.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)  # the sidecar appears with the first chunk
+        process.send_signal(signal.SIGTERM)
+        stderr = process.stderr.read()
+        process.wait(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 143, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: interrupted; long.mp4 holds "), stderr
+    sidecar = json.loads((tmp_path / "long.mp4.json").read_text())
+    assert sidecar["stream"]["status"] == "interrupted"
+    assert sidecar["output"]["frames"] == len(iio.imread(tmp_path / "long.mp4")) > 0
     assert sorted(os.listdir(tmp_path)) == ["long.mp4", "long.mp4.json"]

@@ -11,6 +11,7 @@ import fcntl
 import os
 import secrets
 import shutil
+import time
 from pathlib import Path
 
 TAGS = ("partial", "old")  # files being written; a replaced folder waiting to be removed
@@ -49,14 +50,20 @@ def remove_stale(output: Path) -> list[Path]:
     return removed
 
 
-def remove_stale_folders(parent: Path, prefix: str) -> None:
-    """Remove the folders named `prefix*` in `parent` that no live process holds (interrupted builds)."""
+def remove_stale_folders(parent: Path, prefix: str, min_age: float = 60.0) -> None:
+    """Remove the folders named `prefix*` in `parent` that no live process holds and that nothing
+    touched for `min_age` seconds (interrupted builds). The age closes the moment between another
+    process creating its folder and taking the lock."""
     try:
         candidates = [entry for entry in parent.iterdir() if entry.name.startswith(prefix)]
     except OSError:
         return
     for candidate in candidates:
-        if candidate.is_dir() and _unheld(candidate):
+        try:
+            old = time.time() - candidate.stat().st_mtime > min_age
+        except OSError:
+            continue
+        if old and candidate.is_dir() and _unheld(candidate):
             _remove(candidate)
 
 
