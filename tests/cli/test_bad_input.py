@@ -67,6 +67,9 @@ def assert_nothing_written(files_in, folder, before):
         (("-o", "clip.webm", "--format", "mp4"), ["'clip.webm' is not named .mp4", "clip.mp4"]),
         (("-o", "clip", "--format", "gif"), ["'clip' is not named .gif", "clip.gif"]),
         (("--device", "tpu9"), ["device", "tpu9"]),
+        (("--device", "meta"), ["cannot run on device 'meta'", "cpu, cuda"]),
+        (("-o", ".", "--format", "png"), ["-o . names no output"]),
+        (("-o", "..", "--format", "png"), ["-o .. names no output"]),
         (("--seed", str(2**64)), ["--seed", "too large"]),
     ],
 )
@@ -327,3 +330,33 @@ def test_sighup_and_sigterm_stop_as_ctrl_c_with_128_plus_the_signal(
     run = vidgen("t2v", *TINY, "a cat", "-o", "out.mp4", "--quiet")
     assert_refused(run, "interrupted", code=code)
     assert os.listdir(workdir) == []
+
+
+def test_a_cache_that_cannot_be_written_is_one_line(vidgen, workdir, monkeypatch):
+    (workdir / "a-file").write_text("")
+    monkeypatch.setenv("VIDGEN_CACHE", str(workdir / "a-file" / "cache"))
+    run = vidgen("t2v", *TINY, "a cat")
+    assert_refused(run, "cannot build the tiny model in the cache", "a-file", "VIDGEN_CACHE")
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that declares its size and holds no pixels: enough for a reader to refuse it by size."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_an_image_too_large_to_decode_is_one_line(vidgen, workdir):
+    (workdir / "huge.png").write_bytes(png_header(30000, 30000))
+    run = vidgen("i2v", "--model", "tiny-cogvideox-i2v", "--seed", "1", "--image", "huge.png", "a cat")
+    assert_refused(run, "image 'huge.png' is too large", "smaller image")

@@ -17,6 +17,11 @@ def read_image(path: str | Path) -> np.ndarray:
     try:
         with Image.open(path) as image:
             return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+    except Image.DecompressionBombError:  # Pillow's guard against images that would fill the memory
+        raise VidgenError(
+            f"image '{path}' is too large to read (over {2 * Image.MAX_IMAGE_PIXELS} pixels)",
+            "pass a smaller image; vidgen resizes it to the video's size anyway",
+        ) from None
     except (UnidentifiedImageError, OSError, ValueError) as error:
         raise VidgenError(
             f"cannot read image '{path}': {_reason(error)}", "pass a PNG, JPEG or WebP image"

@@ -139,6 +139,10 @@ def plan_output(output: str | None, format: str | None, overwrite: bool, prompt:
             f"name it {Path(output).stem}.{format}",
         )
     path = Path(output).expanduser() if output else default_output_name(prompt, seed, format)
+    if path.name in ("", ".", ".."):  # a folder, not a name: nothing to put the sidecar beside
+        raise VidgenError(
+            f"-o {output} names no output", "name one, e.g. -o frames for a folder of PNG frames"
+        )
     check_writable(path, format, overwrite)
     return Output(path, format)
 
