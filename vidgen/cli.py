@@ -283,7 +283,8 @@ STREAM_HELP = (
     "Writes OUTPUT while it grows: a fragmented MP4 that plays after every chunk (try `mpv OUTPUT`), or "
     "a folder of PNG frames (--format png); with -o - the MP4 goes to stdout, e.g. `vidgen stream ... -o "
     "- | mpv -`. OUTPUT.json beside it records every setting and how the stream ended. Ctrl-C stops at "
-    "once and keeps every finished chunk (exit code 130). A prompt file holds one prompt per line (one "
+    "once and keeps every finished chunk (exit code 130); when the program reading -o - closes the pipe, "
+    "the stream stops with one line (exit code 141). A prompt file holds one prompt per line (one "
     "chunk each), a CSV with header chunk,prompt, or a JSON list of {chunk, prompt}; the last prompt "
     "holds to the end."
 )

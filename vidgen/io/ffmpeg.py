@@ -49,4 +49,6 @@ def failure(returncode: int, stderr: bytes) -> str:
             return "the file reached the size limit for this process (ulimit -f)"
         return f"ffmpeg was stopped by {signal.Signals(number).name}"
     lines = stderr.decode(errors="replace").strip().splitlines()
-    return lines[-1] if lines else f"ffmpeg exited with status {returncode}"
+    if not lines:
+        return f"ffmpeg exited with status {returncode}"
+    return re.sub(r"^(\[[^\]]*\]\s*)+", "", lines[-1])  # without "[out#0/mp4 @ 0x5650e0638700] "
