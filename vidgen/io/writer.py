@@ -194,7 +194,8 @@ class _Mp4Sink(_Sink):
         if self._process is None:
             self._process = self._start(width=frames.shape[2], height=frames.shape[1])
         try:
-            self._process.stdin.write(np.ascontiguousarray(frames).tobytes())
+            for frame in frames:  # one frame at a time: no second copy of a whole video in memory
+                self._process.stdin.write(np.ascontiguousarray(frame))
         except BrokenPipeError:  # ffmpeg stopped: its own reason is the one to report
             raise OSError(f"the encoder failed: {self._wait_failure()}") from None
 
