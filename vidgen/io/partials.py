@@ -36,15 +36,17 @@ class Hold:
             self._fd = -1
 
 
-def remove_stale(output: Path) -> list[Path]:
-    """Remove the partial files and folders that dead runs left beside `output`; returns them."""
+def remove_stale(*outputs: Path) -> list[Path]:
+    """Remove the partial files and folders that dead runs left beside `outputs` (all in one folder,
+    read once: a batch's folder may hold many thousands of files); returns them."""
     removed = []
     try:
-        candidates = list(output.parent.glob(f".{_glob_escape(output.name)}.*"))
+        names = [entry.name for entry in os.scandir(outputs[0].parent) if entry.name.startswith(".")]
     except OSError:
         return []
-    for candidate in candidates:
-        if _is_partial_of(candidate.name, output) and _unheld(candidate):
+    for name in names:
+        candidate = outputs[0].parent / name
+        if any(_is_partial_of(name, output) for output in outputs) and _unheld(candidate):
             _remove(candidate)
             removed.append(candidate)
     return removed
@@ -69,6 +71,8 @@ def remove_stale_folders(parent: Path, prefix: str, min_age: float = 60.0) -> No
 
 def _is_partial_of(name: str, output: Path) -> bool:
     """`.cat.mp4.3f9a1c2e.partial.mp4` (or `.old.mp4`) for `cat.mp4`."""
+    if not name.startswith(f".{output.name}."):
+        return False
     rest = name[len(output.name) + 2 :]  # after "." + the output's name + "."
     token, _, tail = rest.partition(".")
     return len(token) == 8 and any(tail == tag + output.suffix for tag in TAGS)
@@ -95,7 +99,3 @@ def _remove(path: Path) -> None:
     else:
         with contextlib.suppress(OSError):
             path.unlink()
-
-
-def _glob_escape(name: str) -> str:
-    return "".join(f"[{c}]" if c in "*?[" else c for c in name)

@@ -48,8 +48,7 @@ def foreign_entries(folder: Path) -> list[str]:
 
 def remove_stale_partials(output: Path) -> None:
     """Clear what killed runs left beside `output` and its sidecar (hidden partial files, old folders)."""
-    remove_stale(output)
-    remove_stale(sidecar_path(output))
+    remove_stale(output, sidecar_path(output))
 
 
 class VideoWriter:
