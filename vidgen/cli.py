@@ -15,15 +15,20 @@ from vidgen import __version__, console
 from vidgen.errors import INTERRUPTED, VidgenError
 from vidgen.presets import close_names, find_preset, load_presets
 from vidgen.progress import Silent
+from vidgen.signals import exit_code, stop_signals_as_interrupts
 
 if TYPE_CHECKING:  # torch loads only when a command runs
     from vidgen.stream import StreamOutcome
     from vidgen.validate import StreamPlan
 
 EXIT_CODES = (
-    "Exit codes: 0 done; 2 a mistake in the options or inputs (nothing was generated); "
-    "3 out of device memory; 130 interrupted (Ctrl-C). Partial outputs are never left behind (but `vidgen "
-    "stream` keeps every finished chunk)."
+    "Exit codes: 0 done; 1 the output could not be written (a full disk, a file-size limit, a failed "
+    "encoder; the line says which); 2 a mistake in the options or inputs (nothing was generated); "
+    "3 out of device memory; 130 interrupted (Ctrl-C), 143 by SIGTERM, 129 by SIGHUP (128 + the signal's "
+    "number; each stops as Ctrl-C does); 141 the program reading `vidgen stream -o -` closed the pipe. "
+    "Partial outputs are never left under the output's name (`vidgen stream` keeps every finished chunk); "
+    "hidden partial files that a killed run (SIGKILL) left are removed the next time the same output is "
+    "written."
 )
 
 app = typer.Typer(
@@ -352,7 +357,8 @@ STREAM_HELP = (
     "Writes OUTPUT while it grows: a fragmented MP4 that plays after every chunk (try `mpv OUTPUT`), or "
     "a folder of PNG frames (--format png); with -o - the MP4 goes to stdout, e.g. `vidgen stream ... -o "
     "- | mpv -`. OUTPUT.json beside it records every setting and how the stream ended. Ctrl-C stops at "
-    "once and keeps every finished chunk (exit code 130). A prompt file holds one prompt per line (one "
+    "once and keeps every finished chunk (exit code 130); when the program reading -o - closes the pipe, "
+    "the stream stops with one line (exit code 141). A prompt file holds one prompt per line (one "
     "chunk each), a CSV with header chunk,prompt, or a JSON list of {chunk, prompt}; the last prompt "
     "holds to the end."
 )
@@ -559,15 +565,17 @@ def batch(
 
 @contextmanager
 def _reported_errors() -> Iterator[None]:
-    """A user mistake or Ctrl-C ends in one line on stderr and its exit code, not a traceback."""
-    try:
-        yield
-    except VidgenError as error:
-        console.error(str(error))
-        raise typer.Exit(error.exit_code) from None
-    except KeyboardInterrupt:
-        console.error("interrupted; no output was written")
-        raise typer.Exit(INTERRUPTED) from None
+    """A user mistake or Ctrl-C (or SIGTERM, SIGHUP) ends in one line on stderr and its exit code, not a
+    traceback."""
+    with stop_signals_as_interrupts() as received:  # SIGTERM and SIGHUP end the command as Ctrl-C does
+        try:
+            yield
+        except VidgenError as error:
+            console.error(str(error))
+            raise typer.Exit(exit_code(error.exit_code, received)) from None
+        except KeyboardInterrupt:
+            console.error("interrupted; no output was written")
+            raise typer.Exit(exit_code(INTERRUPTED, received)) from None
 
 
 @app.command()

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 import torch
 
-from vidgen.errors import OUT_OF_MEMORY, VidgenError
+from vidgen.errors import OUT_OF_MEMORY, WRITE_FAILED, VidgenError
 from vidgen.io.writer import VideoWriter, write_sidecar
 from vidgen.levers import compiling, take_skip_count
 from vidgen.progress import Progress
@@ -165,12 +165,15 @@ def write_video(output: Output, frames: np.ndarray, fps: int, comment: str | Non
 
 
 def _write_or_explain(write: Callable[[], T], path: Path) -> T:
-    """Run `write`; a failing disk (full, removed, read-only) becomes one line naming the file."""
+    """Run `write`; a failing disk (full, removed, read-only) or encoder becomes one line naming the file
+    (and nothing under its name)."""
     try:
         return write()
     except OSError as error:
         raise VidgenError(
-            f"writing '{path}' failed: {error.strerror or error}", "free some space or choose another -o"
+            f"writing '{path}' failed: {error.strerror or error}",
+            "free some space or choose another -o",
+            exit_code=WRITE_FAILED,
         ) from None
 
 

@@ -5,8 +5,8 @@ watched while it grows and keeps every finished chunk if the run stops. Decoded 
 dropped: memory does not grow with the video's length. The sidecar JSON appears with the first chunk and
 is rewritten (atomically) after every chunk and when the stream ends, saying how it ended.
 
-Ctrl-C stops generation at once; a chunk being written is finished first (SIGINT is held for the few
-hundred milliseconds that takes), so the output always ends on a whole chunk.
+Ctrl-C (or SIGTERM, SIGHUP) stops generation at once; a chunk being written is finished first (the
+signal is held for the few hundred milliseconds that takes), so the output always ends on a whole chunk.
 """
 
 import json
@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -25,11 +25,12 @@ from typing import Any, BinaryIO
 import torch
 
 from vidgen import run
-from vidgen.errors import INTERRUPTED, VidgenError
+from vidgen.errors import INTERRUPTED, PIPE_CLOSED, WRITE_FAILED, VidgenError
 from vidgen.io.stream_writer import ChunkWriter, Mp4Stream, PngStream
-from vidgen.io.writer import write_sidecar
+from vidgen.io.writer import remove_stale_partials, write_sidecar
 from vidgen.levers import compiling
 from vidgen.prompt_schedule import schedule
+from vidgen.signals import STOP_SIGNALS
 from vidgen.sources import FetchedModel
 from vidgen.stream_progress import StreamProgress, Throughput
 from vidgen.summary import lever_flags, summarize
@@ -73,7 +74,7 @@ def _write_chunks(
     ending = "done"
     try:
         for frames in chunks:
-            with _sigint_held():  # a chunk and its record are written whole, or not at all
+            with _stop_signals_held():  # a chunk and its record are written whole, or not at all
                 writer.write(frames)
                 outcome = record.save("running", writer.frames_written, chunk_done=True)
             del frames  # not kept while the next chunk generates
@@ -82,11 +83,17 @@ def _write_chunks(
         ending = "interrupted"
     except torch.cuda.OutOfMemoryError:
         ending = "out of memory"
+    except BrokenPipeError:
+        if not plan.to_stdout:
+            raise
+        ending = "reader closed"
     except BaseException:
-        with _sigint_ignored():
+        # The record is kept as far as the disk allows: on a full disk the sidecar keeps its last
+        # state, and the error that stopped the stream is the one reported.
+        with _stop_signals_ignored(), suppress(OSError):
             record.save("failed", writer.frames_written)
         raise
-    with _sigint_ignored():  # the stream is ending already; a second Ctrl-C must not cut the record
+    with _stop_signals_ignored():  # the stream is ending already; a second Ctrl-C must not cut the record
         outcome = record.save(ending, writer.frames_written)
     error = _error_for(ending, plan, outcome)
     if error is not None:
@@ -104,6 +111,10 @@ def _error_for(ending: str, plan: StreamPlan, outcome: StreamOutcome) -> VidgenE
     if ending == "interrupted":
         kept = _kept(plan, outcome) if outcome.chunks else "no output was written"
         return VidgenError(f"interrupted; {kept}", exit_code=INTERRUPTED)
+    if ending == "reader closed":  # the player quit: the usual end of `... -o - | player`
+        return VidgenError(
+            f"stopped: the program reading stdout closed it; {_kept(plan, outcome)}", exit_code=PIPE_CLOSED
+        )
     return None
 
 
@@ -195,14 +206,20 @@ def _video_out(plan: StreamPlan, comment: str) -> Iterator[ChunkWriter]:
             writer = PngStream(output.path)
         else:
             writer = Mp4Stream(fps, comment, path=output.path)
+        if not plan.to_stdout:
+            remove_stale_partials(output.path)  # what a killed run left beside the same output
         stack.callback(writer.close)
         try:
             yield writer
-        except OSError as error:  # a full disk, or the player reading stdout went away
+        except OSError as error:  # a full disk, a file-size limit: what was written stays playable
             where = "to stdout" if plan.to_stdout else f"'{output.path}'"
+            frames, kept = writer.frames_written, ""
+            if frames and not plan.to_stdout:
+                kept = f"; it keeps the {frames} frames of the chunks finished before"
             raise VidgenError(
-                f"writing {where} failed after {writer.frames_written} frames: {error.strerror or error}",
-                "free some space or choose another -o" if not plan.to_stdout else "keep the reader open",
+                f"writing {where} failed: {error.strerror or error}{kept}",
+                "free some space or choose another -o",
+                exit_code=WRITE_FAILED,
             ) from None
 
 
@@ -222,36 +239,39 @@ def _stdout_for_video() -> Iterator[BinaryIO]:
     try:
         yield video
     finally:
-        video.close()
+        with suppress(BrokenPipeError):  # the reader went away: what is still buffered has nowhere to go
+            video.close()
         os.dup2(saved, descriptor)
         os.close(saved)
 
 
 @contextmanager
-def _sigint_held() -> Iterator[None]:
-    """Hold Ctrl-C until the block is done (it is delivered right after), so a chunk is never half
-    written. Only the main thread sees signals; elsewhere this does nothing."""
+def _stop_signals_held() -> Iterator[None]:
+    """Hold Ctrl-C, SIGTERM and SIGHUP until the block is done (they are delivered right after), so a
+    chunk is never half written. Only the main thread sees signals; elsewhere this does nothing."""
     held = hasattr(signal, "pthread_sigmask") and _in_main_thread()
     if held:
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        signal.pthread_sigmask(signal.SIG_BLOCK, set(STOP_SIGNALS))
     try:
         yield
     finally:
         if held:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, set(STOP_SIGNALS))
 
 
 @contextmanager
-def _sigint_ignored() -> Iterator[None]:
-    """Ignore Ctrl-C for the block (main thread only: elsewhere signals never arrive)."""
+def _stop_signals_ignored() -> Iterator[None]:
+    """Ignore Ctrl-C, SIGTERM and SIGHUP for the block (main thread only: elsewhere signals never
+    arrive)."""
     if not _in_main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = {number: signal.signal(number, signal.SIG_IGN) for number in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def _in_main_thread() -> bool:

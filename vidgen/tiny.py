@@ -15,6 +15,9 @@ from pathlib import Path
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
+from vidgen.errors import VidgenError
+from vidgen.io.partials import Hold, remove_stale_folders
+
 # Bumped whenever a variant's configuration or the weight recipe changes, so cached builds are redone.
 BUILDER_VERSION = 1
 
@@ -264,16 +267,29 @@ def default_cache_dir() -> Path:
 def ensure_tiny(family: str, variant: str, cache_dir: Path | None = None, seed: int = 0) -> Path:
     """Build a tiny pipeline once into the cache and return its folder.
 
-    The build goes to a temporary folder renamed into place, so an interrupted build never leaves a
-    half-written model that a later run would trust.
+    The build goes to a temporary folder (mode 0700, as mkdtemp makes it) renamed into place, so an
+    interrupted build never leaves a half-written model that a later run would trust. A cache that
+    cannot be written is one VidgenError naming it.
     """
-    builders = {"cogvideox": build_tiny_cogvideox, "helios": build_tiny_helios}
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    try:
+        return _ensure_tiny(family, variant, cache_dir, seed)
+    except OSError as error:  # a read-only cache, another user's, a full disk
+        raise VidgenError(
+            f"cannot build the tiny model in the cache '{cache_dir}': {error.strerror or error}",
+            "set VIDGEN_CACHE to a folder of yours that you can write",
+        ) from None
+
+
+def _ensure_tiny(family: str, variant: str, cache_dir: Path, seed: int) -> Path:
+    builders = {"cogvideox": build_tiny_cogvideox, "helios": build_tiny_helios}
     target = cache_dir / "tiny" / f"{family}-{variant}-seed{seed}-v{BUILDER_VERSION}"
+    remove_stale_folders(target.parent, ".building-")  # builds that a killed process left
     if (target / "model_index.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
+    hold = Hold(staging)  # ours while this process lives: another one's cleanup leaves it alone
     try:
         builders[family](staging, variant=variant, seed=seed)
         try:
@@ -283,5 +299,6 @@ def ensure_tiny(family: str, variant: str, cache_dir: Path | None = None, seed: 
             if not (target / "model_index.json").is_file():
                 raise
     finally:
+        hold.release()
         shutil.rmtree(staging, ignore_errors=True)
     return target

@@ -2,11 +2,13 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from vidgen.batch.manifest import ManifestWriter, Record, is_done, latest, manifest_files
 from vidgen.batch.ranks import Rank
 from vidgen.errors import VidgenError
+from vidgen.io.writer import VideoWriter
 
 SPEC = {"prompt": "a cat", "seed": 1}
 
@@ -58,8 +60,9 @@ def test_each_record_is_one_json_line_on_disk_before_the_next_job(tmp_path):
 def test_a_job_is_done_when_recorded_ok_with_the_same_settings_and_its_output_exists(
     tmp_path, status, spec, output_exists, done
 ):
-    if output_exists:
-        (tmp_path / "a.mp4").write_bytes(b"video")
+    if output_exists:  # a whole video: one that is cut short does not count (test_broken_outputs.py)
+        with VideoWriter.open(tmp_path / "a.mp4", fps=8, format="mp4") as writer:
+            writer.write(np.zeros((1, 16, 16, 3), np.uint8))
     record = Record("a", 1, status, output="a.mp4", job=SPEC)
     assert is_done(record, spec, None, tmp_path) is done
     assert not is_done(None, spec, None, tmp_path)

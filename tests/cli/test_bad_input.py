@@ -6,8 +6,10 @@ memory, Ctrl-C, a failing disk) use a stand-in pipeline, so they run without the
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -59,7 +61,12 @@ def assert_nothing_written(files_in, folder, before):
         (("--width", "100"), ["--width 100", "multiple of 16", "96 or 112"]),
         (("-o", "out.mp4", "--format", "gif"), ["--format gif", "out.mp4"]),
         (("-o", "out.avi"), ["out.avi", "--format png"]),
+        (("-o", "clip.webm", "--format", "mp4"), ["'clip.webm' is not named .mp4", "clip.mp4"]),
+        (("-o", "clip", "--format", "gif"), ["'clip' is not named .gif", "clip.gif"]),
         (("--device", "tpu9"), ["device", "tpu9"]),
+        (("--device", "meta"), ["cannot run on device 'meta'", "cpu, cuda"]),
+        (("-o", ".", "--format", "png"), ["-o . names no output"]),
+        (("-o", "..", "--format", "png"), ["-o .. names no output"]),
         (("--seed", str(2**64)), ["--seed", "too large"]),
     ],
 )
@@ -246,7 +253,7 @@ def test_ctrl_c_exits_130_without_traceback_or_output(vidgen, workdir, files_in,
 
 
 @pytest.mark.parametrize(
-    "error, code", [(KeyboardInterrupt(), 130), (OSError(28, "No space left on device"), 2)]
+    "error, code", [(KeyboardInterrupt(), 130), (OSError(28, "No space left on device"), 1)]
 )
 def test_failure_while_writing_leaves_no_partial_output(
     vidgen, workdir, files_in, fake_pipeline, monkeypatch, error, code
@@ -266,3 +273,78 @@ def test_programming_errors_stay_tracebacks(vidgen, fake_pipeline):
     run = vidgen("t2v", *TINY, "a cat", "-o", "out.mp4", "--quiet")
     assert run.exit_code == 1
     assert isinstance(run.exception, RuntimeError)
+
+
+@pytest.mark.parametrize("command", ["t2v", "stream"])
+def test_overwrite_refuses_a_folder_holding_files_vidgen_did_not_write(vidgen, workdir, command):
+    (workdir / "proj").mkdir()
+    (workdir / "proj" / "notes.txt").write_text("mine")
+    (workdir / "proj" / "frame_00000.png").write_bytes(b"an earlier frame")
+    model = "tiny-helios" if command == "stream" else "tiny-cogvideox"
+    run = vidgen(command, "--model", model, "a cat", "-o", "proj", "--format", "png", "--overwrite", "-q")
+    assert_refused(run, "'proj' holds files vidgen did not write (notes.txt)")
+    assert sorted(os.listdir(workdir / "proj")) == ["frame_00000.png", "notes.txt"]
+
+
+def test_a_name_too_long_for_the_files_beside_it_is_refused_before_the_model_loads(
+    vidgen, workdir, fake_pipeline
+):
+    run = vidgen("t2v", *TINY, "a cat", "-o", "c" * 241 + ".mp4")
+    assert_refused(run, "245 bytes", "choose a shorter -o")
+    assert fake_pipeline.calls == [] and os.listdir(workdir) == []
+
+
+def test_a_prompt_longer_than_a_command_line_argument_is_written_with_its_metadata(
+    vidgen, workdir, fake_pipeline
+):
+    from vidgen.io.media import read_comment
+
+    prompt = "a cat walks on the beach " * 8000  # 200 KB: more than one argument may hold (128 KiB)
+    run = vidgen("t2v", *TINY, prompt, "-o", "long.mp4", "--quiet")
+    assert run.exit_code == 0, run.stderr
+    assert json.loads(read_comment(workdir / "long.mp4"))["prompt"] == prompt.strip()
+    assert json.loads((workdir / "long.mp4.json").read_text())["prompt"] == prompt.strip()
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGHUP, 129), (signal.SIGTERM, 143)])
+def test_sighup_and_sigterm_stop_as_ctrl_c_with_128_plus_the_signal(
+    vidgen, workdir, fake_pipeline, signum, code
+):
+    def stopped(*args, **kwargs):
+        os.kill(os.getpid(), signum)  # delivered to this process's handler before kill returns
+        time.sleep(30)
+
+    fake_pipeline.generate = stopped
+    run = vidgen("t2v", *TINY, "a cat", "-o", "out.mp4", "--quiet")
+    assert_refused(run, "interrupted", code=code)
+    assert os.listdir(workdir) == []
+
+
+def test_a_cache_that_cannot_be_written_is_one_line(vidgen, workdir, monkeypatch):
+    (workdir / "a-file").write_text("")
+    monkeypatch.setenv("VIDGEN_CACHE", str(workdir / "a-file" / "cache"))
+    run = vidgen("t2v", *TINY, "a cat")
+    assert_refused(run, "cannot build the tiny model in the cache", "a-file", "VIDGEN_CACHE")
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that declares its size and holds no pixels: enough for a reader to refuse it by size."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_an_image_too_large_to_decode_is_one_line(vidgen, workdir):
+    (workdir / "huge.png").write_bytes(png_header(30000, 30000))
+    run = vidgen("i2v", "--model", "tiny-cogvideox-i2v", "--seed", "1", "--image", "huge.png", "a cat")
+    assert_refused(run, "image 'huge.png' is too large", "smaller image")

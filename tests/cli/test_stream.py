@@ -168,3 +168,11 @@ def test_cogvideox_options_are_refused_for_helios(vidgen, workdir, bad_inputs, c
     run = vidgen(command, "--model", "tiny-helios", "a cat", *args)
     assert run.exit_code == 2 and len(run.stderr_lines) == 1
     assert all(word in run.stderr for word in words), run.stderr
+
+
+def test_a_prompt_longer_than_a_command_line_argument_streams(vidgen, workdir):
+    prompt = "a cat walks on the beach " * 8000  # 200 KB: more than one argument may hold (128 KiB)
+    run = vidgen("stream", *TINY, prompt, "--frames", "33", "--steps", "1", "-o", "long.mp4", "-q")
+    assert run.exit_code == 0, run.stderr
+    assert iio.imread(workdir / "long.mp4").shape[0] == 33
+    assert json.loads(read_comment(workdir / "long.mp4"))["prompt"] == prompt.strip()

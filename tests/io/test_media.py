@@ -50,3 +50,23 @@ def test_a_video_without_a_comment_has_none(tmp_path):
     with VideoWriter.open(tmp_path / "in.mp4", fps=8, format="mp4") as writer:
         writer.write(np.zeros((1, 16, 16, 3), np.uint8))
     assert read_comment(tmp_path / "in.mp4") is None
+
+
+def test_a_16_bit_greyscale_png_keeps_its_levels(tmp_path):
+    levels = np.array([[0, 16384, 32768, 65535]], np.uint16).repeat(2, axis=0)  # black .. white
+    Image.fromarray(levels).save(tmp_path / "deep.png")
+    assert Image.open(tmp_path / "deep.png").mode.startswith("I")  # read as 16-bit, not reduced
+    image = read_image(tmp_path / "deep.png")
+    assert image.dtype == np.uint8 and image.shape == (2, 4, 3)
+    assert image[0, :, 0].tolist() == [0, 64, 128, 255] and (image == image[..., :1]).all()
+
+
+def test_exif_orientation_turns_a_phone_photo_upright(tmp_path):
+    stored = np.zeros((2, 4, 3), np.uint8)  # as the sensor saw it: 4 wide, left half red, right blue
+    stored[:, :2, 0], stored[:, 2:, 2] = 255, 255
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: turn 90 degrees clockwise to show
+    Image.fromarray(stored).save(tmp_path / "phone.png", exif=exif)
+    image = read_image(tmp_path / "phone.png")
+    assert image.shape == (4, 2, 3)  # upright: 2 wide, 4 high
+    assert (image[:2, :, 0] == 255).all() and (image[2:, :, 2] == 255).all()  # red on top after turning

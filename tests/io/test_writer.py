@@ -108,3 +108,28 @@ def test_sidecar_sits_beside_the_output_and_holds_the_summary(tmp_path):
     assert path == tmp_path / "cat.mp4.json"
     assert json.loads(path.read_text(encoding="utf-8")) == summary
     assert os.listdir(tmp_path) == ["cat.mp4.json"]
+
+
+def test_a_folder_holding_other_files_is_never_replaced(tmp_path, frames):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "notes.txt").write_text("mine")
+    with (
+        pytest.raises(OSError, match="did not write"),
+        VideoWriter.open(tmp_path / "out", 8, "png") as writer,
+    ):
+        writer.write(frames)
+    assert os.listdir(tmp_path / "out") == ["notes.txt"] and os.listdir(tmp_path) == ["out"]
+
+
+def test_a_png_stream_replaces_only_an_earlier_run_s_frames(tmp_path, frames):
+    from vidgen.io.stream_writer import PngStream
+
+    (tmp_path / "out").mkdir()
+    for index in range(12):
+        (tmp_path / "out" / f"frame_{index:05d}.png").write_bytes(b"old")
+    PngStream(tmp_path / "out").write(frames[:3])
+    assert sorted(os.listdir(tmp_path / "out")) == [f"frame_{i:05d}.png" for i in range(3)]
+    (tmp_path / "out" / "notes.txt").write_text("mine")
+    with pytest.raises(OSError, match="did not write"):
+        PngStream(tmp_path / "out").write(frames[:3])
+    assert "notes.txt" in os.listdir(tmp_path / "out")

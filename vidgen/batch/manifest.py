@@ -20,6 +20,7 @@ from typing import Any
 
 from vidgen import console
 from vidgen.errors import VidgenError
+from vidgen.io.probe import is_whole
 
 MANIFEST = "manifest.jsonl"
 PART = re.compile(r"manifest\.rank(\d+)\.jsonl")
@@ -148,12 +149,13 @@ def is_done(
 ) -> bool:
     """A job is done when its latest record says so, its output is there, and it asked for the same
     video: the same settings as written, or the same once defaults are filled in (`--guidance 6.0`
-    where 6.0 is the preset's asks for what leaving it out asks for)."""
+    where 6.0 is the preset's asks for what leaving it out asks for). The output must be whole: a file
+    cut short since, or never finished, makes the job run again."""
     return (
         record is not None
         and record.status in DONE
         and record.output is not None
-        and (folder / record.output).exists()
+        and is_whole(folder / record.output)
         and (
             record.job == spec
             or (resolved is not None and _same_video(resolved, recorded_resolution(record)))

@@ -14,10 +14,14 @@ codec settings and metadata), which `append` checks, so that one header describe
 
 import struct
 import subprocess
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+
+from vidgen.io import ffmpeg
 
 # libx264 in yuv420p as the whole-video writer uses; no B-frames, so that presentation and decoding
 # times are equal and a fragment's start time is all there is to shift; one keyframe per chunk.
@@ -36,52 +40,63 @@ class FragmentedMp4:
         self.frames_written = 0
 
     def append(self, frames: np.ndarray) -> None:
-        """Encode `frames` and append them; when this returns they are in `out` and flushed."""
+        """Encode `frames` and append them; when this returns they are in `out` and flushed. Raises
+        OSError when `out` fails (a full disk, a closed pipe): then the chunk counts as not written."""
         encoded = encode_chunk(frames, self.fps, self.comment)
         boxes = list(split_boxes(encoded))
         header = b"".join(box for kind, box in boxes if kind in (b"ftyp", b"moov"))
-        if self.header is None:
-            self.header = header
-            self.frame_duration = timescale(header) // self.fps
-            self.out.write(header)
-        elif header != self.header:
+        if self.header is not None and header != self.header:
             raise RuntimeError("ffmpeg wrote a different MP4 header for a later chunk; cannot append it")
-        start = self.frames_written * self.frame_duration
+        frame_duration = self.frame_duration or timescale(header) // self.fps
+        start, fragments = self.frames_written * frame_duration, self.fragments
+        data = [] if self.header is not None else [header]
         for kind, box in boxes:
             if kind == b"moof":
-                self.fragments += 1
-                box = renumbered_fragment(box, self.fragments, start)
+                fragments += 1
+                box = renumbered_fragment(box, fragments, start)
             if kind in (b"moof", b"mdat"):  # mfra, an index of this run's offsets, would be wrong here
-                self.out.write(box)
+                data.append(box)
+        write_all(self.out, b"".join(data))
         self.out.flush()
+        self.header, self.frame_duration, self.fragments = header, frame_duration, fragments
         self.frames_written += len(frames)
+
+
+def write_all(out: BinaryIO, data: bytes) -> None:
+    """Write every byte: an unbuffered file may take part of them in one call (as a disk fills)."""
+    view = memoryview(data)
+    while view:
+        written = out.write(view)
+        view = view[written if written is not None else len(view) :]
 
 
 def encode_chunk(frames: np.ndarray, fps: int, comment: str | None = None) -> bytes:
     """uint8 [F, H, W, 3] -> a complete fragmented MP4 of those frames, in memory (one chunk's worth)."""
-    import imageio_ffmpeg
-
     count, height, width, _ = frames.shape
     if width % 2 or height % 2:
         raise ValueError(f"H.264 in yuv420p needs even sizes, got {width}x{height}")
-    command = [
-        imageio_ffmpeg.get_ffmpeg_exe(),
-        *("-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}"),
-        *("-r", str(fps), "-i", "-"),
-        *X264,
-        *("-g", str(count)),
-        *MOVFLAGS,
-        *([] if comment is None else ["-metadata", f"comment={comment}"]),
-        *("-f", "mp4", "pipe:1"),
-    ]
-    # A session of its own: Ctrl-C in the terminal goes to vidgen, which finishes the chunk, and not
-    # to ffmpeg, which would stop halfway through it.
-    done = subprocess.run(
-        command, input=np.ascontiguousarray(frames).tobytes(), capture_output=True, start_new_session=True
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"ffmpeg failed on a chunk: {done.stderr.decode(errors='replace').strip()}")
-    return done.stdout
+    # Into a file, not a pipe: on a pipe ffmpeg cannot go back to fill in the size of a header larger
+    # than its 32 KiB output buffer (a long prompt's comment), and writes a moov of size 0.
+    with ffmpeg.metadata_input(comment) as metadata, tempfile.TemporaryDirectory(prefix="vidgen-") as folder:
+        chunk = Path(folder) / "chunk.mp4"
+        command = [
+            ffmpeg.executable(),
+            *("-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}"),
+            *("-r", str(fps), "-i", "-", *metadata),
+            *ffmpeg.metadata_mapping(comment),
+            *X264,
+            *("-g", str(count)),
+            *MOVFLAGS,
+            *("-f", "mp4", str(chunk)),
+        ]
+        # A session of its own: Ctrl-C in the terminal goes to vidgen, which finishes the chunk, and
+        # not to ffmpeg, which would stop halfway through it.
+        done = subprocess.run(
+            command, input=np.ascontiguousarray(frames).tobytes(), capture_output=True, start_new_session=True
+        )
+        if done.returncode != 0:
+            raise OSError(f"the encoder failed on a chunk: {ffmpeg.failure(done.returncode, done.stderr)}")
+        return chunk.read_bytes()
 
 
 def split_boxes(data: bytes, start: int = 0, end: int | None = None) -> Iterator[tuple[bytes, bytes]]:

@@ -11,16 +11,31 @@ from vidgen.errors import VidgenError
 
 def read_image(path: str | Path) -> np.ndarray:
     """An image file as uint8 [H, W, 3] RGB (alpha dropped, greyscale and palettes expanded)."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = _existing_file(path, "image")
     try:
         with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+            # A phone stores the picture as the sensor saw it and a tag saying how to turn it upright.
+            return _image_to_rgb(ImageOps.exif_transpose(image))
+    except Image.DecompressionBombError:  # Pillow's guard against images that would fill the memory
+        raise VidgenError(
+            f"image '{path}' is too large to read (over {2 * Image.MAX_IMAGE_PIXELS} pixels)",
+            "pass a smaller image; vidgen resizes it to the video's size anyway",
+        ) from None
     except (UnidentifiedImageError, OSError, ValueError) as error:
         raise VidgenError(
             f"cannot read image '{path}': {_reason(error)}", "pass a PNG, JPEG or WebP image"
         ) from None
+
+
+def _image_to_rgb(image) -> np.ndarray:
+    """A Pillow image as uint8 [H, W, 3]. 16-bit greyscale (modes I;16 and I) is scaled from its own
+    range: Pillow's convert("RGB") clips it at 255, turning all but the darkest pixels white."""
+    if image.mode.startswith("I;16") or image.mode == "I":
+        grey = np.asarray(image).astype(np.float64)
+        return _to_rgb((np.clip(grey, 0, 65535) * 255 / 65535).round().astype(np.uint8))
+    return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
 
 
 def read_video(path: str | Path, max_frames: int | None = None) -> np.ndarray:

@@ -7,13 +7,15 @@ or a folder of complete PNG files. Nothing is created before the first chunk arr
 """
 
 import os
-import shutil
+from contextlib import suppress
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 import numpy as np
 
 from vidgen.io.fmp4 import FragmentedMp4
+from vidgen.io.partials import Hold, partial_name
+from vidgen.io.writer import foreign_entries
 
 
 class ChunkWriter(Protocol):
@@ -27,7 +29,9 @@ class ChunkWriter(Protocol):
 
 
 class Mp4Stream:
-    """A fragmented MP4 at `path` (replacing what is there once the first chunk arrives), or on `pipe`."""
+    """A fragmented MP4 at `path`, or on `pipe`. The first chunk goes to a hidden partial file renamed
+    over `path` once whole, so a stream that fails before its first chunk leaves what was there; a
+    later chunk that fails (a full disk) is cut off again, so the file still ends on a whole chunk."""
 
     def __init__(self, fps: int, comment: str | None, path: Path | None = None, pipe: BinaryIO | None = None):
         if (path is None) == (pipe is None):
@@ -35,17 +39,44 @@ class Mp4Stream:
         self.path, self.fps, self.comment = path, fps, comment
         self._out = pipe
         self._mp4: FragmentedMp4 | None = None
+        self._whole = 0  # bytes of whole chunks in the file
 
     @property
     def frames_written(self) -> int:
         return self._mp4.frames_written if self._mp4 else 0
 
     def write(self, frames: np.ndarray) -> None:
+        if self._mp4 is None and self.path is not None:
+            self._first_chunk(frames)
+            return
         if self._mp4 is None:
-            if self._out is None:
-                self._out = open(self.path, "wb")  # noqa: SIM115 - held open across chunks, closed in close()
             self._mp4 = FragmentedMp4(self._out, self.fps, self.comment)
-        self._mp4.append(frames)
+        try:
+            self._mp4.append(frames)
+        except OSError:
+            if self.path is not None:
+                with suppress(OSError):
+                    self._out.truncate(self._whole)
+                    self._out.seek(self._whole)
+            raise
+        if self.path is not None:
+            self._whole = self._out.tell()
+
+    def _first_chunk(self, frames: np.ndarray) -> None:
+        partial = partial_name(self.path)
+        out = open(partial, "xb", buffering=0)  # noqa: SIM115 - held open across chunks, closed in close()
+        hold = Hold(partial)
+        try:
+            mp4 = FragmentedMp4(out, self.fps, self.comment)
+            mp4.append(frames)
+            os.replace(partial, self.path)
+        except BaseException:
+            out.close()
+            partial.unlink(missing_ok=True)
+            raise
+        finally:
+            hold.release()
+        self._out, self._mp4, self._whole = out, mp4, out.tell()
 
     def close(self) -> None:
         if self.path is not None and self._out is not None:
@@ -63,15 +94,33 @@ class PngStream:
         from PIL import Image
 
         if self.frames_written == 0:
-            # Checked before generating: an existing folder here is one --overwrite allowed replacing.
-            shutil.rmtree(self.folder, ignore_errors=True)
+            self._clear()
+        names = [f"frame_{self.frames_written + index:05d}.png" for index in range(len(frames))]
+        try:
+            for frame, name in zip(frames, names, strict=True):
+                partial = self.folder / f".{name}.partial"
+                Image.fromarray(frame).save(partial, format="png")
+                os.replace(partial, self.folder / name)
+        except BaseException:  # the folder keeps whole chunks only (a full disk stops mid-chunk)
+            for name in names:
+                (self.folder / name).unlink(missing_ok=True)
+                (self.folder / f".{name}.partial").unlink(missing_ok=True)
+            raise
+        self.frames_written += len(frames)
+
+    def _clear(self) -> None:
+        """An empty folder to write into: an earlier run's frames (which --overwrite allowed replacing)
+        are removed; a folder holding anything else is not vidgen's to empty (checked before too)."""
+        if not self.folder.is_dir():
             self.folder.mkdir()
-        for frame in frames:
-            final = self.folder / f"frame_{self.frames_written:05d}.png"
-            partial = final.with_name(f".{final.name}.partial")
-            Image.fromarray(frame).save(partial, format="png")
-            os.replace(partial, final)
-            self.frames_written += 1
+            return
+        foreign = foreign_entries(self.folder)
+        if foreign:
+            raise OSError(
+                f"'{self.folder}' holds files vidgen did not write ({foreign[0]}); not replacing it"
+            )
+        for entry in self.folder.iterdir():
+            entry.unlink()
 
     def close(self) -> None:
         pass

@@ -4,6 +4,7 @@ input files and the model folder's JSON configs; a mistake becomes one VidgenErr
 fix it.
 """
 
+import os
 import re
 import secrets
 import tempfile
@@ -16,7 +17,8 @@ import numpy as np
 
 from vidgen.errors import VidgenError
 from vidgen.io.media import read_image, read_video
-from vidgen.io.writer import format_from_path, sidecar_path
+from vidgen.io.partials import partial_name
+from vidgen.io.writer import foreign_entries, format_from_path, sidecar_path
 from vidgen.model_info import ModelInfo, detect_family, read_cogvideox_info, read_helios_info
 from vidgen.presets import Preset, close_names, find_preset, match_preset
 from vidgen.request import Request, Runtime
@@ -193,7 +195,16 @@ def plan_output(output: str | None, format: str | None, overwrite: bool, prompt:
             f"cannot tell the output format from '{output}'",
             "name it .mp4 or .gif, or pass --format png for a folder of PNG frames",
         )
+    if output and format != "png" and named != format:  # a player picks the decoder by the name
+        raise VidgenError(
+            f"--format {format} writes a .{format} file, but the output '{output}' is not named .{format}",
+            f"name it {Path(output).stem}.{format}",
+        )
     path = Path(output).expanduser() if output else default_output_name(prompt, seed, format)
+    if path.name in ("", ".", ".."):  # a folder, not a name: nothing to put the sidecar beside
+        raise VidgenError(
+            f"-o {output} names no output", "name one, e.g. -o frames for a folder of PNG frames"
+        )
     check_writable(path, format, overwrite)
     return Output(path, format)
 
@@ -216,7 +227,15 @@ def check_writable(path: Path, format: str, overwrite: bool) -> None:
     if path.exists() and path.is_dir() != wants_folder:
         kind = "folder" if path.is_dir() else "file"
         raise VidgenError(f"'{path}' is a {kind}; a {format} output cannot replace it", "choose another -o")
+    foreign = foreign_entries(path) if path.is_dir() else []
+    if foreign:  # --overwrite replaces frames vidgen wrote, never the user's own files
+        raise VidgenError(
+            f"'{path}' holds files vidgen did not write ({', '.join(foreign[:3])}); --overwrite replaces "
+            "only a folder of frame_NNNNN.png files",
+            "choose another -o, or move those files out",
+        )
     parent = path.parent
+    check_name_length(path)
     if not parent.exists():
         raise VidgenError(f"cannot write '{path}': folder '{parent}' does not exist", "create it first")
     if not parent.is_dir():
@@ -228,6 +247,23 @@ def check_writable(path: Path, format: str, overwrite: bool) -> None:
         raise VidgenError(
             f"cannot write to folder '{parent}': {error.strerror or error}", "choose another -o"
         ) from None
+
+
+def check_name_length(path: Path) -> None:
+    """The output's name leaves room for the longest name written beside it, the sidecar's hidden
+    partial file (`.NAME.json.1a2b3c4d.partial.json`): found now, not when writing after generating."""
+    longest = len(partial_name(sidecar_path(path)).name.encode())
+    try:
+        limit = os.pathconf(path.parent, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255  # the usual limit, where the folder cannot say (or does not exist yet)
+    if longest > limit:
+        room = limit - (longest - len(path.name.encode()))
+        raise VidgenError(
+            f"the output name '{path.name[:40]}...' is {len(path.name.encode())} bytes; at most {room} fit "
+            "(vidgen writes NAME.json and hidden partial files beside the output)",
+            "choose a shorter -o",
+        )
 
 
 def read_model_info(folder: Path, name: str) -> ModelInfo:

@@ -18,6 +18,7 @@ from vidgen.presets import Preset
 from vidgen.request import Runtime
 from vidgen.validate.common import Options
 
+DEVICE_KINDS = ("cpu", "cuda", "mps")
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 HALF_DTYPES = (torch.float16, torch.bfloat16)
 
@@ -69,6 +70,8 @@ def resolve_device(device: str | None) -> str:
         kind = torch.device(device).type
     except RuntimeError:
         raise VidgenError(f"unknown device '{device}'", "use cpu, cuda or cuda:N") from None
+    if kind not in DEVICE_KINDS:  # torch knows more (meta holds no data; others vidgen never ran on)
+        raise VidgenError(f"vidgen cannot run on device '{device}'", "use cpu, cuda or cuda:N")
     if kind == "cuda" and not torch.cuda.is_available():
         raise VidgenError("CUDA is not available on this machine", "pass --device cpu")
     if kind == "cuda" and (torch.device(device).index or 0) >= torch.cuda.device_count():
