@@ -20,7 +20,6 @@ from vidgen.errors import VidgenError
 from vidgen.io.writer import sidecar_path
 from vidgen.presets import Preset
 from vidgen.request import Runtime
-from vidgen.sources import fetch_configs
 from vidgen.validate import (
     InputReader,
     Model,
@@ -303,7 +302,7 @@ def plan_job(
     request = build_request(
         options, options.prompt, seed, model.preset, model.info, [] if notes is None else notes, reader
     )
-    check_fits(request, model.info, fetch_configs(model.source), runtime)
+    check_fits(request, model.info, model.configs, runtime)
     inputs = {
         key: path
         for key in ("image", "video")

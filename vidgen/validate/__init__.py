@@ -13,7 +13,7 @@ from typing import TextIO
 from vidgen.model_info import ModelInfo
 from vidgen.presets import Preset, load_presets
 from vidgen.request import Request
-from vidgen.sources import fetch_configs, parse_model
+from vidgen.sources import parse_model
 from vidgen.validate.cogvideox import cogvideox_request
 from vidgen.validate.common import (
     InputReader,
@@ -78,7 +78,7 @@ def prepare(
     check_mode(options.mode, model.info, options.model, presets)
     request = build_request(options, prompt, seed, model.preset, model.info, notes)
     runtime = build_runtime(options, model.preset, device, notes)
-    check_fits(request, model.info, fetch_configs(source, cache_dir), runtime)
+    check_fits(request, model.info, model.configs, runtime)
     inputs = {name: path for name in ("image", "video") if (path := getattr(options, name))}
     return Plan(request, runtime, source, model.preset, output, inputs, tuple(notes))
 

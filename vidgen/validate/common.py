@@ -92,6 +92,7 @@ class Model:
     source: ModelSource
     info: ModelInfo
     preset: Preset  # the named preset, or the one whose defaults a folder or repo gets
+    configs: Path  # a folder holding at least the model's JSON configs
     notes: tuple[str, ...] = ()  # which preset a folder took, and why
 
 
@@ -108,7 +109,8 @@ def resolve_model(
 
     `preset_name` (--preset) chooses whose settings apply; "none" keeps the folder's own scheduler.
     """
-    info = read_model_info(fetch_configs(source, cache_dir), source.spec)
+    configs = fetch_configs(source, cache_dir)
+    info = read_model_info(configs, source.spec)
     notes = [source.note] if source.note else []
     matched = match_preset(info.architecture, info.modes, presets)
     if matched is None:  # presets/ lacks a model with these modes: a new one needs its file
@@ -124,7 +126,7 @@ def resolve_model(
             f"'{source.spec}' is shaped like {matched.name}: using its settings ({settings}); "
             f"--preset NAME or --preset {NO_PRESET} chooses otherwise"
         )
-    return Model(source, info, preset, tuple(notes))
+    return Model(source, info, preset, configs, tuple(notes))
 
 
 def chosen_preset(name: str, matched: Preset, info: ModelInfo, presets: Mapping[str, Preset]) -> Preset:

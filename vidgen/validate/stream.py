@@ -11,7 +11,7 @@ from typing import TextIO
 from vidgen.errors import VidgenError
 from vidgen.presets import Preset, load_presets
 from vidgen.prompt_schedule import Cue, read_prompt_file, unused_cues
-from vidgen.sources import fetch_configs, parse_model
+from vidgen.sources import parse_model
 from vidgen.validate.common import (
     Options,
     Output,
@@ -83,7 +83,7 @@ def prepare_stream(
     request = helios_request(options, cues[0].prompt, seed, model.preset, model.info, notes)
     check_frame_count(request.frames)
     runtime = build_runtime(options, model.preset, device, notes)
-    check_fits(request, model.info, fetch_configs(source, cache_dir), runtime)
+    check_fits(request, model.info, model.configs, runtime)
     chunks = chunk_count(request.frames, model.info)
     for cue in unused_cues(cues, chunks):
         notes.append(
