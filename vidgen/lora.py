@@ -10,6 +10,7 @@ not come out exactly (subtracting rounds), so another set means reloading the tr
 import hashlib
 import math
 import re
+import warnings
 from pathlib import Path
 
 import torch
@@ -190,7 +191,9 @@ def fuse_loras(transformer: nn.Module, loras: tuple[Lora, ...]) -> nn.Module:
     names = [f"lora{index}" for index in range(len(loras))]
     for name, lora in zip(names, loras, strict=True):
         state, metadata = read_lora(Path(lora.path), family)
-        transformer.load_lora_adapter(state, prefix=PREFIX[:-1], metadata=metadata, adapter_name=name)
+        with warnings.catch_warnings():  # PEFT warns that a second adapter is a second adapter
+            warnings.simplefilter("ignore", UserWarning)
+            transformer.load_lora_adapter(state, prefix=PREFIX[:-1], metadata=metadata, adapter_name=name)
     transformer.set_adapters(names, [lora.scale for lora in loras])
     transformer.fuse_lora(adapter_names=names)
     transformer.unload_lora()  # the merged weights stay; the PEFT wrappers (and their cost) go

@@ -29,6 +29,7 @@ from vidgen.validate import (
     Plan,
     build_request,
     check_fits,
+    check_loras,
     check_mode,
     resolve_seed,
 )
@@ -71,6 +72,8 @@ class Job:
         for key, mode in MODE_KEYS.items():
             if self.options.mode != mode:
                 del spec[key]
+        if self.options.lora:  # only when given: the specs of earlier manifests stay the same
+            spec["lora"] = list(self.options.lora)
         return {**spec, "format": self.format}
 
     def failed(self, error: str) -> "Job":
@@ -239,6 +242,15 @@ def _check_name(job: Job) -> None:
         raise VidgenError(f"name '{name}' would write over the batch's manifest", "choose another name")
 
 
+def _beside(folder: Path, text: str) -> str:
+    """`text` relative to the job file's folder when a file or folder is there; else as written."""
+    from vidgen.lora import parse_lora
+
+    source, scale = parse_lora(text)
+    path = folder / Path(source).expanduser()
+    return f"{path}:{scale!r}" if path.exists() else text
+
+
 def _options(merged: dict[str, Any], typed: dict[str, Any], mode: str, folder: Path) -> Options:
     """The job's Options: command-line defaults, then the job's keys; input paths relative to the file."""
     job_mode = merged.get("mode") or mode
@@ -248,6 +260,8 @@ def _options(merged: dict[str, Any], typed: dict[str, Any], mode: str, folder: P
     for key in ("image", "video"):
         if key in typed:
             merged[key] = str(folder / Path(typed[key]).expanduser())
+    if "lora" in typed:  # a job's LoRA file, like its inputs, may be written relative to the job file
+        merged["lora"] = tuple(_beside(folder, text) for text in typed["lora"])
     prompt = (merged.get("prompt") or "").strip()
     if not prompt:
         raise VidgenError("the prompt is missing", "give the job a prompt, or every job one with --prompt")
@@ -303,7 +317,12 @@ def plan_job(
     request = build_request(
         options, options.prompt, seed, model.preset, model.info, [] if notes is None else notes, reader
     )
-    check_fits(request, model.info, fetch_configs(model.source), runtime)
+    configs = fetch_configs(model.source)
+    notes = [] if notes is None else notes
+    runtime = replace(
+        runtime, loras=check_loras(options.lora, model.preset, model.info.family, configs, notes)
+    )
+    check_fits(request, model.info, configs, runtime)
     inputs = {
         key: path
         for key in ("image", "video")

@@ -7,6 +7,7 @@ families, so there is no import circle. The Plan that comes out is trusted by ev
 """
 
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
@@ -31,7 +32,7 @@ from vidgen.validate.common import (
 from vidgen.validate.helios import helios_request
 from vidgen.validate.limits import check_frame_count, check_numbers
 from vidgen.validate.memory import check_fits
-from vidgen.validate.runtime import DTYPES, build_runtime, dtype_name, resolve_device
+from vidgen.validate.runtime import DTYPES, build_runtime, check_loras, dtype_name, resolve_device
 from vidgen.validate.stream import StreamOptions, StreamPlan, prepare_stream, stream_mode
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "StreamPlan",
     "build_request",
     "build_runtime",
+    "check_loras",
     "check_numbers",
     "check_fits",
     "check_mode",
@@ -78,7 +80,10 @@ def prepare(
     check_mode(options.mode, model.info, options.model, presets)
     request = build_request(options, prompt, seed, model.preset, model.info, notes)
     runtime = build_runtime(options, model.preset, device, notes)
-    check_fits(request, model.info, fetch_configs(source, cache_dir), runtime)
+    configs = fetch_configs(source, cache_dir)
+    loras = check_loras(options.lora, model.preset, model.info.family, configs, notes)
+    runtime = replace(runtime, loras=loras)
+    check_fits(request, model.info, configs, runtime)
     inputs = {name: path for name in ("image", "video") if (path := getattr(options, name))}
     return Plan(request, runtime, source, model.preset, output, inputs, tuple(notes))
 

@@ -4,7 +4,7 @@ folder or stdout) and the Helios request, before any weights load.
 
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
 
@@ -25,7 +25,7 @@ from vidgen.validate.common import (
 from vidgen.validate.helios import chunk_count, helios_request
 from vidgen.validate.limits import check_frame_count, check_numbers
 from vidgen.validate.memory import check_fits
-from vidgen.validate.runtime import build_runtime, resolve_device
+from vidgen.validate.runtime import build_runtime, check_loras, resolve_device
 
 STDOUT = "-"
 
@@ -83,7 +83,10 @@ def prepare_stream(
     request = helios_request(options, cues[0].prompt, seed, model.preset, model.info, notes)
     check_frame_count(request.frames)
     runtime = build_runtime(options, model.preset, device, notes)
-    check_fits(request, model.info, fetch_configs(source, cache_dir), runtime)
+    configs = fetch_configs(source, cache_dir)
+    loras = check_loras(options.lora, model.preset, model.info.family, configs, notes)
+    runtime = replace(runtime, loras=loras)
+    check_fits(request, model.info, configs, runtime)
     chunks = chunk_count(request.frames, model.info)
     for cue in unused_cues(cues, chunks):
         notes.append(
