@@ -216,6 +216,41 @@ def test_keys_without_the_transformer_prefix_load_the_same(loras, tmp_path):
     assert all(torch.equal(fused[0][name], fused[1][name]) for name in fused[0])
 
 
+def wan_layout(key: str) -> str:
+    """diffusers' Helios key -> the original Wan trainers' layout (diffusion_model., self_attn.q, ...)."""
+    key = key.removeprefix("transformer.").replace("lora_A", "lora_down").replace("lora_B", "lora_up")
+    for ours, theirs in [("attn1", "self_attn"), ("attn2", "cross_attn"), ("ffn.net.0.proj", "ffn.0")]:
+        key = key.replace(ours, theirs)
+    for ours, theirs in [
+        ("to_q", "q"),
+        ("to_k", "k"),
+        ("to_v", "v"),
+        ("to_out.0", "o"),
+        ("ffn.net.2", "ffn.2"),
+    ]:
+        key = key.replace(f".{ours}.", f".{theirs}.")
+    return "diffusion_model." + key
+
+
+def test_a_wan_layout_helios_lora_is_converted_by_diffusers_and_fuses_the_same(loras, tmp_path):
+    path = loras["helios"][0]  # rank 4, alpha 8: the Wan layout carries the alpha per layer
+    state = {wan_layout(key): value for key, value in load_file(path).items()}
+    for key in [key for key in state if key.endswith(".lora_down.weight")]:
+        state[key.replace(".lora_down.weight", ".alpha")] = torch.tensor(8.0)
+    save_file(state, tmp_path / "wan.safetensors")
+    folder = tiny.ensure_tiny("helios", "base")
+    fused = []
+    for lora_file in (path, tmp_path / "wan.safetensors"):
+        lora = check_lora(str(lora_file), "helios", folder, [])
+        model = HeliosTransformer3DModel.from_pretrained(folder, subfolder="transformer")
+        fused.append(fuse_loras(model, (lora,)).state_dict())
+    assert fused[0].keys() == fused[1].keys()
+    base = HeliosTransformer3DModel.from_pretrained(folder, subfolder="transformer").state_dict()
+    assert not torch.equal(fused[1]["blocks.0.attn2.to_q.weight"], base["blocks.0.attn2.to_q.weight"])
+    for name in fused[0]:
+        torch.testing.assert_close(fused[1][name], fused[0][name])
+
+
 def test_a_batch_alternating_lora_sets_fuses_each_set_once_and_equals_separate_runs(
     vidgen, workdir, loras, monkeypatch
 ):
