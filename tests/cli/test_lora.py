@@ -365,3 +365,37 @@ def test_lora_is_a_preset_key(tmp_path):
     text = (PRESET_DIR / "tiny-cogvideox.toml").read_text() + 'lora = "style.safetensors:0.5"\n'
     (tmp_path / "styled.toml").write_text(text)
     assert load_preset(tmp_path / "styled.toml").lora == ("style.safetensors:0.5",)
+
+
+def test_a_hub_repo_id_resolves_through_the_hub_cache_offline(vidgen, workdir, loras):
+    snapshot = workdir / "hf-home" / "hub" / "models--someone--style" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot / "pytorch_lora_weights.safetensors").write_bytes(loras["cogvideox"][0].read_bytes())
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("abc123")
+    run = vidgen("t2v", "--model", "tiny-cogvideox", "a cat", "--steps", "1", "--lora", "someone/style:0.5",
+                 "-o", "out.mp4", "--quiet")  # fmt: skip
+    assert run.exit_code == 0, run.stderr
+    sidecar = json.loads((workdir / "out.mp4.json").read_text())
+    (lora,) = sidecar["runtime"]["loras"]
+    assert lora["source"] == "someone/style" and lora["path"].endswith(
+        "abc123/pytorch_lora_weights.safetensors"
+    )
+    assert "--lora=someone/style:0.5" in sidecar["command"]
+
+
+def test_loras_are_fused_before_quantizing(loras):
+    from vidgen.levers import ready_transformer
+    from vidgen.memory.quantize import FP8_STORAGE_DTYPE
+    from vidgen.request import Runtime
+
+    folder = tiny.ensure_tiny("cogvideox", "t2v")
+    lora = check_lora(str(loras["cogvideox"][0]), "cogvideox", folder, [])
+    expected = fuse_loras(
+        CogVideoXTransformer3DModel.from_pretrained(folder, subfolder="transformer"), (lora,)
+    )
+    model = CogVideoXTransformer3DModel.from_pretrained(folder, subfolder="transformer")
+    ready_transformer(model, Runtime(quantize="fp8-storage", loras=(lora,)))
+    stored = model.transformer_blocks[0].attn1.to_q.weight
+    assert stored.dtype == FP8_STORAGE_DTYPE
+    assert torch.equal(stored, expected.transformer_blocks[0].attn1.to_q.weight.to(FP8_STORAGE_DTYPE))
