@@ -218,6 +218,13 @@ CACHE = typer.Option(
     help="Skip transformer work between steps when little changes (diffusers' step caches): "
     "first-block or taylorseer; frames change slightly (mag is not available yet).",
 )
+LORA = typer.Option(
+    None,
+    "--lora",
+    help="A LoRA to fuse into the transformer: PATH_OR_REPO[:SCALE] (a .safetensors file, a folder holding "
+    "pytorch_lora_weights.safetensors, or a hub repo id); repeat it to stack LoRAs.",
+    show_default="the preset's, else none",
+)
 OUTPUT = typer.Option(
     None,
     "--output",
@@ -273,6 +280,7 @@ def t2v(
     attention: Attention | None = ATTENTION,
     compile: bool = COMPILE,
     cache: Cache = CACHE,
+    lora: list[str] | None = LORA,
     output: str | None = OUTPUT,
     format: Format | None = FORMAT,
     overwrite: bool = OVERWRITE,
@@ -307,6 +315,7 @@ def i2v(
     attention: Attention | None = ATTENTION,
     compile: bool = COMPILE,
     cache: Cache = CACHE,
+    lora: list[str] | None = LORA,
     output: str | None = OUTPUT,
     format: Format | None = FORMAT,
     overwrite: bool = OVERWRITE,
@@ -342,6 +351,7 @@ def v2v(
     attention: Attention | None = ATTENTION,
     compile: bool = COMPILE,
     cache: Cache = CACHE,
+    lora: list[str] | None = LORA,
     output: str | None = OUTPUT,
     format: Format | None = FORMAT,
     overwrite: bool = OVERWRITE,
@@ -414,6 +424,7 @@ def stream(
     attention: Attention | None = ATTENTION,
     compile: bool = COMPILE,
     cache: Cache = CACHE,
+    lora: list[str] | None = LORA,
     output: str | None = typer.Option(
         None,
         "--output",
@@ -537,6 +548,7 @@ def batch(
     attention: Attention | None = ATTENTION,
     compile: bool = COMPILE,
     cache: Cache = CACHE,
+    lora: list[str] | None = LORA,
     format: Format | None = typer.Option(None, "--format", help="mp4, gif, or png.", show_default="mp4"),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Check every job and stop; nothing loads or is written."

@@ -16,6 +16,7 @@ from torch import nn
 
 from vidgen.errors import VidgenError
 from vidgen.loading import place
+from vidgen.lora import fuse_loras
 from vidgen.memory.quantize import quantize
 from vidgen.progress import Progress
 from vidgen.request import Runtime
@@ -31,7 +32,9 @@ COMPILE_OPTIONS: dict[str, Any] = {"fullgraph": False}
 def ready_transformer(transformer: nn.Module, runtime: Runtime) -> nn.Module:
     """A just-loaded transformer made ready as `runtime` says, in the one order that works: quantized
     on the CPU (so offload hooks stream the smaller weights), placed by the offload plan, then its
-    attention backend, step cache and compile."""
+    attention backend, step cache and compile. LoRAs are fused first: into the weights as loaded, so
+    quantizing and offloading see the fused weights."""
+    fuse_loras(transformer, runtime.loras)
     quantize(transformer, runtime.quantize, runtime.dtype)
     return apply_runtime(place(transformer, runtime), runtime)
 

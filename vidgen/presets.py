@@ -31,7 +31,7 @@ PRESET_DIR = _preset_dir()
 TINY_PREFIX = "tiny:"
 
 # Keys a preset file may leave out: the rest are required, so a typo is an error, not a default.
-OPTIONAL_KEYS = {"scheduler", "amplify_first_chunk", "offload", "quantize", "attention"}
+OPTIONAL_KEYS = {"scheduler", "amplify_first_chunk", "offload", "quantize", "attention", "lora"}
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,8 @@ class Preset:
     quantize: str = "none"
     # The attention backend (see `vidgen t2v --help`): "auto" picks the fastest one that runs here.
     attention: str = "auto"
+    # LoRAs fused into the transformer unless --lora says otherwise: PATH_OR_REPO[:SCALE] each.
+    lora: tuple[str, ...] = ()
 
     @property
     def is_tiny(self) -> bool:
@@ -90,6 +92,8 @@ def load_preset(path: Path) -> Preset:
     data["modes"] = tuple(data["modes"])
     data["scheduler"] = tuple(sorted(data.get("scheduler", {}).items()))
     data["guidance"] = float(data["guidance"])
+    lora = data.get("lora", ())
+    data["lora"] = (lora,) if isinstance(lora, str) else tuple(lora)
     return Preset(**data)
 
 

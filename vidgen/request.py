@@ -42,6 +42,16 @@ class Request:
 
 
 @dataclass(frozen=True)
+class Lora:
+    """A LoRA adapter to fuse into the transformer (`--lora`), found and checked against the model."""
+
+    source: str  # the path or hub repo as given
+    path: str  # the safetensors file it resolved to
+    scale: float = 1.0
+    sha256: str = ""
+
+
+@dataclass(frozen=True)
 class Runtime:
     """Where and how the models run; independent of what is generated."""
 
@@ -60,6 +70,8 @@ class Runtime:
     cache: str = "none"  # "none" | "first-block" | "mag" | "taylorseer": diffusers' step caching
     # The step cache's threshold (first-block, mag); None: the cache's default. 0 skips nothing.
     cache_threshold: float | None = None
+    # LoRAs fused into the transformer's weights as it loads (vidgen.lora), in the order given.
+    loras: tuple[Lora, ...] = ()
 
 
 @dataclass

@@ -77,6 +77,23 @@ def load(
     return loaded, replace(runtime, transformer_bytes=weight_bytes(loaded.transformer))
 
 
+def with_loras(loaded: Any, runtime: Runtime) -> Any:
+    """`loaded` with its transformer holding `runtime.loras`: when it holds another set, reloaded from
+    its folder and made ready again (a fused LoRA cannot be taken out exactly). A batch calls this
+    per job; its jobs come grouped by LoRA set, so each set is fused once."""
+    if getattr(loaded.transformer, "vidgen_loras", ()) == runtime.loras:
+        return loaded
+    from vidgen import loading
+    from vidgen.levers import ready_transformer
+    from vidgen.lora import FAMILIES, transformer_class
+
+    cls = transformer_class(FAMILIES[type(loaded.transformer).__name__])
+    loaded.transformer = None  # freed before the new copy loads
+    transformer = loading.load_diffusers_model(cls, loaded.folder, "transformer", runtime.dtype)
+    loaded.transformer = ready_transformer(transformer, runtime)
+    return loaded
+
+
 def generate(
     plan: Plan,
     model: FetchedModel,

@@ -4,6 +4,7 @@ The same dictionary goes into the JSON sidecar, the MP4's comment metadata and `
 """
 
 import shlex
+from pathlib import Path
 from typing import Any
 
 from vidgen import __version__
@@ -57,6 +58,9 @@ def lever_flags(runtime: Runtime) -> list[tuple[str, object]]:
         flags.append(("compile", True))
     if runtime.cache != "none":
         flags.append(("cache", runtime.cache))
+    for lora in runtime.loras:  # the file it resolved to, unless it came from the hub by name
+        where = lora.path if Path(lora.source).expanduser().exists() else lora.source
+        flags.append(("lora", f"{where}:{lora.scale:g}"))
     return flags
 
 
@@ -65,7 +69,13 @@ def levers(runtime: Runtime) -> dict[str, Any]:
     cache: dict[str, Any] = {"mode": runtime.cache}
     if runtime.cache != "none":
         cache["threshold"] = runtime.cache_threshold
-    return {"attention": runtime.attention, "compile": runtime.compile, "cache": cache}
+    values: dict[str, Any] = {"attention": runtime.attention, "compile": runtime.compile, "cache": cache}
+    if runtime.loras:
+        values["loras"] = [
+            {"source": lora.source, "path": lora.path, "scale": lora.scale, "sha256": lora.sha256}
+            for lora in runtime.loras
+        ]
+    return values
 
 
 def settings(plan: Plan) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from vidgen.validate import (
     check_fits,
     check_mode,
     resolve_seed,
+    with_loras,
 )
 
 NAME_DIGITS = 5  # "00007": wide enough that a growing file keeps its names up to 99,999 lines
@@ -70,6 +71,8 @@ class Job:
         for key, mode in MODE_KEYS.items():
             if self.options.mode != mode:
                 del spec[key]
+        if self.options.lora:  # only when given: the specs of earlier manifests stay the same
+            spec["lora"] = list(self.options.lora)
         return {**spec, "format": self.format}
 
     def failed(self, error: str) -> "Job":
@@ -238,6 +241,15 @@ def _check_name(job: Job) -> None:
         raise VidgenError(f"name '{name}' would write over the batch's manifest", "choose another name")
 
 
+def _beside(folder: Path, text: str) -> str:
+    """`text` relative to the job file's folder when a file or folder is there; else as written."""
+    from vidgen.lora import parse_lora
+
+    source, scale = parse_lora(text)
+    path = folder / Path(source).expanduser()
+    return f"{path}:{scale!r}" if path.exists() else text
+
+
 def _options(merged: dict[str, Any], typed: dict[str, Any], mode: str, folder: Path) -> Options:
     """The job's Options: command-line defaults, then the job's keys; input paths relative to the file."""
     job_mode = merged.get("mode") or mode
@@ -247,6 +259,8 @@ def _options(merged: dict[str, Any], typed: dict[str, Any], mode: str, folder: P
     for key in ("image", "video"):
         if key in typed:
             merged[key] = str(folder / Path(typed[key]).expanduser())
+    if "lora" in typed:  # a job's LoRA file, like its inputs, may be written relative to the job file
+        merged["lora"] = tuple(_beside(folder, text) for text in typed["lora"])
     prompt = (merged.get("prompt") or "").strip()
     if not prompt:
         raise VidgenError("the prompt is missing", "give the job a prompt, or every job one with --prompt")
@@ -302,6 +316,7 @@ def plan_job(
     request = build_request(
         options, options.prompt, seed, model.preset, model.info, [] if notes is None else notes, reader
     )
+    runtime = with_loras(runtime, options.lora, model, [] if notes is None else notes)
     check_fits(request, model.info, model.configs, runtime)
     inputs = {
         key: path

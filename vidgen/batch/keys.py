@@ -47,6 +47,8 @@ KEYS: dict[str, Key] = {
     "format": Key(str, choices=FORMATS),
 }
 
+# The job's LoRAs: one PATH_OR_REPO[:SCALE] or a list of them; "" or [] for none (over --lora).
+LORA_KEY = "lora"
 # Options that hold for the whole batch, because the model loads once: a job cannot change them.
 BATCH_WIDE = (
     "model",
@@ -69,9 +71,19 @@ def normalize_key(key: str) -> str:
     return key.strip().replace("-", "_")
 
 
+def read_loras(value: Any) -> tuple[str, ...]:
+    """A job's `lora`: a string or a list of strings, each PATH_OR_REPO[:SCALE]."""
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, list) or not all(isinstance(item, str) for item in values):
+        raise VidgenError(
+            f"lora must be text or a list of texts, got {_shown(value)}", "e.g. style.safetensors:0.8"
+        )
+    return tuple(item.strip() for item in values if item.strip())
+
+
 def key_problem(key: str) -> str | None:
     """Why `key` cannot be a job key, or None."""
-    if key in KEYS:
+    if key in KEYS or key == LORA_KEY:
         return None
     if key in BATCH_WIDE:
         return (
@@ -89,6 +101,8 @@ def read_value(key: str, value: Any) -> Any:
     problem = key_problem(key)
     if problem:
         raise VidgenError(problem)
+    if key == LORA_KEY:
+        return read_loras(value)
     spec = KEYS[key]
     value = _from_text(value, spec.type) if isinstance(value, str) and spec.type is not str else value
     if spec.type is float and isinstance(value, int) and not isinstance(value, bool):

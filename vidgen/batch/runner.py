@@ -247,10 +247,13 @@ def _run_jobs(
     console.quiet_libraries()  # their bars (weights loading) would break up ours
     _use_device(batch.runtime)
     fetched = run.fetch(batch.model.source, {})
+    jobs = sorted(jobs, key=_lora_set)  # stable: each LoRA set is fused once, its jobs in file order
     largest = plan_job(_largest(batch, jobs), batch.model, batch.runtime, batch.outdir, batch.presets)
+    first = plan_job(jobs[0], batch.model, batch.runtime, batch.outdir, batch.presets)
     loaded, runtime = run.load(
-        batch.model.preset.family, fetched, batch.runtime, largest.request, progress, {}
+        batch.model.preset.family, fetched, first.runtime, largest.request, progress, {}
     )
+    runtime = replace(runtime, loras=())  # each job's plan brings its own set
     batch = replace(batch, runtime=runtime)
     progress.start_jobs()
     cache, uses = TextCache(), Counter(prompts(jobs))
@@ -261,12 +264,23 @@ def _run_jobs(
             Record(name=job.name, line=job.line, status="started", job=job.spec, rank=batch.rank.rank)
         )
         record = _run_job(
-            batch, job, progress, lambda plan: run.generate(plan, fetched, loaded, progress, {}, cache)
+            batch,
+            job,
+            progress,
+            lambda plan: run.generate(
+                plan, fetched, run.with_loras(loaded, plan.runtime), progress, {}, cache
+            ),
         )
         _record(manifest, report, record)
         progress.end_job(record)
         _forget_unused(cache, uses, prompts([job]))
     report.cache_hits, report.cache_misses = cache.hits, cache.misses
+
+
+def _lora_set(job: Job) -> tuple[str, ...]:
+    """What a job's LoRAs are as written (its options' or, when it names none, the preset's)."""
+    lora = job.options.lora if job.options else None
+    return tuple(lora) if lora else ()
 
 
 def _largest(batch: Batch, jobs: list[Job]) -> Job:
@@ -290,7 +304,7 @@ def _run_job(batch: Batch, job: Job, progress: BatchProgress, generate: Callable
     started, plan = time.perf_counter(), None
     try:
         plan = plan_job(job, batch.model, batch.runtime, batch.outdir, batch.presets)
-        outcome = generate(plan)
+        outcome = generate(plan)  # refits the transformer when the job's LoRA set is another
     except VidgenError as error:
         if error.exit_code == OUT_OF_MEMORY:
             _free_device_memory(batch.runtime)

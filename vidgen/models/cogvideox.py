@@ -11,6 +11,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.loaders import PeftAdapterMixin
 from diffusers.models.attention import AttentionMixin
 from diffusers.models.cache_utils import CacheMixin
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
@@ -391,7 +392,9 @@ class OutputNorm(nn.Module):
 # ---------------------------------------------------------------------------------------------------
 
 
-class CogVideoXTransformer3DModel(AttentionBackendMixin, ModelMixin, ConfigMixin, AttentionMixin, CacheMixin):
+class CogVideoXTransformer3DModel(
+    AttentionBackendMixin, ModelMixin, ConfigMixin, AttentionMixin, CacheMixin, PeftAdapterMixin
+):
     """The CogVideoX denoiser: [B, F, C, H, W] latents + T5 text embeddings + timestep -> [B, F, C_out, H, W].
 
     Constructor parameters, their defaults and the state dict are diffusers'

@@ -26,6 +26,7 @@ from typing import Any, NamedTuple, TypeVar
 import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.loaders import PeftAdapterMixin
 from diffusers.models.attention import AttentionMixin
 from diffusers.models.cache_utils import CacheMixin
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
@@ -413,7 +414,9 @@ def _unpatchify(
 # ---------------------------------------------------------------------------------------------------
 
 
-class HeliosTransformer3DModel(AttentionBackendMixin, ModelMixin, ConfigMixin, AttentionMixin, CacheMixin):
+class HeliosTransformer3DModel(
+    AttentionBackendMixin, ModelMixin, ConfigMixin, AttentionMixin, CacheMixin, PeftAdapterMixin
+):
     """The Helios 14B video transformer, loading diffusers' `HeliosTransformer3DModel` checkpoints.
 
     Constructor parameters, defaults (the released config), parameter names and the fp32-kept modules are

@@ -31,7 +31,7 @@ from vidgen.validate.common import (
 from vidgen.validate.helios import helios_request
 from vidgen.validate.limits import check_frame_count, check_numbers
 from vidgen.validate.memory import check_fits
-from vidgen.validate.runtime import DTYPES, build_runtime, dtype_name, resolve_device
+from vidgen.validate.runtime import DTYPES, build_runtime, dtype_name, resolve_device, with_loras
 from vidgen.validate.stream import StreamOptions, StreamPlan, prepare_stream, stream_mode
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "StreamPlan",
     "build_request",
     "build_runtime",
+    "with_loras",
     "check_numbers",
     "check_fits",
     "check_mode",
@@ -78,6 +79,7 @@ def prepare(
     check_mode(options.mode, model.info, options.model, presets)
     request = build_request(options, prompt, seed, model.preset, model.info, notes)
     runtime = build_runtime(options, model.preset, device, notes)
+    runtime = with_loras(runtime, options.lora, model, notes)
     check_fits(request, model.info, model.configs, runtime)
     inputs = {name: path for name in ("image", "video") if (path := getattr(options, name))}
     return Plan(request, runtime, source, model.preset, output, inputs, tuple(notes))

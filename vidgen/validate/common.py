@@ -60,6 +60,7 @@ class Options:
     attention: str | None = None
     compile: bool = False
     cache: str = "none"
+    lora: tuple[str, ...] | list[str] | None = None  # --lora PATH_OR_REPO[:SCALE]; None: the preset's
 
 
 @dataclass(frozen=True)

@@ -8,15 +8,16 @@ applies them to the loaded models.
 
 import importlib.metadata
 import importlib.util
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
 
 from vidgen.errors import VidgenError
 from vidgen.memory.quantize import check_quantize
 from vidgen.presets import Preset
-from vidgen.request import Runtime
-from vidgen.validate.common import Options
+from vidgen.request import Lora, Runtime
+from vidgen.validate.common import Model, Options
 
 DEVICE_KINDS = ("cpu", "cuda", "mps")
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -99,6 +100,25 @@ def build_runtime(options: Options, preset: Preset, device: str, notes: list[str
         compile=options.compile,
         cache=check_cache(options.cache),
     )
+
+
+def with_loras(
+    runtime: Runtime, given: tuple[str, ...] | list[str] | None, model: Model, notes: list[str]
+) -> Runtime:
+    """The runtime with the request's LoRAs, checked against the model's transformer config."""
+    return replace(runtime, loras=check_loras(given, model.preset, model.info.family, model.configs, notes))
+
+
+def check_loras(
+    given: tuple[str, ...] | list[str] | None, preset: Preset, family: str, configs: Path, notes: list[str]
+) -> tuple[Lora, ...]:
+    """`--lora` (else the preset's `lora`) found and checked against the transformer's config in
+    `configs` (no weights load); raises VidgenError for a file that cannot apply to this model."""
+    from vidgen.lora import check_lora  # diffusers' loaders load only when a LoRA is given
+
+    # Typer gives [] when --lora is not given; a job's `lora: []` is a tuple: no LoRA for that job.
+    texts = preset.lora if given is None or given == [] else tuple(given)
+    return tuple(check_lora(text, family, configs, notes) for text in texts)
 
 
 OFFLOADS = ("auto", "none", "model", "group", "sequential")

@@ -25,7 +25,7 @@ from vidgen.validate.common import (
 from vidgen.validate.helios import chunk_count, helios_request
 from vidgen.validate.limits import check_frame_count, check_numbers
 from vidgen.validate.memory import check_fits
-from vidgen.validate.runtime import build_runtime, resolve_device
+from vidgen.validate.runtime import build_runtime, resolve_device, with_loras
 
 STDOUT = "-"
 
@@ -83,6 +83,7 @@ def prepare_stream(
     request = helios_request(options, cues[0].prompt, seed, model.preset, model.info, notes)
     check_frame_count(request.frames)
     runtime = build_runtime(options, model.preset, device, notes)
+    runtime = with_loras(runtime, options.lora, model, notes)
     check_fits(request, model.info, model.configs, runtime)
     chunks = chunk_count(request.frames, model.info)
     for cue in unused_cues(cues, chunks):
