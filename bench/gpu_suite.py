@@ -116,7 +116,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--only", action="append", choices=names, help="run only this case (repeatable)")
     parser.add_argument("--skip-memory", action="store_true", help="leave out the memory table")
     parser.add_argument(
-        "--budget", type=float, default=450.0, help="seconds after which rows are skipped (default 450)"
+        "--budget", type=float, default=420.0, help="seconds after which rows are skipped (default 420)"
     )
     return parser.parse_args(argv)
 
