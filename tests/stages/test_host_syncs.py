@@ -107,14 +107,36 @@ def test_cogvideox_loop_reads_the_schedule_once_not_per_step(scheduler_class, dy
 
 
 @pytest.fixture(scope="module")
-def distilled(tmp_path_factory):
-    folder = tiny.ensure_tiny("helios", "distilled", tmp_path_factory.mktemp("tiny"))
-    return helios.load(folder, Runtime())
+def helios_models(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("tiny")
+    return {
+        variant: helios.load(tiny.ensure_tiny("helios", variant, cache), Runtime()) for variant in VARIANTS
+    }
 
 
-def helios_reads(model, steps: tuple[int, ...]) -> Counter:
-    request = Request(mode="t2v", prompt="a cat walks", seed=1, guidance=1.0, height=64, width=128, frames=66)
-    settings = helios.HeliosSettings(pyramid_steps=steps, amplify_first_chunk=True)
+# Per variant: two settings that differ only in the number of steps (pyramid steps per stage, or steps).
+VARIANTS = {
+    "distilled": (dict(pyramid_steps=(1, 1, 1)), dict(pyramid_steps=(3, 3, 3))),
+    "mid": (dict(pyramid_steps=(1, 1, 1)), dict(pyramid_steps=(3, 3, 3))),
+    "base": (dict(steps=2), dict(steps=4)),
+}
+
+
+def helios_reads(model, variant: str, steps: dict) -> Counter:
+    distilled = variant == "distilled"
+    request = Request(
+        mode="t2v",
+        prompt="a cat walks",
+        seed=1,
+        guidance=1.0 if distilled else 5.0,
+        height=64,
+        width=128,
+        frames=66,
+        steps=steps.get("steps", 2),
+    )
+    settings = helios.HeliosSettings(
+        amplify_first_chunk=distilled, **{k: v for k, v in steps.items() if k != "steps"}
+    )
     chunks = helios.generate_chunks(model, request, settings, Runtime())
     next(chunks)  # text, history start and chunk 1: count chunk 2 (its sampling and decode) only
     with host_reads() as counts:
@@ -122,8 +144,7 @@ def helios_reads(model, steps: tuple[int, ...]) -> Counter:
     return counts
 
 
-def test_helios_distilled_chunk_has_no_reads_per_step(distilled):
-    # Two chunks: the second one's sampling (3 pyramid stages) with 1 or 3 steps per stage.
-    few = helios_reads(distilled, (1, 1, 1))
-    many = helios_reads(distilled, (3, 3, 3))
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_helios_chunk_has_no_reads_per_step(helios_models, variant):
+    few, many = (helios_reads(helios_models[variant], variant, steps) for steps in VARIANTS[variant])
     assert many == few, (few, many)
