@@ -340,7 +340,7 @@ def tables(rows: list[Row], header: dict) -> str:
             )
             lines.append(
                 f"{row.case:<24} {row.run:<28} {_num(row.seconds, 8, 2)} {_num(row.rate, 9, 2)} "
-                f"{_num(ratio, 11, 2)}x {_num(row.peak_gb, 8, 1)} "
+                f"{_num(ratio, 11, 2, 'x')} {_num(row.peak_gb, 8, 1)} "
                 f"{_num(row.max_uint8_difference, 8)}  {row.note}"
             )
         lines.append("")
@@ -358,8 +358,8 @@ def tables(rows: list[Row], header: dict) -> str:
     return "\n".join(lines).rstrip()
 
 
-def _num(value: float | None, width: int, digits: int = 0) -> str:
-    return f"{'-':>{width}}" if value is None else f"{value:{width}.{digits}f}"
+def _num(value: float | None, width: int, digits: int = 0, unit: str = "") -> str:
+    return f"{'-':>{width + len(unit)}}" if value is None else f"{value:{width}.{digits}f}{unit}"
 
 
 if __name__ == "__main__":
