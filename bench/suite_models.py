@@ -166,14 +166,14 @@ def build(spec: ModelSpec, device: str, dtype: torch.dtype, seed: int = 0) -> Bu
 def random_model(make, device: str, dtype: torch.dtype, generator: torch.Generator) -> nn.Module:
     """`make()` with random parameters drawn on `device` in their load dtype, in eval mode.
 
-    Modules the class keeps in float32 (`_keep_in_fp32_modules`) get float32, as from_pretrained does.
+    Modules the class keeps in float32 get float32, as its from_pretrained does (`kept_in_float32`).
     """
     with init_empty_weights():  # parameters on meta; buffers (rotary, sin-cos tables) computed for real
         model = make()
-    keep = set(getattr(model, "_keep_in_fp32_modules", None) or ())
+    keep = kept_in_float32(model, dtype)
     state = {}
     for name, parameter in model.named_parameters():
-        kept = dtype in (torch.float16, torch.bfloat16) and keep & set(name.split("."))
+        kept = keep & set(name.split("."))
         state[name] = _draw(name, parameter.shape, torch.float32 if kept else dtype, device, generator)
     model.load_state_dict(state, strict=False, assign=True)
     if hasattr(model, "tie_weights"):
@@ -184,6 +184,18 @@ def random_model(make, device: str, dtype: torch.dtype, generator: torch.Generat
     still_empty = [name for name, p in model.named_parameters() if p.is_meta]
     assert not still_empty, f"parameters left without weights: {still_empty[:5]}"
     return model.eval()
+
+
+def kept_in_float32(model: nn.Module, dtype: torch.dtype) -> set[str]:
+    """Module names from_pretrained keeps in float32 when loading in `dtype`: diffusers keeps
+    `_keep_in_fp32_modules` for half dtypes; transformers keeps them for float16 only, and
+    `_keep_in_fp32_modules_strict` for float16 and bfloat16."""
+    if dtype not in (torch.float16, torch.bfloat16):
+        return set()
+    if hasattr(model, "_keep_in_fp32_modules_strict"):  # a transformers model
+        kept = set(model._keep_in_fp32_modules_strict or ())
+        return kept | set(model._keep_in_fp32_modules or ()) if dtype == torch.float16 else kept
+    return set(getattr(model, "_keep_in_fp32_modules", None) or ())
 
 
 def _draw(name: str, shape: torch.Size, dtype: torch.dtype, device: str, generator) -> torch.Tensor:
@@ -222,7 +234,7 @@ def sharing(make, source: nn.Module, dtype: torch.dtype) -> nn.Module:
     model.load_state_dict(state, strict=True, assign=True)
     if hasattr(model, "tie_weights"):
         model.tie_weights()
-    if not getattr(model, "_keep_in_fp32_modules", None) and dtype.is_floating_point:
+    if not kept_in_float32(model, dtype):
         model.to(dtype)
     return model.to(next(iter(state.values())).device).eval()
 
