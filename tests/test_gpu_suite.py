@@ -2,6 +2,7 @@
 run row, the memory table) on tiny configs on the CPU, so the one-shot GPU run cannot rot."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -57,6 +58,9 @@ def test_smoke_suite_has_every_row_and_vidgen_frames_equal_diffusers(tmp_path):
 
 
 def test_gpu_run_without_a_gpu_says_so_and_exits_2():
-    done = subprocess.run([sys.executable, str(SUITE), "--skip-memory"], capture_output=True, text=True)
+    hidden = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}  # no GPU even where one exists
+    done = subprocess.run(
+        [sys.executable, str(SUITE), "--skip-memory"], capture_output=True, text=True, env=hidden
+    )
     assert done.returncode == 2
     assert "needs a CUDA GPU" in done.stderr and "--smoke" in done.stderr
