@@ -1,177 +1,366 @@
-"""Whole-video speed of vidgen against diffusers' own pipelines, same weights, same process.
+"""Whole-video speed and memory of vidgen against diffusers' own pipelines, same weights, same process.
 
-Each case runs diffusers' pipeline from a model folder as the reference, then vidgen's pipeline on the
-same folder: eager (SDPA), with the best attention backend installed (`--attention auto`), with
-`--compile`, and with `--cache first-block`. Every vidgen row says how far its frames are from
-diffusers' (largest uint8 difference), so a fast row that changed the video shows it. A table is
-printed last and the rows are written as JSON.
+    python bench/gpu_suite.py --json suite.json        # released sizes, bf16, one CUDA GPU, < 8 minutes
+    python bench/gpu_suite.py --smoke                  # the same code on tiny configs on the CPU (CI)
+    python bench/gpu_suite.py --only cogvideox-2b --skip-memory
 
-    python bench/gpu_suite.py --smoke              # tiny models on the CPU, a minute or two
-    python bench/gpu_suite.py --smoke --json out.json
+Models are built in memory with random weights at the released sizes (the compute equals the real
+checkpoints'; bench/suite_models.py), nothing is downloaded or written. Speed cases (issue 11):
+Helios-Distilled at 384x640 (33-frame chunks, pyramid steps 2,2,2, first chunk amplified; 3 chunks
+timed after the warm-up chunk: frames per second, transformer + VAE decode) and CogVideoX-2b / -5b at
+49x480x720 with CFG (5 steps timed after a warm-up step, plus the decode; the 50-step video time is
+projected). Each case runs diffusers' pipeline (the reference), then vidgen eager (SDPA), with the best
+`--attention`, `--compile`, `--cache first-block` and `--quantize fp8` (a skipped row says why where
+torchao or fp8 matmuls are missing). The memory table (issue 12) runs vidgen with each offload plan
+on Helios-Distilled (one chunk) and CogVideoX-5b under a cap on usable GPU memory standing for 24 GB
+and 16 GB cards; a plan that runs out of memory is a row that says so. Every row that generates
+frames gives its largest uint8 difference to diffusers' frames.
 
-`--smoke` runs the same code on vidgen's tiny models (CogVideoX T2V, Helios-Distilled) on the CPU,
-compiling with the `aot_eager` backend (inductor's C++ builds take minutes on a small CPU); the test
-suite runs it so the suite cannot rot. The released-size GPU run (random weights at CogVideoX-2b/-5b and
-Helios-Distilled sizes, bf16) is not written yet: without `--smoke` the script says so and exits 2.
+Rows print as they finish and the JSON is rewritten after each, so a run stopped at its limit keeps
+what it measured; rows that would start after `--budget` seconds are skipped with that reason. The
+tables (with date, card and versions) print last.
 """
 
 import argparse
+import gc
 import json
 import platform
 import sys
-import tempfile
 import time
-from collections.abc import Callable
+import traceback
 from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from vidgen import levers, tiny  # noqa: E402
+import suite_models as models  # noqa: E402
+import suite_runs as runs  # noqa: E402
+
+from vidgen import levers  # noqa: E402
+from vidgen.errors import VidgenError  # noqa: E402
+from vidgen.memory.quantize import check_quantize  # noqa: E402
 from vidgen.request import Request, Runtime  # noqa: E402
 from vidgen.validate.runtime import resolve_attention  # noqa: E402
+
+PROMPT = "a panda plays a guitar in a bamboo forest, cinematic light"
+# (offload, quantize) plans in the order the planner tries them, and the cards they stand for.
+MEMORY_PLANS = (
+    ("none", "none"),
+    ("model", "none"),
+    ("group", "none"),
+    ("group", "fp8-storage"),
+    ("sequential", "none"),
+)
+CARDS_GB = (24, 16)
+GB = 1024**3
 
 
 @dataclass(frozen=True)
 class Case:
-    name: str
-    family: str  # "cogvideox" | "helios"
-    variant: str  # vidgen.tiny's variant
-    request: Request
-    pyramid_steps: tuple[int, ...] = ()  # Helios-Distilled
+    name: str  # what --only takes
+    spec: models.ModelSpec
+    workload: runs.Workload
+    memory: bool = False  # the memory table's plans instead of the speed runs
 
 
 @dataclass
 class Row:
+    table: str  # "speed" | "memory"
     case: str
-    run: str  # "diffusers", "vidgen eager", ...
-    seconds: float
-    frames: int
-    fps: float
-    max_uint8_difference: int | None  # against diffusers' frames; None for diffusers itself
+    run: str
+    seconds: float | None = None  # Helios: the timed chunks; CogVideoX: the projected 50-step video
+    rate: float | None = None  # frames per second
+    peak_gb: float | None = None
+    max_uint8_difference: int | None = None  # against diffusers' frames
+    card_gb: int | None = None  # memory table: the cap standing for this card
     note: str = ""
 
 
-SMOKE_CASES = (
-    Case(
-        "cogvideox-t2v (tiny)",
-        "cogvideox",
-        "t2v",
-        Request(
-            mode="t2v", prompt="a cat walks", seed=1, steps=4, guidance=6.0, height=64, width=96, frames=9
-        ),
-    ),
-    Case(
-        "helios-distilled (tiny)",
-        "helios",
-        "distilled",
-        Request(mode="t2v", prompt="a cat walks", seed=1, guidance=1.0, height=64, width=128, frames=33),
-        pyramid_steps=(1, 1, 1),
-    ),
-)
+def cases(smoke: bool) -> list[Case]:
+    if smoke:
+        helios = runs.Workload(
+            "helios", _request(height=64, width=128, frames=66, guidance=1.0), pyramid_steps=(1, 1, 1)
+        )
+        cogvideox = runs.Workload("cogvideox", _request(height=64, width=96, frames=9, steps=3))
+        specs = (models.TINY_HELIOS, models.TINY_2B, models.TINY_5B)
+    else:
+        helios = runs.Workload(
+            "helios", _request(height=384, width=640, frames=4 * 33, guidance=1.0), pyramid_steps=(2, 2, 2)
+        )
+        cogvideox = runs.Workload("cogvideox", _request(height=480, width=720, frames=49, steps=6))
+        specs = (models.HELIOS_DISTILLED, models.COGVIDEOX_2B, models.COGVIDEOX_5B)
+    one_chunk = replace(helios, request=replace(helios.request, frames=33))
+    # Ordered so that each model is built once, but Helios' memory rows (rebuilt: the same seed gives
+    # the same weights) come last: they take longest and matter least for a partial run.
+    return [
+        Case("helios-distilled", specs[0], helios),
+        Case("cogvideox-2b", specs[1], cogvideox),
+        Case("cogvideox-5b", specs[2], cogvideox),
+        Case("memory-cogvideox-5b", specs[2], cogvideox, memory=True),
+        Case("memory-helios-distilled", specs[0], one_chunk, memory=True),
+    ]
 
 
-def parse_args() -> argparse.Namespace:
+def _request(**sizes) -> Request:
+    return Request(mode="t2v", prompt=PROMPT, seed=1, **{"guidance": 6.0, **sizes})
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny models on the CPU (what CI runs)")
-    parser.add_argument("--json", type=Path, help="write the rows here as JSON")
-    return parser.parse_args()
+    names = [case.name for case in cases(smoke=False)]
+    parser.add_argument("--smoke", action="store_true", help="tiny configs on the CPU (what CI runs)")
+    parser.add_argument("--json", type=Path, help="write the rows here as JSON (after every row)")
+    parser.add_argument("--only", action="append", choices=names, help="run only this case (repeatable)")
+    parser.add_argument("--skip-memory", action="store_true", help="leave out the memory table")
+    parser.add_argument(
+        "--budget", type=float, default=420.0, help="seconds after which rows are skipped (default 420)"
+    )
+    return parser.parse_args(argv)
 
 
-def main() -> None:
-    args = parse_args()
-    if not args.smoke:
-        raise SystemExit("error: the released-size GPU run is not written yet (run with --smoke)")
-    torch.manual_seed(0)
-    levers.COMPILE_OPTIONS = {"backend": "aot_eager", "fullgraph": False}
-    rows: list[Row] = []
-    with tempfile.TemporaryDirectory(prefix="vidgen-suite-") as cache:
-        for case in SMOKE_CASES:
-            folder = tiny.ensure_tiny(case.family, case.variant, Path(cache))
-            rows += run_case(case, folder, device="cpu")
-    print(table(rows))
-    if args.json:
-        versions = {"torch": torch.__version__, "python": platform.python_version()}
-        args.json.write_text(json.dumps({"versions": versions, "rows": [asdict(r) for r in rows]}, indent=1))
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    device = "cpu" if args.smoke else "cuda"
+    if device == "cuda" and not torch.cuda.is_available():
+        print("error: the GPU suite needs a CUDA GPU (run with --smoke on the CPU)", file=sys.stderr)
+        return 2
+    dtype = torch.float32 if args.smoke else torch.bfloat16
+    if args.smoke:
+        levers.COMPILE_OPTIONS = {"backend": "aot_eager", "fullgraph": False}  # no C++ builds on a CPU
+    chosen = [
+        case
+        for case in cases(args.smoke)
+        if (not args.only or case.name in args.only) and not (case.memory and args.skip_memory)
+    ]
+    suite = Suite(device, dtype, time.monotonic() + args.budget, header(device), args.json)
+    for case in chosen:
+        suite.run_case(case)
+    suite.release()
+    print(tables(suite.rows, suite.header), flush=True)
+    return 0
 
 
-def run_case(case: Case, folder: Path, device: str) -> list[Row]:
-    reference, seconds = timed(lambda: diffusers_frames(case, folder, device))
-    rows = [Row(case.name, "diffusers", seconds, len(reference), len(reference) / seconds, None)]
-    eager = Runtime(device=device, attention="sdpa")
-    best = resolve_attention("auto", device, eager.dtype)
-    for run, runtime in (
+class Suite:
+    """Runs cases in order, building each model once and keeping diffusers' frames per case."""
+
+    def __init__(self, device: str, dtype: torch.dtype, deadline: float, header: dict, out: Path | None):
+        self.device, self.dtype, self.deadline, self.header, self.out = device, dtype, deadline, header, out
+        self.rows: list[Row] = []
+        self.references: dict[str, object] = {}  # case's model name -> diffusers' frames
+        self.built: models.Built | None = None
+
+    def run_case(self, case: Case) -> None:
+        if case.memory and self.device != "cuda":
+            for label in _plan_labels():
+                self.add(Row("memory", case.name, label, note="skipped: needs CUDA"))
+            return
+        if time.monotonic() > self.deadline:
+            self.add(
+                Row("memory" if case.memory else "speed", case.name, "all", note="skipped: over --budget")
+            )
+            return
+        built = self.model(case.spec)
+        if case.memory:
+            self.memory_rows(case, built)
+        else:
+            self.speed_rows(case, built)
+
+    def model(self, spec: models.ModelSpec) -> models.Built:
+        if self.built is None or self.built.spec != spec:
+            self.release()
+            start = time.perf_counter()
+            self.built = models.build(spec, self.device, self.dtype)
+            print(f"built {spec.name} in {time.perf_counter() - start:.1f} s", flush=True)
+        return self.built
+
+    def release(self) -> None:
+        self.built = None
+        _free()
+
+    def speed_rows(self, case: Case, built: models.Built) -> None:
+        reference = self.row(case, "diffusers", lambda: runs.diffusers_run(built.pipe, case.workload))
+        if reference is not None:
+            self.references[case.spec.name] = reference.frames
+        for run, runtime in speed_runtimes(self.device, self.dtype):
+            if isinstance(runtime, str):
+                self.add(Row("speed", case.name, run, note=f"skipped: {runtime}"))
+                continue
+            if runtime.compile:
+                torch._dynamo.reset()  # each compiled row pays its own compile, as a fresh process would
+            self.row(case, run, lambda runtime=runtime: _vidgen(built, case, runtime))
+            _free()
+
+    def memory_rows(self, case: Case, built: models.Built) -> None:
+        built.pipe.to("cpu")  # every plan starts from weights in host memory, as after loading
+        _free()
+        out_of_memory: set[str] = set()
+        for card in CARDS_GB:
+            for (offload, quantize), label in zip(MEMORY_PLANS, _plan_labels(), strict=True):
+                if label in out_of_memory:
+                    note = f"skipped: out of memory with {max(CARDS_GB)} GB"
+                    self.add(Row("memory", case.name, label, card_gb=card, note=note))
+                    continue
+                runtime = Runtime(self.device, self.dtype, offload=offload, quantize=quantize)
+                with _capped(card):
+                    row = self.row(
+                        case, label, lambda runtime=runtime: _vidgen(built, case, runtime, fresh=True), card
+                    )
+                if row is None and "out of memory" in self.rows[-1].note:
+                    out_of_memory.add(label)
+                _free()
+
+    def row(self, case: Case, run: str, work, card: int | None = None) -> runs.Measure | None:
+        """One timed row: measured, out of memory, failed (with its traceback on stderr) or skipped."""
+        table = "memory" if case.memory else "speed"
+        row = Row(table, case.name, run, card_gb=card)
+        if time.monotonic() > self.deadline:
+            row.note = "skipped: over --budget"
+            self.add(row)
+            return None
+        measure = None
+        try:
+            measure = work()
+        except torch.OutOfMemoryError:
+            row.note = "out of memory"
+        except Exception as error:  # one broken row must not cost the rest of a one-shot GPU run
+            traceback.print_exc()
+            row.note = f"failed: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        if measure is not None:
+            family = case.workload.family
+            reference = self.references.get(case.spec.name)
+            row.seconds = measure.seconds(family)
+            row.rate = measure.rate(family, case.workload.chunk_frames)
+            row.peak_gb = None if measure.peak_bytes is None else measure.peak_bytes / GB
+            if reference is not None and run != "diffusers":
+                row.max_uint8_difference = runs.largest_difference(measure.frames, reference)
+            row.note = measure.detail(family)
+        self.add(row)
+        return measure
+
+    def add(self, row: Row) -> None:
+        self.rows.append(row)
+        print(" | ".join(f"{value}" for value in asdict(row).values()), flush=True)
+        if self.out:
+            document = {**self.header, "rows": [asdict(r) for r in self.rows]}
+            self.out.write_text(json.dumps(document, indent=1))
+
+
+def speed_runtimes(device: str, dtype: torch.dtype) -> list[tuple[str, Runtime | str]]:
+    """vidgen's speed rows: (name, runtime), or (name, why it is skipped)."""
+    # keep_models: on a card that holds everything nothing is parked between stages.
+    eager = Runtime(device=device, dtype=dtype, attention="sdpa", keep_models=True)
+    best = resolve_attention("auto", device, dtype)
+    try:
+        check_quantize("fp8", device)
+        fp8: Runtime | str = replace(eager, quantize="fp8")
+    except VidgenError as error:
+        fp8 = error.message
+    return [
         ("vidgen eager", eager),
         (f"vidgen --attention {best}", replace(eager, attention=best)),
         ("vidgen --compile", replace(eager, compile=True)),
         ("vidgen --cache first-block", replace(eager, cache="first-block")),
-    ):
-        if runtime.compile:
-            torch._dynamo.reset()  # each compiled row pays its own compile, as a fresh process would
-        frames, seconds = timed(lambda runtime=runtime: vidgen_frames(case, folder, runtime))
-        difference = int(np.abs(frames.astype(int) - reference.astype(int)).max())
-        rows.append(Row(case.name, run, seconds, len(frames), len(frames) / seconds, difference))
-    return rows
+        ("vidgen --quantize fp8", fp8),
+    ]
 
 
-def timed(work: Callable[[], np.ndarray]) -> tuple[np.ndarray, float]:
-    start = time.perf_counter()
-    frames = work()
+def _vidgen(built: models.Built, case: Case, runtime: Runtime, fresh: bool = False) -> runs.Measure:
+    """vidgen on the case's workload; `fresh` gives it its own text encoder and VAE objects (sharing the
+    weights), for plans whose hooks would otherwise stay on diffusers' pipeline's parts."""
+    parts = {}
+    if fresh:
+        parts = dict(text_encoder=models.fresh(built.pipe.text_encoder), vae=models.fresh(built.pipe.vae))
+    model = models.vidgen_model(built, runtime, models.vidgen_transformer(built), **parts)
+    return runs.vidgen_run(model, case.workload, runtime)
+
+
+def _plan_labels() -> list[str]:
+    return [
+        f"offload {offload}" + (f" + {quantize}" if quantize != "none" else "")
+        for offload, quantize in MEMORY_PLANS
+    ]
+
+
+class _capped:
+    """Usable GPU memory capped at `card` GB while inside, standing for a smaller card."""
+
+    def __init__(self, card: int) -> None:
+        self.card = card
+
+    def __enter__(self) -> None:
+        _free()
+        total = torch.cuda.get_device_properties(0).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, self.card * GB / total))
+
+    def __exit__(self, *exc) -> None:
+        torch.cuda.set_per_process_memory_fraction(1.0)
+
+
+def _free() -> None:
+    gc.collect()
     if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return frames, time.perf_counter() - start
+        torch.cuda.empty_cache()
 
 
-def diffusers_frames(case: Case, folder: Path, device: str) -> np.ndarray:
-    """uint8 [F, H, W, 3] from diffusers' own pipeline for the folder (loading included, as for vidgen)."""
-    import diffusers
-
-    request = case.request
-    pipe = diffusers.DiffusionPipeline.from_pretrained(folder).to(device)
-    pipe.set_progress_bar_config(disable=True)
-    inputs = dict(
-        prompt=request.prompt,
-        guidance_scale=request.guidance,
-        height=request.height,
-        width=request.width,
-        num_frames=request.frames,
-        output_type="np",
-        generator=torch.Generator("cpu").manual_seed(request.seed),
+def header(device: str) -> dict:
+    versions = {"python": platform.python_version()}
+    for package in ("torch", "diffusers", "transformers", "accelerate", "torchao", "triton"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    card = (
+        torch.cuda.get_device_name(0) if device == "cuda" else f"CPU smoke ({platform.processor() or 'cpu'})"
     )
-    if case.pyramid_steps:
-        inputs.update(pyramid_num_inference_steps_list=list(case.pyramid_steps), is_amplify_first_chunk=True)
-    else:
-        inputs.update(num_inference_steps=request.steps)
-    with torch.no_grad():
-        frames = pipe(**inputs).frames[0]
-    return (frames * 255).round().astype(np.uint8)
+    return {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "card": card,
+        "smoke": device != "cuda",
+        "versions": versions,
+    }
 
 
-def vidgen_frames(case: Case, folder: Path, runtime: Runtime) -> np.ndarray:
-    """uint8 [F, H, W, 3] from vidgen's pipeline for the folder (loading included)."""
-    from vidgen.pipelines import cogvideox, helios
-
-    if case.family == "cogvideox":
-        model = cogvideox.load(folder, runtime)
-        return cogvideox.generate(model, case.request, runtime).frames
-    model = helios.load(folder, runtime)
-    settings = helios.HeliosSettings(pyramid_steps=case.pyramid_steps, amplify_first_chunk=True)
-    return np.concatenate(list(helios.generate_chunks(model, case.request, settings, runtime)))
-
-
-def table(rows: list[Row]) -> str:
-    lines = [f"{'case':<26} {'run':<28} {'seconds':>8} {'frames/s':>9} {'vs diffusers':>13} {'max diff':>8}"]
-    reference = {row.case: row.seconds for row in rows if row.run == "diffusers"}
-    for row in rows:
-        speedup = reference[row.case] / row.seconds
-        difference = "-" if row.max_uint8_difference is None else str(row.max_uint8_difference)
+def tables(rows: list[Row], header: dict) -> str:
+    versions = ", ".join(f"{name} {version}" for name, version in header["versions"].items())
+    lines = [f"{header['date']} | {header['card']} | {versions}", ""]
+    reference = {row.case: row.seconds for row in rows if row.run == "diffusers" and row.seconds}
+    speed = [row for row in rows if row.table == "speed"]
+    memory = [row for row in rows if row.table == "memory"]
+    if speed:
         lines.append(
-            f"{row.case:<26} {row.run:<28} {row.seconds:8.2f} {row.fps:9.2f} {speedup:12.2f}x {difference:>8}"
+            f"{'case':<24} {'run':<28} {'seconds':>8} {'frames/s':>9} {'vs diffusers':>12} "
+            f"{'peak GB':>8} {'max diff':>8}  note"
         )
-    return "\n".join(lines)
+        for row in speed:
+            ratio = (
+                reference.get(row.case, 0) / row.seconds if row.seconds and reference.get(row.case) else None
+            )
+            lines.append(
+                f"{row.case:<24} {row.run:<28} {_num(row.seconds, 8, 2)} {_num(row.rate, 9, 2)} "
+                f"{_num(ratio, 11, 2, 'x')} {_num(row.peak_gb, 8, 1)} "
+                f"{_num(row.max_uint8_difference, 8)}  {row.note}"
+            )
+        lines.append("")
+    if memory:
+        lines.append(
+            f"{'case':<24} {'card':>5} {'plan':<28} {'seconds':>8} {'frames/s':>9} {'peak GB':>8} "
+            f"{'max diff':>8}  note"
+        )
+        for row in memory:
+            card = f"{row.card_gb} GB" if row.card_gb else "-"
+            lines.append(
+                f"{row.case:<24} {card:>5} {row.run:<28} {_num(row.seconds, 8, 2)} {_num(row.rate, 9, 2)} "
+                f"{_num(row.peak_gb, 8, 1)} {_num(row.max_uint8_difference, 8)}  {row.note}"
+            )
+    return "\n".join(lines).rstrip()
+
+
+def _num(value: float | None, width: int, digits: int = 0, unit: str = "") -> str:
+    return f"{'-':>{width + len(unit)}}" if value is None else f"{value:{width}.{digits}f}{unit}"
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -58,10 +58,15 @@ def denoise(
     on_step: StepCallback = lambda done: None,
 ) -> torch.Tensor:
     """Run the scheduler from `latents` [1, F, C, H, W] over `timesteps`; returns the denoised latents."""
-    step = scheduler_step(scheduler, timesteps, generator)
+    # The schedule's values, read to the host once before the loop, not once per step: the schedulers
+    # index their host-side tables with the timestep and compare it in Python (`prev_timestep >= 0`),
+    # and the guidance ramp needs it as a number; given a device tensor each of those waits for the GPU
+    # to finish the step. A Python int reads the same table entries, so the frames do not change.
+    values = timesteps.tolist()
+    step = scheduler_step(scheduler, values, generator)
     for i, t in enumerate(timesteps):
-        noise = predict_noise(transformer, scheduler, latents, t, conditioning, guidance)
-        latents = step(i, t, noise, latents).to(conditioning.text.dtype)
+        noise = predict_noise(transformer, scheduler, latents, t, conditioning, guidance, values[i])
+        latents = step(i, values[i], noise, latents).to(conditioning.text.dtype)
         on_step(i + 1)
     return latents
 
@@ -73,8 +78,12 @@ def predict_noise(
     t: torch.Tensor,
     conditioning: Conditioning,
     guidance: Guidance,
+    t_value: int | float | None = None,
 ) -> torch.Tensor:
-    """The transformer's guided prediction for `latents` at timestep `t`, in float32."""
+    """The transformer's guided prediction for `latents` at timestep `t`, in float32.
+
+    `t_value` is `t` as a Python number (the dynamic guidance ramp needs it); read from `t` if not given.
+    """
     copies = 2 if guidance.enabled else 1
     model_input = scheduler.scale_model_input(torch.cat([latents] * copies), t)  # [copies, F, C, H, W]
     if conditioning.image is not None:
@@ -93,11 +102,15 @@ def predict_noise(
     if not guidance.enabled:
         return prediction
     unconditional, conditional = prediction.chunk(2)
-    return unconditional + guidance.scale_at(t.item()) * (conditional - unconditional)
+    if not guidance.dynamic:
+        return unconditional + guidance.scale * (conditional - unconditional)
+    scale = guidance.scale_at(t.item() if t_value is None else t_value)
+    return unconditional + scale * (conditional - unconditional)
 
 
-def scheduler_step(scheduler, timesteps: torch.Tensor, generator: torch.Generator | None) -> Callable:
-    """`step(i, t, noise, latents) -> latents` over either CogVideoX scheduler.
+def scheduler_step(scheduler, timesteps: list[int], generator: torch.Generator | None) -> Callable:
+    """`step(i, t, noise, latents) -> latents` over either CogVideoX scheduler; `timesteps` and `t` are
+    Python ints (see `denoise`).
 
     CogVideoXDPMScheduler is a two-step solver: it takes the previous timestep and carries its last
     x0 prediction from step to step, and draws fresh noise from `generator` at every step; the DDIM
@@ -105,14 +118,14 @@ def scheduler_step(scheduler, timesteps: torch.Tensor, generator: torch.Generato
     """
     if not isinstance(scheduler, CogVideoXDPMScheduler):
 
-        def ddim_step(i: int, t: torch.Tensor, noise: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+        def ddim_step(i: int, t: int, noise: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
             return scheduler.step(noise, t, latents, eta=0.0, generator=generator, return_dict=False)[0]
 
         return ddim_step
 
     previous_x0 = None
 
-    def dpm_step(i: int, t: torch.Tensor, noise: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+    def dpm_step(i: int, t: int, noise: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
         nonlocal previous_x0
         previous_t = timesteps[i - 1] if i > 0 else None
         latents, previous_x0 = scheduler.step(

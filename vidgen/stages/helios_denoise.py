@@ -183,6 +183,11 @@ def denoise_pyramid(
         start = latents  # the DMD scheduler renoises towards this stage's starting point
         reset_step_cache(transformer)  # a step cache compares steps of one stage: its size changes here
         timesteps = scheduler.timesteps
+        # The DMD scheduler turns the step's timestep and the next one into tensors with `torch.full`,
+        # which reads a device tensor back to the host (a wait for the GPU) twice a step; given the
+        # stage's values as Python floats, read once here, it fills the same values without waiting.
+        # HeliosScheduler (Mid) looks its timestep up in its own tensor and keeps getting the tensor.
+        values = timesteps.tolist() if distilled else None
         for step, t in enumerate(timesteps):
             # The pyramid pipeline truncates timesteps to integers; the single-stage one does not.
             timestep = t.expand(latents.shape[0]).to(torch.int64)
@@ -190,7 +195,11 @@ def denoise_pyramid(
             prediction = guided_prediction(
                 transformer, latents, timestep, conditioning, history, guidance, zero
             )
-            extra = _dmd_step_kwargs(scheduler, step, start, timesteps) if distilled else {}
+            if distilled:
+                extra = _dmd_step_kwargs(scheduler, step, start, values)
+                t = values[step]
+            else:
+                extra = {}
             latents = scheduler.step(prediction, t, latents, generator=generator, return_dict=False, **extra)[
                 0
             ]
@@ -214,7 +223,7 @@ def renoised(
     return alpha * latents + beta * noise.to(transformer.dtype)
 
 
-def _dmd_step_kwargs(scheduler, step: int, start: torch.Tensor, timesteps: torch.Tensor) -> dict:
+def _dmd_step_kwargs(scheduler, step: int, start: torch.Tensor, timesteps: list[float]) -> dict:
     return dict(
         cur_sampling_step=step,
         dmd_noisy_tensor=start,

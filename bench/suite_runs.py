@@ -1,0 +1,187 @@
+"""The GPU suite's timed runs: one workload through diffusers' pipeline or vidgen's, clocked alike.
+
+Helios: a video of `chunks` chunks; the first (amplified) is the warm-up, the rest are timed from the
+end of chunk 1's decode to the end of the last chunk's decode: frames per second, transformer + VAE.
+A one-chunk run (the memory table's) is timed from its start, text encoding and weight moves included.
+CogVideoX: `steps` denoising steps; the first is the warm-up (and the compile), the rest give the
+time per step; the decode is timed from the last step to the frames. The 50-step video time is
+projected as 50 x step + decode (the text encoder's few milliseconds left out).
+
+Clocks wait for the GPU (`torch.cuda.synchronize`) at each mark: one sync per step or chunk, the same
+for both pipelines.
+"""
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from vidgen.pipelines import cogvideox, helios
+from vidgen.request import Request, Runtime
+
+PROJECTED_STEPS = 50
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What one run generates."""
+
+    family: str
+    request: Request
+    pyramid_steps: tuple[int, ...] = ()  # Helios-Distilled
+
+    @property
+    def chunk_frames(self) -> int:
+        return 33
+
+
+@dataclass
+class Measure:
+    """One run's frames and clock marks."""
+
+    frames: np.ndarray  # uint8 [F, H, W, 3]
+    marks: list[float] = field(default_factory=list)  # chunk ends (Helios) or step ends (CogVideoX)
+    end: float = 0.0
+    start: float = 0.0  # when the run began (a one-chunk Helios run is timed from here)
+    peak_bytes: int | None = None
+
+    def seconds(self, family: str) -> float:
+        """Helios: the timed chunks' seconds; CogVideoX: the projected 50-step video's seconds."""
+        if family == "helios":
+            return self.marks[-1] - (self.marks[0] if len(self.marks) > 1 else self.start)
+        return PROJECTED_STEPS * self.step_seconds + self.decode_seconds
+
+    @property
+    def step_seconds(self) -> float:
+        return (self.marks[-1] - self.marks[0]) / (len(self.marks) - 1)
+
+    @property
+    def decode_seconds(self) -> float:
+        return self.end - self.marks[-1]
+
+    def rate(self, family: str, chunk_frames: int) -> float:
+        """Helios: frames per second over the timed chunks; CogVideoX: frames per projected second."""
+        if family == "helios":
+            return chunk_frames * max(1, len(self.marks) - 1) / self.seconds(family)
+        return len(self.frames) / self.seconds(family)
+
+    def detail(self, family: str) -> str:
+        if family == "helios" and len(self.marks) == 1:
+            return "1 chunk timed from the start (text, loading moves and warm-up included)"
+        if family == "helios":
+            return f"{len(self.marks) - 1} chunks timed after 1 warm-up"
+        return f"step {self.step_seconds:.3f} s, decode {self.decode_seconds:.2f} s"
+
+
+class Clock:
+    """Marks times after the device has caught up; also vidgen's Progress (a mark per step)."""
+
+    def __init__(self) -> None:
+        self.marks: list[float] = []
+
+    def mark(self) -> None:
+        _sync()
+        self.marks.append(time.perf_counter())
+
+    def advance(self, steps: int = 1) -> None:
+        self.mark()
+
+    def start_stage(self, name: str, total: int | None = None) -> None:
+        pass
+
+    def end_stage(self) -> None:
+        pass
+
+    def note(self, line: str) -> None:
+        pass
+
+
+def diffusers_run(pipe, workload: Workload) -> Measure:
+    """diffusers' own pipeline on the workload, with the clock marks described above."""
+    request, clock = workload.request, Clock()
+    inputs = dict(
+        prompt=request.prompt,
+        guidance_scale=request.guidance,
+        height=request.height,
+        width=request.width,
+        num_frames=request.frames,
+        output_type="np",
+        generator=torch.Generator("cpu").manual_seed(request.seed),
+    )
+    restore = None
+    if workload.family == "helios":
+        inputs.update(
+            pyramid_num_inference_steps_list=list(workload.pyramid_steps), is_amplify_first_chunk=True
+        )
+        restore = _mark_after_decode(pipe.vae, clock)  # the pipeline decodes each chunk as it ends
+    else:
+        inputs.update(
+            num_inference_steps=request.steps,
+            callback_on_step_end=lambda pipe, step, t, tensors: (clock.mark(), tensors)[1],
+        )
+    _reset_peak()
+    start = _now()
+    try:
+        with torch.no_grad():
+            frames = pipe(**inputs).frames[0]
+    finally:
+        if restore:
+            restore()
+    _sync()
+    end = time.perf_counter()
+    return Measure((frames * 255).round().astype(np.uint8), clock.marks, end, start, _peak())
+
+
+def _mark_after_decode(vae, clock: Clock):
+    decode = vae.decode
+
+    def marked(*args, **kwargs):
+        out = decode(*args, **kwargs)
+        clock.mark()
+        return out
+
+    vae.decode = marked
+    return lambda: vars(vae).pop("decode", None)
+
+
+def vidgen_run(model, workload: Workload, runtime: Runtime) -> Measure:
+    """vidgen's pipeline on the workload for a built model (`suite_models.vidgen_model`)."""
+    request = workload.request
+    _reset_peak()
+    start = _now()
+    if workload.family == "cogvideox":
+        clock = Clock()
+        frames = cogvideox.generate(model, request, runtime, progress=clock).frames
+        return Measure(frames, clock.marks, _now(), start, _peak())
+    settings = helios.HeliosSettings(pyramid_steps=workload.pyramid_steps, amplify_first_chunk=True)
+    clock, chunks = Clock(), []
+    for frames in helios.generate_chunks(model, request, settings, runtime):
+        clock.mark()
+        chunks.append(frames)
+    return Measure(np.concatenate(chunks), clock.marks, clock.marks[-1], start, _peak())
+
+
+def largest_difference(frames: np.ndarray, reference: np.ndarray) -> int:
+    """Largest uint8 difference to the reference's frames (compared over the frames both have)."""
+    count = min(len(frames), len(reference))
+    return int(np.abs(frames[:count].astype(int) - reference[:count].astype(int)).max())
+
+
+def _now() -> float:
+    _sync()
+    return time.perf_counter()
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _reset_peak() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _peak() -> int | None:
+    return torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None
