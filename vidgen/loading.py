@@ -134,9 +134,11 @@ def streams_itself(module: nn.Module, runtime: Runtime) -> bool:
 def on_device(module: nn.Module, runtime: Runtime, park: str | torch.device = "cpu") -> Iterator[nn.Module]:
     """Holds a stage's model on the device for the stage, then parks it off the device.
 
-    Parking happens unless `runtime.keep_models`, for every model but those whose offload hooks
-    already keep the weights off the device ("sequential", "group"): the next stage gets the memory,
-    and a later job brings the model back here. `park` is a parameter so that tests on a CPU-only
+    Parking happens when `runtime.parks_models` (model offload), for every model but those whose
+    offload hooks already keep the weights off the device ("sequential", "group"): the next stage gets
+    the memory, and a later job brings the model back here. Without offload nothing moves: moving
+    gigabytes between every stage and every job costs more than the stage itself on a card that
+    holds them all. `park` is a parameter so that tests on a CPU-only
     machine can see the move ("meta").
     """
     if streams_itself(module, runtime):
@@ -151,5 +153,5 @@ def on_device(module: nn.Module, runtime: Runtime, park: str | torch.device = "c
         interrupted = True
         raise
     finally:
-        if not runtime.keep_models and not interrupted:
+        if runtime.parks_models and not interrupted:
             module.to(park)

@@ -64,7 +64,7 @@ class Runtime:
     quantize: str = "none"  # "none" | "fp8" | "int8" | "fp8-storage" (vidgen.memory.quantize)
     plan: str = ""  # why this offload plan, when the planner chose it
     transformer_bytes: int | None = None  # the loaded transformer's weight bytes, once it is loaded
-    keep_models: bool = False  # keep each stage's model on the device after its work is done
+    keep_models: bool = False  # keep each stage's model on the device after its work, whatever the offload
     attention: str = "sdpa"  # a name of validate.runtime.ATTENTION_BACKENDS, already checked to run here
     compile: bool = False  # torch.compile each repeated transformer block
     cache: str = "none"  # "none" | "first-block" | "mag" | "taylorseer": diffusers' step caching
@@ -72,6 +72,13 @@ class Runtime:
     cache_threshold: float | None = None
     # LoRAs fused into the transformer's weights as it loads (vidgen.lora), in the order given.
     loras: tuple[Lora, ...] = ()
+
+    @property
+    def parks_models(self) -> bool:
+        """Whether a stage's model leaves the device once its stage is done: under model offload (and
+        group offload's VAE), unless `keep_models`. With no offload every model stays resident;
+        offload hooks ("group" blocks, "sequential") move their own weights."""
+        return self.offload in ("model", "group") and not self.keep_models
 
 
 @dataclass

@@ -193,12 +193,16 @@ def test_long_prompt_warns_how_many_tokens_were_dropped(tiny_cogvideox):
     assert result.warnings == ["prompt is 300 tokens; the text encoder reads 226, 74 were dropped"]
 
 
-def test_stage_models_leave_the_device_after_their_stage(tiny_cogvideox):
+@pytest.mark.parametrize("offload, expected", [("model", "meta"), ("none", "cpu")])
+def test_stage_models_leave_the_device_after_their_stage_only_under_model_offload(
+    tiny_cogvideox, offload, expected
+):
     # On a CPU-only machine the device is the CPU, so models are parked on "meta" to make the move visible.
-    model = replace(cogvideox.load(tiny_cogvideox("t2v"), Runtime()), park="meta")
-    cogvideox.generate(model, CASES["t2v-ddim-no-cfg"].request(), Runtime())
+    runtime = Runtime(offload=offload)
+    model = replace(cogvideox.load(tiny_cogvideox("t2v"), runtime), park="meta")
+    cogvideox.generate(model, CASES["t2v-ddim-no-cfg"].request(), runtime)
     for part in (model.text_encoder, model.transformer, model.vae):
-        assert {p.device.type for p in part.parameters()} == {"meta"}
+        assert {p.device.type for p in part.parameters()} == {expected}
 
 
 def test_sequential_offload_gives_the_same_frames(tiny_cogvideox):
@@ -232,9 +236,9 @@ def test_v2v_strength_that_leaves_no_step_is_a_user_error(tiny_cogvideox):
         cogvideox.generate(model, request, Runtime())
 
 
-def test_on_device_parks_unless_keep_models_or_sequential_offload():
+def test_on_device_parks_under_model_offload_unless_keep_models():
     layer = torch.nn.Linear(2, 2)
-    for kept in (Runtime(keep_models=True), Runtime(offload="sequential")):
+    for kept in (Runtime(), Runtime(offload="model", keep_models=True), Runtime(offload="sequential")):
         with loading.on_device(layer, kept, park="meta"):
             pass
         assert layer.weight.device.type == "cpu"

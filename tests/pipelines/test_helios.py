@@ -228,7 +228,7 @@ def test_stopping_after_a_chunk_parks_the_models_unless_kept(tiny_helios):
     request = replace(CASES["base-t2v"].make_request(), frames=99, steps=1)
     for keep_models, expected in ((False, "meta"), (True, "cpu")):
         model = replace(helios.load(tiny_helios("base"), Runtime()), park="meta")
-        runtime = Runtime(keep_models=keep_models)
+        runtime = Runtime(offload="model", keep_models=keep_models)
         chunks = helios.generate_chunks(model, request, helios.HeliosSettings(), runtime)
         assert next(chunks).shape == (33, 32, 48, 3)
         chunks.close()

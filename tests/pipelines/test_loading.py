@@ -68,6 +68,6 @@ def test_unknown_text_encoder_class_is_a_one_line_error(tmp_path):
 @pytest.mark.parametrize("error, parked", [(ValueError, True), (KeyboardInterrupt, False)])
 def test_on_device_parks_after_an_error_but_not_when_interrupted(error, parked):
     module = torch.nn.Linear(2, 2)
-    with pytest.raises(error), loading.on_device(module, Runtime(), park="meta"):
+    with pytest.raises(error), loading.on_device(module, Runtime(offload="model"), park="meta"):
         raise error
     assert (module.weight.device.type == "meta") is parked

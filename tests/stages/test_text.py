@@ -60,10 +60,19 @@ def test_truncation_warning_says_how_many_tokens_were_dropped(tokenizer, encoder
     )
 
 
-@pytest.mark.parametrize("keep_models, expected", [(False, "meta"), (True, "cpu")])
-def test_encoder_leaves_the_device_after_encoding_unless_kept(tokenizer, encoder, keep_models, expected):
+@pytest.mark.parametrize(
+    "runtime, expected",
+    [
+        (Runtime(offload="model"), "meta"),
+        (Runtime(offload="model", keep_models=True), "cpu"),
+        (Runtime(), "cpu"),
+    ],
+)
+def test_encoder_leaves_the_device_after_encoding_under_model_offload_unless_kept(
+    tokenizer, encoder, runtime, expected
+):
     # The device here is the CPU, so the encoder is parked on "meta" to make the move visible.
-    encode_prompts(["a cat"], tokenizer, encoder, 226, Runtime(keep_models=keep_models), park="meta")
+    encode_prompts(["a cat"], tokenizer, encoder, 226, runtime, park="meta")
     assert {p.device.type for p in encoder.parameters()} == {expected}
 
 
