@@ -3,7 +3,7 @@
 import json
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
@@ -75,6 +75,13 @@ class Cache(str, Enum):
     first_block = "first-block"
     mag = "mag"
     taylorseer = "taylorseer"
+
+
+class Parallel(str, Enum):  # vidgen.parallel.PARALLEL_CHOICES
+    auto = "auto"
+    ulysses = "ulysses"
+    ring = "ring"
+    cfg = "cfg"
 
 
 class Format(str, Enum):
@@ -213,6 +220,14 @@ CACHE = typer.Option(
     help="Skip transformer work between steps when little changes (diffusers' step caches): "
     "first-block or taylorseer; frames change slightly (mag is not available yet).",
 )
+PARALLEL = typer.Option(
+    None,
+    "--parallel",
+    help="Under torchrun, how the ranks share one video: ulysses (all-to-all over attention heads), ring "
+    "(any number of ranks; CUDA), cfg (guidance branches on different ranks, then the rest), auto "
+    "(ulysses when the heads divide by the ranks, else ring).",
+    show_default="auto under torchrun",
+)
 OUTPUT = typer.Option(
     None,
     "--output",
@@ -268,6 +283,7 @@ def t2v(
     attention: Attention | None = ATTENTION,
     compile: bool = COMPILE,
     cache: Cache = CACHE,
+    parallel: Parallel | None = PARALLEL,
     output: str | None = OUTPUT,
     format: Format | None = FORMAT,
     overwrite: bool = OVERWRITE,
@@ -302,6 +318,7 @@ def i2v(
     attention: Attention | None = ATTENTION,
     compile: bool = COMPILE,
     cache: Cache = CACHE,
+    parallel: Parallel | None = PARALLEL,
     output: str | None = OUTPUT,
     format: Format | None = FORMAT,
     overwrite: bool = OVERWRITE,
@@ -337,6 +354,7 @@ def v2v(
     attention: Attention | None = ATTENTION,
     compile: bool = COMPILE,
     cache: Cache = CACHE,
+    parallel: Parallel | None = PARALLEL,
     output: str | None = OUTPUT,
     format: Format | None = FORMAT,
     overwrite: bool = OVERWRITE,
@@ -455,6 +473,7 @@ def _streamed(plan: "StreamPlan", outcome: "StreamOutcome") -> str:
 
 def _generate(mode: str, values: dict[str, Any]) -> None:
     """Check, generate, write, then print the result."""
+    from vidgen.parallel import outcome_speaker
     from vidgen.run import run  # torch and the pipelines load only when a command runs
     from vidgen.validate import Options, prepare
 
@@ -462,11 +481,14 @@ def _generate(mode: str, values: dict[str, Any]) -> None:
     quiet, json_output = values.pop("quiet"), values.pop("json_output")
     with _reported_errors():
         plan = prepare(Options(mode=mode, **values), stdin=sys.stdin)
+        quiet = quiet or not outcome_speaker()
         for line in () if quiet else plan.notes:
             console.note(line)
         console.quiet_libraries()
-        with console.ConsoleProgress() as progress:
-            outcome = run(plan, Silent() if quiet else progress)
+        with nullcontext(Silent()) if quiet else console.ConsoleProgress() as progress:
+            outcome = run(plan, progress)
+    if not outcome_speaker():  # another torchrun rank: rank 0 wrote the video and speaks for it
+        return
     for line in outcome.warnings:
         console.warning(line)
     if json_output:

@@ -17,6 +17,7 @@ from torch import nn
 from vidgen.errors import VidgenError
 from vidgen.loading import place
 from vidgen.memory.quantize import quantize
+from vidgen.parallel import parallelize
 from vidgen.progress import Progress
 from vidgen.request import Runtime
 from vidgen.validate.runtime import ATTENTION_BACKENDS
@@ -47,7 +48,7 @@ def apply_runtime(transformer: nn.Module, runtime: Runtime) -> nn.Module:
         enable_step_cache(transformer, runtime.cache, runtime.cache_threshold)
     if runtime.compile:
         compile_blocks(transformer)
-    return transformer
+    return parallelize(transformer, runtime.parallel, runtime.device)  # after the backend: it wraps it
 
 
 def compile_blocks(transformer: nn.Module, **options: Any) -> None:

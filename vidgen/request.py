@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from vidgen.parallel import SINGLE, ParallelPlan
+
 
 @dataclass(frozen=True)
 class Request:
@@ -60,6 +62,8 @@ class Runtime:
     cache: str = "none"  # "none" | "first-block" | "mag" | "taylorseer": diffusers' step caching
     # The step cache's threshold (first-block, mag); None: the cache's default. 0 skips nothing.
     cache_threshold: float | None = None
+    # How torchrun's ranks share this video (vidgen.parallel); one process: SINGLE.
+    parallel: ParallelPlan = SINGLE
 
 
 @dataclass

@@ -65,7 +65,10 @@ def levers(runtime: Runtime) -> dict[str, Any]:
     cache: dict[str, Any] = {"mode": runtime.cache}
     if runtime.cache != "none":
         cache["threshold"] = runtime.cache_threshold
-    return {"attention": runtime.attention, "compile": runtime.compile, "cache": cache}
+    values = {"attention": runtime.attention, "compile": runtime.compile, "cache": cache}
+    if runtime.parallel.world_size > 1:
+        values["parallel"] = {**runtime.parallel.as_json(), "plan": runtime.parallel.describe()}
+    return values
 
 
 def settings(plan: Plan) -> dict[str, Any]:

@@ -58,6 +58,7 @@ class Options:
     attention: str | None = None
     compile: bool = False
     cache: str = "none"
+    parallel: str | None = None  # --parallel, under torchrun (None: auto there, nothing alone)
 
 
 @dataclass(frozen=True)
