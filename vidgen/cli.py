@@ -426,6 +426,7 @@ def stream(
     attention: Attention | None = ATTENTION,
     compile: bool = COMPILE,
     cache: Cache = CACHE,
+    parallel: Parallel | None = PARALLEL,
     output: str | None = typer.Option(
         None,
         "--output",
@@ -442,6 +443,7 @@ def stream(
 ) -> None:
     """A long Helios video, each 33-frame chunk written as soon as it is generated."""
     values = {name: value.value if isinstance(value, Enum) else value for name, value in locals().items()}
+    from vidgen.parallel import outcome_speaker
     from vidgen.stream import stream_video  # torch and the pipelines load only when a command runs
     from vidgen.stream_progress import SilentStream, StreamProgress
     from vidgen.validate import StreamOptions, prepare_stream, stream_mode
@@ -450,11 +452,14 @@ def stream(
     with _reported_errors():
         options = StreamOptions(mode=stream_mode(image, video), **values)
         plan = prepare_stream(options, stdin=sys.stdin)
+        quiet = quiet or not outcome_speaker()  # under torchrun rank 0 alone reports
         for line in () if quiet else plan.plan.notes:
             console.note(line)
         console.quiet_libraries()
-        with StreamProgress(plan.chunks) as progress:
-            outcome = stream_video(plan, SilentStream() if quiet else progress)
+        with nullcontext(SilentStream()) if quiet else StreamProgress(plan.chunks) as progress:
+            outcome = stream_video(plan, progress)
+    if not outcome_speaker():
+        return
     if json_output:
         typer.echo(json.dumps(outcome.summary))
     else:

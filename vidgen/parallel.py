@@ -172,7 +172,7 @@ def _context_parallel(transformer: nn.Module, plan: ParallelPlan, mesh: Any, dev
     config.setup(dist.get_rank(), dist.get_world_size(), torch.device(device), mesh=mesh)
     transformer._parallel_config = config
     for module in transformer.modules():
-        if isinstance(module, DispatchedAttention):
+        if isinstance(module, DispatchedAttention) and module.splits_sequence:
             module.parallel_config = config
     apply_context_parallel(transformer, config.context_parallel_config, transformer._cp_plan)
 

@@ -78,6 +78,9 @@ class DispatchedAttention(nn.Module):
     # diffusers' ParallelConfig under context parallelism (vidgen.parallel): the dispatcher then runs
     # Ulysses or ring attention over the ranks' shards of the sequence. None: one process.
     parallel_config: Any = None
+    # Whether its keys are the sequence that context parallelism shards (self-attention). Cross-attention
+    # to the whole text needs no exchange: each rank's queries attend to the text it holds.
+    splits_sequence = True
 
     def attend(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
         """[B, S, heads, D] query/key/value (diffusers' dispatcher layout) -> [B, S, heads * D]."""

@@ -263,15 +263,18 @@ def join_ranks(rank: "Rank", device: str, options: object) -> None:
 
 def check_split(plan: "ParallelPlan", request: "Request", info: "ModelInfo") -> None:
     """The plan's ranks can share this request's tokens evenly (diffusers' sharder splits equally)."""
+    if plan.cfg > 1 and info.family == "helios":
+        raise VidgenError(
+            "--parallel cfg does not run Helios: its pipeline runs the guidance branches one after the other",
+            "use --parallel ulysses or auto",
+        )
     if plan.sequence == 1:
         return
     from vidgen.parallel import check_tokens
 
     if info.family == "helios":
-        raise VidgenError(
-            f"{plan.describe()} does not run Helios yet",
-            "use --parallel cfg (guidance above 1), or run Helios on one GPU per video with `vidgen batch`",
-        )
+        # Helios' history tokens depend on the chunk; the model checks them as it splits (`_rank_order`).
+        return
     patch, patch_t = info.patch_size, info.patch_size_t or 1
     latent_frames = -(-info.latent_frames(request.frames) // patch_t)
     cells = (request.height // info.spatial_scale // patch) * (request.width // info.spatial_scale // patch)

@@ -25,7 +25,7 @@ from vidgen.validate.common import (
 from vidgen.validate.helios import chunk_count, helios_request
 from vidgen.validate.limits import check_frame_count, check_numbers
 from vidgen.validate.memory import check_fits
-from vidgen.validate.runtime import build_runtime, resolve_device
+from vidgen.validate.runtime import build_runtime, check_split, join_ranks, parallel_runtime, resolve_device
 
 STDOUT = "-"
 
@@ -64,13 +64,17 @@ def prepare_stream(
     cache_dir: Path | None = None,
 ) -> StreamPlan:
     """Check `vidgen stream`'s options against the model's configs; raises VidgenError."""
+    from vidgen.batch.ranks import Rank  # vidgen.batch imports this package: imported when called
+
     presets = load_presets() if presets is None else presets
     notes: list[str] = []
     cues = resolve_cues(options, stdin)
     source = parse_model(options.model, presets)
     seed = resolve_seed(options.seed, notes)
     output = stream_output(options, cues[0].prompt, seed)
-    device = resolve_device(options.device)
+    rank = Rank.from_env()
+    device = rank.device(resolve_device(options.device))
+    join_ranks(rank, device, options)
     model = resolve_model(source, presets, cache_dir, options.preset)
     notes.extend(model.notes)
     if model.info.family != "helios":
@@ -83,6 +87,8 @@ def prepare_stream(
     request = helios_request(options, cues[0].prompt, seed, model.preset, model.info, notes)
     check_frame_count(request.frames)
     runtime = build_runtime(options, model.preset, device, notes)
+    runtime = parallel_runtime(options, runtime, model.info.attention_heads, request.guidance > 1, rank)
+    check_split(runtime.parallel, request, model.info)
     check_fits(request, model.info, fetch_configs(source, cache_dir), runtime)
     chunks = chunk_count(request.frames, model.info)
     for cue in unused_cues(cues, chunks):
