@@ -2,7 +2,8 @@
 
 Started by torchrun in the tests: every call to the collectives that context parallelism uses adds the
 bytes of the tensor this rank puts in to a tally, written as JSON to $VIDGEN_COUNT_DIR/rankN.json at exit.
-RANK_ARGS (optional, "RANK:ARG ...") appends arguments on one rank only, to test ranks that disagree.
+RANK_ARGS (optional, "RANK:ARG ...") appends arguments on one rank only, to test ranks that disagree;
+DIE_RANK (optional) makes that rank die at its third all-to-all, as a crashed GPU process would.
 """
 
 import atexit
@@ -25,6 +26,8 @@ def counted(module, name):
         source = args[0] if name == "all_gather" else tensor  # all_gather(outputs, input): the input
         tally[name] += source.numel() * source.element_size()
         tally[f"{name}.calls"] += 1
+        if os.environ.get("DIE_RANK") == os.environ.get("RANK") and tally["all_to_all_single.calls"] == 3:
+            os._exit(1)
         return original(tensor, *args, **kwargs)
 
     setattr(module, name, wrapper)
