@@ -10,7 +10,7 @@ the same seed, so all ranks hold the same latents; rank 0 alone decodes and writ
 """
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +36,9 @@ class ParallelPlan:
     cfg: int = 1  # 2: the guidance branches run on different rank groups
     ulysses: int = 1  # all-to-all over attention heads
     ring: int = 1  # key/value passed around the ring
+    # Some token count does not divide by `sequence`: diffusers' "anything" mode gives ranks slices of
+    # different sizes (one all-gather of the sizes more per exchange).
+    uneven: bool = False
 
     @property
     def sequence(self) -> int:
@@ -93,14 +96,16 @@ def _sequence(mode: str, ranks: int, heads: int) -> dict[str, int]:
     return {"ulysses": ranks} if heads % ranks == 0 else {"ring": ranks}  # auto
 
 
-def check_tokens(plan: ParallelPlan, counts: dict[str, int]) -> None:
-    """Every sharded sequence (name -> token count) splits evenly over the plan's sequence ranks."""
+def split_tokens(plan: ParallelPlan, counts: dict[str, int]) -> ParallelPlan:
+    """`plan` for sharding these sequences (name -> token count): uneven where one does not divide by
+    the plan's sequence ranks; a VidgenError where one is shorter than the ranks."""
     for name, count in counts.items():
-        if count % plan.sequence:
+        if count < plan.sequence:
             raise VidgenError(
-                f"{plan.describe()} cannot split the {count} {name} tokens over {plan.sequence} ranks",
-                "change --height/--width/--frames, or use a world size that divides them",
+                f"{plan.describe()} cannot split {count} {name} tokens over {plan.sequence} ranks",
+                "use fewer ranks, or a larger --height/--width/--frames",
             )
+    return replace(plan, uneven=any(count % plan.sequence for count in counts.values()))
 
 
 def start(rank: "Rank", device: str) -> None:
@@ -166,7 +171,11 @@ def _context_parallel(transformer: nn.Module, plan: ParallelPlan, mesh: Any, dev
 
     config = ParallelConfig(
         context_parallel_config=ContextParallelConfig(
-            ring_degree=plan.ring, ulysses_degree=plan.ulysses, mesh=mesh
+            ring_degree=plan.ring,
+            ulysses_degree=plan.ulysses,
+            mesh=mesh,
+            ulysses_anything=plan.uneven and plan.ulysses > 1,
+            ring_anything=plan.uneven and plan.ring > 1,
         )
     )
     config.setup(dist.get_rank(), dist.get_world_size(), torch.device(device), mesh=mesh)

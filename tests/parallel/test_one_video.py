@@ -198,3 +198,28 @@ def test_parallel_without_torchrun_is_a_usage_error_before_loading(vidgen, monke
     assert run.exit_code == 2
     assert run.stderr.startswith("error: --parallel cfg needs several ranks (start with `torchrun")
     assert not Path("x.mp4").exists()
+
+
+def test_token_counts_that_do_not_divide_split_unevenly_with_the_same_output():
+    tiny.ensure_tiny("cogvideox", "t2v")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    run = subprocess.run(
+        [*command, str(Path(__file__).with_name("uneven_tokens.py"))],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    difference = float(run.stdout.split("max difference ")[1])
+    assert difference < 1e-5
+
+
+def test_plans_know_when_tokens_split_unevenly_and_when_they_cannot_split():
+    from vidgen.errors import VidgenError
+    from vidgen.parallel import ParallelPlan, split_tokens
+
+    four = ParallelPlan(4, ulysses=4)
+    assert not split_tokens(four, {"text": 224, "video": 17552}).uneven
+    assert split_tokens(four, {"text": 226, "video": 17550}).uneven  # CogVideoX-5b at 49x480x720
+    with pytest.raises(VidgenError, match="cannot split 3 video tokens over 4 ranks"):
+        split_tokens(four, {"text": 226, "video": 3})

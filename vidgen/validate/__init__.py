@@ -7,6 +7,7 @@ families, so there is no import circle. The Plan that comes out is trusted by ev
 """
 
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
@@ -91,7 +92,7 @@ def prepare(
     request = build_request(options, prompt, seed, model.preset, model.info, notes)
     runtime = build_runtime(options, model.preset, device, notes)
     runtime = parallel_runtime(options, runtime, model.info.attention_heads, request.guidance > 1, rank)
-    check_split(runtime.parallel, request, model.info)
+    runtime = replace(runtime, parallel=check_split(runtime.parallel, request, model.info))
     check_fits(request, model.info, fetch_configs(source, cache_dir), runtime)
     inputs = {name: path for name in ("image", "video") if (path := getattr(options, name))}
     return Plan(request, runtime, source, model.preset, output, inputs, tuple(notes))

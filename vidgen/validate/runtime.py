@@ -261,21 +261,21 @@ def join_ranks(rank: "Rank", device: str, options: object) -> None:
     agree(options, "options")
 
 
-def check_split(plan: "ParallelPlan", request: "Request", info: "ModelInfo") -> None:
-    """The plan's ranks can share this request's tokens evenly (diffusers' sharder splits equally)."""
+def check_split(plan: "ParallelPlan", request: "Request", info: "ModelInfo") -> "ParallelPlan":
+    """`plan` made ready for this request's token counts (or a VidgenError where they cannot split)."""
     if plan.cfg > 1 and info.family == "helios":
         raise VidgenError(
             "--parallel cfg does not run Helios: its pipeline runs the guidance branches one after the other",
             "use --parallel ulysses or auto",
         )
     if plan.sequence == 1:
-        return
-    from vidgen.parallel import check_tokens
+        return plan
+    from vidgen.parallel import split_tokens
 
     if info.family == "helios":
         # Helios' history tokens depend on the chunk; the model checks them as it splits (`_rank_order`).
-        return
+        return plan
     patch, patch_t = info.patch_size, info.patch_size_t or 1
     latent_frames = -(-info.latent_frames(request.frames) // patch_t)
     cells = (request.height // info.spatial_scale // patch) * (request.width // info.spatial_scale // patch)
-    check_tokens(plan, {"text": request.max_sequence_length, "video": latent_frames * cells})
+    return split_tokens(plan, {"text": request.max_sequence_length, "video": latent_frames * cells})

@@ -4,7 +4,7 @@ folder or stdout) and the Helios request, before any weights load.
 
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
 
@@ -88,7 +88,7 @@ def prepare_stream(
     check_frame_count(request.frames)
     runtime = build_runtime(options, model.preset, device, notes)
     runtime = parallel_runtime(options, runtime, model.info.attention_heads, request.guidance > 1, rank)
-    check_split(runtime.parallel, request, model.info)
+    runtime = replace(runtime, parallel=check_split(runtime.parallel, request, model.info))
     check_fits(request, model.info, fetch_configs(source, cache_dir), runtime)
     chunks = chunk_count(request.frames, model.info)
     for cue in unused_cues(cues, chunks):
