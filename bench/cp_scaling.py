@@ -27,6 +27,7 @@ class Model:
     joint_text: int  # text tokens inside self-attention (CogVideoX); 0 when text enters by cross-attention
     cross_text: int  # text tokens that cross-attention reads (Helios)
     batch: int  # 2 under classifier-free guidance (batched), 1 without
+    out_width: int = 64  # output features per token (2 x 2 patch x 16 latent channels)
 
 
 def ulysses_bytes_per_rank(batch: int, tokens: int, width: int, layers: int, ranks: int, element: int) -> int:
@@ -59,20 +60,7 @@ def step_seconds(model: Model, tokens: int, plan: str, gpus: int, link: float) -
     compute = flops_per_call(model, tokens) / PEAK_FLOPS / gpus
     if gpus == 1:
         return compute
-    batch, ranks = model.batch, gpus
-    if plan == "cfg+ulysses":  # the two branches on two rank groups, each splitting its tokens
-        batch, ranks = 1, gpus // 2
-        cfg = gather_bytes_per_rank(1, tokens, model.width, 1, BF16) / link  # one prediction gathered
-        if ranks == 1:
-            return compute + cfg
-    else:
-        cfg = 0.0
-    if plan == "ring":
-        moved = ring_bytes_per_rank(batch, tokens, model.width, model.layers, ranks, BF16)
-    else:
-        sent = ulysses_bytes_per_rank(batch, tokens, model.width, model.layers, ranks, BF16)
-        moved = sent * (ranks - 1) / ranks
-    return compute + moved / link + cfg
+    return compute + _moved(model, tokens, plan, gpus) / link
 
 
 COGVIDEOX_5B = Model("CogVideoX-5b", 42, 3072, 48, 4 * 3072, 226, 0, 2)
@@ -115,12 +103,19 @@ def table() -> list[str]:
 
 
 def _moved(model: Model, tokens: int, plan: str, gpus: int) -> float:
+    """Bytes one rank sends per call: attention traffic, the output gather, cfg's prediction gather
+    (outputs counted over all `tokens`, a slight overcount: only video tokens are gathered)."""
     batch, ranks = (1, gpus // 2) if plan == "cfg+ulysses" else (model.batch, gpus)
+    cfg = gather_bytes_per_rank(1, tokens, model.out_width, 1, BF16) if plan == "cfg+ulysses" else 0
     if ranks == 1:
-        return gather_bytes_per_rank(1, tokens, model.width, 1, BF16)
+        return cfg
+    share = (ranks - 1) / ranks
+    output = gather_bytes_per_rank(batch, tokens, model.out_width, ranks, BF16) * (ranks - 1)
     if plan == "ring":
-        return ring_bytes_per_rank(batch, tokens, model.width, model.layers, ranks, BF16)
-    return ulysses_bytes_per_rank(batch, tokens, model.width, model.layers, ranks, BF16) * (ranks - 1) / ranks
+        attention = ring_bytes_per_rank(batch, tokens, model.width, model.layers, ranks, BF16)
+    else:
+        attention = ulysses_bytes_per_rank(batch, tokens, model.width, model.layers, ranks, BF16) * share
+    return attention + output + cfg
 
 
 if __name__ == "__main__":
