@@ -229,6 +229,10 @@ def parallel_runtime(options: Options, runtime: Runtime, heads: int, guidance: b
             f"--offload {runtime.offload} cannot run under torchrun with --parallel",
             "use --offload model or none (each rank holds the whole model)",
         )
+    if runtime.offload == "auto" and torch.device(runtime.device).type == "cuda":
+        # The planner may pick group offload, whose hooks were never run beside the context-parallel
+        # ones: each stage's model comes to the GPU whole instead.
+        runtime = replace(runtime, offload="model")
     able = RING_ATTENTION if plan.ring > 1 else ULYSSES_ATTENTION
     attention = runtime.attention
     if attention not in able:
