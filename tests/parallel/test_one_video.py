@@ -96,6 +96,17 @@ def test_t2v_cfg_parallel_equals_one_process(vidgen):
     assert "all_to_all_single" not in counts(0)
 
 
+def test_four_ranks_run_two_way_cfg_times_two_way_ulysses_equal_to_one_process(vidgen):
+    tiny.ensure_tiny("cogvideox", "t2v")
+    reference = one_process(vidgen, "t2v", *COGVIDEOX)
+    run = torchrun("t2v", *COGVIDEOX, "--parallel", "cfg", "--format", "png", "-o", "four", ranks=4)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert_uint8_matches(read_png_folder(Path("four")), reference)
+    parallel = json.loads(Path("four.json").read_text())["runtime"]["parallel"]
+    assert parallel["plan"] == "2-way cfg x 2-way ulysses"
+    assert counts(3)["all_to_all_single"] > 0 and counts(3)["all_gather"] > 0
+
+
 def test_i2v_ulysses_equals_one_process(vidgen):
     tiny.ensure_tiny("cogvideox", "i2v")
     pixels = np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8)
