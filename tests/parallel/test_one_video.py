@@ -128,6 +128,7 @@ def test_helios_stream_of_three_chunks_equals_one_process(vidgen):
     assert len(frames) == 97  # three chunks, written by rank 0 alone
     assert_uint8_matches(frames, read_png_folder(Path("one")))
     assert run.stdout.count("wrote two") == 1
+    assert json.loads(Path("two.json").read_text())["runtime"]["parallel"]["plan"] == "2-way ulysses"
     assert counts(1)["all_to_all_single"] > 0  # the history chunks went through Ulysses too
 
 
