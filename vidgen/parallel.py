@@ -131,7 +131,8 @@ def agree(value: Any, what: str) -> None:
     if different:
         raise VidgenError(
             f"rank {different[0]} was started with different {what} than rank 0",
-            "start every rank with the same command line",
+            "start every rank with the same command line; a prompt on stdin may reach one rank only: "
+            "pass it as an argument",
         )
 
 

@@ -85,7 +85,7 @@ def prepare(
     output = plan_output(options.output, options.format, options.overwrite, prompt, seed)
     rank = Rank.from_env()
     device = rank.device(resolve_device(options.device))
-    join_ranks(rank, device, options)
+    join_ranks(rank, device, (options, prompt))  # the prompt too: stdin may reach one rank only
     model = resolve_model(source, presets, cache_dir, options.preset)
     notes.extend(model.notes)
     check_mode(options.mode, model.info, options.model, presets)

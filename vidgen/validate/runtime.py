@@ -255,8 +255,8 @@ def parallel_runtime(options: Options, runtime: Runtime, heads: int, guidance: b
 
 
 def join_ranks(rank: "Rank", device: str, options: object) -> None:
-    """Under torchrun: join the other ranks and check that all were given the same options (before any
-    weights load, so a mistake costs nothing). A lone process does nothing."""
+    """Under torchrun: join the other ranks and check that all were given the same options and prompts
+    (before any weights load, so a mistake costs nothing). A lone process does nothing."""
     if not rank.distributed:
         return
     from vidgen.parallel import agree, start

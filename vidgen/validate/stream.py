@@ -74,7 +74,7 @@ def prepare_stream(
     output = stream_output(options, cues[0].prompt, seed)
     rank = Rank.from_env()
     device = rank.device(resolve_device(options.device))
-    join_ranks(rank, device, options)
+    join_ranks(rank, device, (options, cues))  # the prompts too: stdin may reach one rank only
     model = resolve_model(source, presets, cache_dir, options.preset)
     notes.extend(model.notes)
     if model.info.family != "helios":
