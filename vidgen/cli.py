@@ -3,7 +3,7 @@
 import json
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
@@ -80,6 +80,13 @@ class Cache(str, Enum):
     first_block = "first-block"
     mag = "mag"
     taylorseer = "taylorseer"
+
+
+class Parallel(str, Enum):  # vidgen.parallel.PARALLEL_CHOICES
+    auto = "auto"
+    ulysses = "ulysses"
+    ring = "ring"
+    cfg = "cfg"
 
 
 class Format(str, Enum):
@@ -225,6 +232,14 @@ LORA = typer.Option(
     "pytorch_lora_weights.safetensors, or a hub repo id); repeat it to stack LoRAs.",
     show_default="the preset's, else none",
 )
+PARALLEL = typer.Option(
+    None,
+    "--parallel",
+    help="Under torchrun, how the ranks share one video: ulysses (all-to-all over attention heads), ring "
+    "(any number of ranks; CUDA), cfg (guidance branches on different ranks, then the rest), auto "
+    "(ulysses when the heads divide by the ranks, else ring).",
+    show_default="auto under torchrun",
+)
 OUTPUT = typer.Option(
     None,
     "--output",
@@ -281,6 +296,7 @@ def t2v(
     compile: bool = COMPILE,
     cache: Cache = CACHE,
     lora: list[str] | None = LORA,
+    parallel: Parallel | None = PARALLEL,
     output: str | None = OUTPUT,
     format: Format | None = FORMAT,
     overwrite: bool = OVERWRITE,
@@ -316,6 +332,7 @@ def i2v(
     compile: bool = COMPILE,
     cache: Cache = CACHE,
     lora: list[str] | None = LORA,
+    parallel: Parallel | None = PARALLEL,
     output: str | None = OUTPUT,
     format: Format | None = FORMAT,
     overwrite: bool = OVERWRITE,
@@ -352,6 +369,7 @@ def v2v(
     compile: bool = COMPILE,
     cache: Cache = CACHE,
     lora: list[str] | None = LORA,
+    parallel: Parallel | None = PARALLEL,
     output: str | None = OUTPUT,
     format: Format | None = FORMAT,
     overwrite: bool = OVERWRITE,
@@ -425,6 +443,7 @@ def stream(
     compile: bool = COMPILE,
     cache: Cache = CACHE,
     lora: list[str] | None = LORA,
+    parallel: Parallel | None = PARALLEL,
     output: str | None = typer.Option(
         None,
         "--output",
@@ -441,6 +460,7 @@ def stream(
 ) -> None:
     """A long Helios video, each 33-frame chunk written as soon as it is generated."""
     values = {name: value.value if isinstance(value, Enum) else value for name, value in locals().items()}
+    from vidgen.parallel import outcome_speaker
     from vidgen.stream import stream_video  # torch and the pipelines load only when a command runs
     from vidgen.stream_progress import SilentStream, StreamProgress
     from vidgen.validate import StreamOptions, prepare_stream, stream_mode
@@ -449,11 +469,14 @@ def stream(
     with _reported_errors():
         options = StreamOptions(mode=stream_mode(image, video), **values)
         plan = prepare_stream(options, stdin=sys.stdin)
+        quiet = quiet or not outcome_speaker()  # under torchrun rank 0 alone reports
         for line in () if quiet else plan.plan.notes:
             console.note(line)
         console.quiet_libraries()
-        with StreamProgress(plan.chunks) as progress:
-            outcome = stream_video(plan, SilentStream() if quiet else progress)
+        with nullcontext(SilentStream()) if quiet else StreamProgress(plan.chunks) as progress:
+            outcome = stream_video(plan, progress)
+    if not outcome_speaker():
+        return
     if json_output:
         typer.echo(json.dumps(outcome.summary))
     else:
@@ -472,6 +495,7 @@ def _streamed(plan: "StreamPlan", outcome: "StreamOutcome") -> str:
 
 def _generate(mode: str, values: dict[str, Any]) -> None:
     """Check, generate, write, then print the result."""
+    from vidgen.parallel import outcome_speaker
     from vidgen.run import run  # torch and the pipelines load only when a command runs
     from vidgen.validate import Options, prepare
 
@@ -479,11 +503,14 @@ def _generate(mode: str, values: dict[str, Any]) -> None:
     quiet, json_output = values.pop("quiet"), values.pop("json_output")
     with _reported_errors():
         plan = prepare(Options(mode=mode, **values), stdin=sys.stdin)
+        quiet = quiet or not outcome_speaker()
         for line in () if quiet else plan.notes:
             console.note(line)
         console.quiet_libraries()
-        with console.ConsoleProgress() as progress:
-            outcome = run(plan, Silent() if quiet else progress)
+        with nullcontext(Silent()) if quiet else console.ConsoleProgress() as progress:
+            outcome = run(plan, progress)
+    if not outcome_speaker():  # another torchrun rank: rank 0 wrote the video and speaks for it
+        return
     for line in outcome.warnings:
         console.warning(line)
     if json_output:

@@ -18,6 +18,7 @@ from vidgen.errors import VidgenError
 from vidgen.loading import place
 from vidgen.lora import fuse_loras
 from vidgen.memory.quantize import quantize
+from vidgen.parallel import parallelize
 from vidgen.progress import Progress
 from vidgen.request import Runtime
 from vidgen.validate.runtime import ATTENTION_BACKENDS
@@ -50,7 +51,7 @@ def apply_runtime(transformer: nn.Module, runtime: Runtime) -> nn.Module:
         enable_step_cache(transformer, runtime.cache, runtime.cache_threshold)
     if runtime.compile:
         compile_blocks(transformer)
-    return transformer
+    return parallelize(transformer, runtime.parallel, runtime.device)  # after the backend: it wraps it
 
 
 def compile_blocks(transformer: nn.Module, **options: Any) -> None:

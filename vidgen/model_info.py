@@ -29,6 +29,7 @@ class ModelInfo:
     max_text_tokens: int
     # Helios-Mid/Distilled sample coarse to fine: each stage before the last halves the latent grid.
     pyramid_stages: int = 1
+    attention_heads: int = 0  # the transformer's; context parallelism splits them (0: not read)
 
     @property
     def size_multiple(self) -> int:
@@ -116,6 +117,7 @@ def read_cogvideox_info(folder: Path) -> ModelInfo:
         ),
         fixed_size=bool(transformer.get("use_learned_positional_embeddings")),
         max_text_tokens=transformer["max_text_seq_length"],
+        attention_heads=transformer.get("num_attention_heads", 0),
     )
 
 
@@ -146,4 +148,5 @@ def read_helios_info(folder: Path) -> ModelInfo:
         fixed_size=False,
         max_text_tokens=512,  # UMT5's length in training; diffusers' Helios default (CogVideoX: 226)
         pyramid_stages=scheduler.get("stages", 1) if pyramid else 1,
+        attention_heads=transformer.get("num_attention_heads", 0),
     )

@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from vidgen.parallel import SINGLE, ParallelPlan
+
 
 @dataclass(frozen=True)
 class Request:
@@ -79,6 +81,9 @@ class Runtime:
         group offload's VAE), unless `keep_models`. With no offload every model stays resident;
         offload hooks ("group" blocks, "sequential") move their own weights."""
         return self.offload in ("model", "group") and not self.keep_models
+
+    # How torchrun's ranks share this video (vidgen.parallel); one process: SINGLE.
+    parallel: ParallelPlan = SINGLE
 
 
 @dataclass

@@ -15,6 +15,7 @@ import torch
 from vidgen.errors import OUT_OF_MEMORY, WRITE_FAILED, VidgenError
 from vidgen.io.writer import VideoWriter, write_sidecar
 from vidgen.levers import compiling, take_skip_count
+from vidgen.parallel import outcome_speaker
 from vidgen.progress import Progress
 from vidgen.request import Request, Runtime
 from vidgen.sources import FetchedModel, ModelSource, fetch_model
@@ -108,6 +109,8 @@ def generate(
             loaded, plan.request, plan.runtime, progress, text_cache=text_cache
         )
     timings.update(result.timings)
+    if not outcome_speaker():  # another torchrun rank: rank 0 decodes and writes the video
+        return Outcome({}, plan.output.path, plan.output.sidecar, result.warnings)
     summary = summarize(plan, model, len(result.frames), timings, result.warnings)
     skips = take_skip_count(getattr(loaded, "transformer", None))
     if skips is not None:

@@ -29,6 +29,7 @@ from vidgen.errors import INTERRUPTED, PIPE_CLOSED, WRITE_FAILED, VidgenError
 from vidgen.io.stream_writer import ChunkWriter, Mp4Stream, PngStream
 from vidgen.io.writer import remove_stale_partials, write_sidecar
 from vidgen.levers import compiling
+from vidgen.parallel import outcome_speaker
 from vidgen.prompt_schedule import schedule
 from vidgen.signals import STOP_SIGNALS
 from vidgen.sources import FetchedModel
@@ -58,6 +59,9 @@ def stream_video(plan: StreamPlan, progress: StreamProgress, cache_dir: Path | N
     settings = helios_video.settings_for(request)
     prompts = schedule(plan.cues, plan.interpolate_chunks)
     chunks = helios.generate_chunks(model, request, settings, runtime, progress, prompts=prompts)
+    if not outcome_speaker():  # another torchrun rank: it denoises beside rank 0, which writes
+        done = sum(1 for _ in chunks)
+        return StreamOutcome({}, done, 0, Throughput(0, 0.0, request.fps), None)
     record = _Record(plan, fetched, timings)
     # The MP4's metadata is written with the first chunk: the settings, as the stream starts.
     with (

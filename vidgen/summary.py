@@ -75,6 +75,8 @@ def levers(runtime: Runtime) -> dict[str, Any]:
             {"source": lora.source, "path": lora.path, "scale": lora.scale, "sha256": lora.sha256}
             for lora in runtime.loras
         ]
+    if runtime.parallel.world_size > 1:
+        values["parallel"] = {**runtime.parallel.as_json(), "plan": runtime.parallel.describe()}
     return values
 
 

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.loaders import PeftAdapterMixin
+from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
 from diffusers.models.attention import AttentionMixin
 from diffusers.models.cache_utils import CacheMixin
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
@@ -408,6 +409,22 @@ class CogVideoXTransformer3DModel(
     _no_split_modules = ["CogVideoXBlock", "CogVideoXPatchEmbed"]
     _skip_layerwise_casting_patterns = ["patch_embed", "norm"]
     _repeated_blocks = ["CogVideoXBlock"]
+    # Context parallelism (vidgen.parallel): every rank takes an equal slice of the text tokens and of
+    # the video tokens (with their rotary rows) into the first block and keeps it through all blocks;
+    # the joint attention sees each rank's [text slice; video slice], and the dispatcher's Ulysses or
+    # ring attention lets every query see every key. Splitting the text too (rather than replicating
+    # it) keeps each token on exactly one rank, which the all-to-all needs: a replicated text would be
+    # attended to once per rank. Only the video is gathered, after the last projection; the time
+    # embedding is per sample and stays whole on every rank.
+    _cp_plan = {
+        "transformer_blocks.0": {
+            "encoder_hidden_states": ContextParallelInput(split_dim=1, expected_dims=3),
+            "hidden_states": ContextParallelInput(split_dim=1, expected_dims=3),
+        },
+        # The rotary table is no block's output, so each block takes its slice on the way in.
+        "transformer_blocks.*": {"rotary": ContextParallelInput(split_dim=0, expected_dims=3)},
+        "proj_out": ContextParallelOutput(gather_dim=1, expected_dims=3),
+    }
 
     @register_to_config
     def __init__(

@@ -27,12 +27,14 @@ import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.loaders import PeftAdapterMixin
+from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
 from diffusers.models.attention import AttentionMixin
 from diffusers.models.cache_utils import CacheMixin
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+from vidgen.errors import VidgenError
 from vidgen.models.layers import (
     AttentionBackendMixin,
     DispatchedAttention,
@@ -266,6 +268,7 @@ class HeliosCrossAttention(_FusableProjections):
 
     fused_parts = ("to_k", "to_v")
     fused_name = "to_kv"
+    splits_sequence = False
 
     def __init__(self, dim: int, heads: int, eps: float, added_kv_proj_dim: int | None = None) -> None:
         super().__init__()
@@ -445,6 +448,18 @@ class HeliosTransformer3DModel(
         "norm",
     ]
     _repeated_blocks = ["HeliosTransformerBlock"]
+    # Context parallelism (vidgen.parallel): the [history; noisy] sequence enters the first block split
+    # into equal slices, one per rank, and stays split through every block; the rotary table (no block's
+    # output) is split on the way into each block, and only the noisy tokens are gathered, after the last
+    # projection. History and noisy tokens are modulated differently, so `forward` first reorders the
+    # sequence (`_rank_order`) to make every slice [history slice; noisy slice]: each block then sees a
+    # history of `split / ranks` tokens in front, as it does unsplit. The text stays whole on every rank:
+    # it enters only through cross-attention, whose queries need no other rank's keys.
+    _cp_plan = {
+        "blocks.0": {"hidden_states": ContextParallelInput(split_dim=1, expected_dims=3)},
+        "blocks.*": {"freqs": ContextParallelInput(split_dim=1, expected_dims=4)},
+        "proj_out": ContextParallelOutput(gather_dim=1, expected_dims=3),
+    }
 
     @register_to_config
     def __init__(
@@ -565,6 +580,14 @@ class HeliosTransformer3DModel(
         )
         temb, time_rows = self._embed_time(timestep, batch, encoder_hidden_states.dtype, split > 0, cache)
 
+        ranks = _sequence_ranks(self)
+        if ranks > 1:
+            tokens, freqs, split = (
+                _rank_order(tokens, split, ranks),
+                _rank_order(freqs, split, ranks),
+                split // ranks,
+            )
+
         for i, block in enumerate(self.blocks):
             text_kv = _cached(
                 cache, f"text_kv.{i}", (encoder_hidden_states,), partial(block.attn2.key_value, text)
@@ -627,3 +650,26 @@ class HeliosTransformer3DModel(
 
 def _flat(positions: list[tuple]) -> tuple:
     return tuple(item for entry in positions for item in entry)
+
+
+def _sequence_ranks(model: nn.Module) -> int:
+    """How many ranks share the token sequence under context parallelism (1 without it)."""
+    config = getattr(model, "_parallel_config", None)
+    if config is None or config.context_parallel_config is None:
+        return 1
+    return config.context_parallel_config._flattened_mesh.size()
+
+
+def _rank_order(x: torch.Tensor, split: int, ranks: int) -> torch.Tensor:
+    """x [B, S, ...] ([history; noisy] along dim 1, `split` history tokens) reordered so that its i-th of
+    `ranks` equal slices is [history slice i; noisy slice i]; the noisy slices stay in order."""
+    if split == 0:
+        return x
+    if split % ranks or (x.shape[1] - split) % ranks:
+        raise VidgenError(
+            f"context parallelism cannot split {split} history and {x.shape[1] - split} video tokens "
+            f"evenly over {ranks} ranks",
+            "change --height/--width, or use a number of ranks that divides them",
+        )
+    history, noisy = x[:, :split].chunk(ranks, dim=1), x[:, split:].chunk(ranks, dim=1)
+    return torch.cat([part for pair in zip(history, noisy, strict=True) for part in pair], dim=1)

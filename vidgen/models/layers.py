@@ -1,6 +1,7 @@
 """Pieces both transformers share: timestep embedding, attention call, rotary, fused linears, MLP."""
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -74,10 +75,18 @@ class DispatchedAttention(nn.Module):
     """
 
     backend: AttentionBackendName | None = None
+    # diffusers' ParallelConfig under context parallelism (vidgen.parallel): the dispatcher then runs
+    # Ulysses or ring attention over the ranks' shards of the sequence. None: one process.
+    parallel_config: Any = None
+    # Whether its keys are the sequence that context parallelism shards (self-attention). Cross-attention
+    # to the whole text needs no exchange: each rank's queries attend to the text it holds.
+    splits_sequence = True
 
     def attend(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
         """[B, S, heads, D] query/key/value (diffusers' dispatcher layout) -> [B, S, heads * D]."""
-        return dispatch_attention_fn(query, key, value, backend=self.backend).flatten(2)
+        return dispatch_attention_fn(
+            query, key, value, backend=self.backend, parallel_config=self.parallel_config
+        ).flatten(2)
 
 
 class AttentionBackendMixin:

@@ -23,6 +23,7 @@ from vidgen import loading
 from vidgen.errors import VidgenError
 from vidgen.levers import compile_stage, ready_transformer, reset_step_cache
 from vidgen.models.cogvideox import CogVideoXTransformer3DModel, rotary_embedding
+from vidgen.parallel import outcome_speaker
 from vidgen.progress import Progress, Silent
 from vidgen.request import Request, Result, Runtime
 from vidgen.stages import vae as vae_stage
@@ -115,6 +116,8 @@ def generate(
             on_step=lambda done: progress.advance(1),
         )
 
+    if not outcome_speaker():  # under torchrun rank 0 alone decodes (every rank holds the same latents)
+        return result
     with _stage("decode", progress, result, runtime):
         # The 1.5 pipelines drop the padding from the front although it was noise like the rest:
         # done the same way so that frames stay equal.

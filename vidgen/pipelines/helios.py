@@ -27,6 +27,7 @@ from vidgen import loading
 from vidgen.errors import VidgenError
 from vidgen.levers import compile_stage, ready_transformer, reset_step_cache
 from vidgen.models.helios import HeliosCache, HeliosTransformer3DModel
+from vidgen.parallel import outcome_speaker
 from vidgen.pipelines.helios_chunks import CHUNK_LATENT_FRAMES, ChunkPlan, plan_chunks, window_frames
 from vidgen.progress import Progress, Silent
 from vidgen.request import Request, Runtime
@@ -225,6 +226,10 @@ def generate_chunks(
             with _stage_device(model.transformer, model, runtime):
                 latents = sampler.sample(chunk, history, conditioning, on_step=lambda: progress.advance(1))
             _remember(history, latents, settings, chunk)
+            if not outcome_speaker():  # under torchrun rank 0 alone decodes: the history is latents
+                progress.end_stage()
+                yield np.zeros((0, request.height, request.width, 3), np.uint8)
+                continue
             with _stage_device(model.vae, model, runtime):
                 frames = helios_vae.decode_frames(model.vae, latents, processor, runtime.device)
             progress.end_stage()

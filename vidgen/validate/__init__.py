@@ -7,6 +7,7 @@ families, so there is no import circle. The Plan that comes out is trusted by ev
 """
 
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
@@ -31,7 +32,16 @@ from vidgen.validate.common import (
 from vidgen.validate.helios import helios_request
 from vidgen.validate.limits import check_frame_count, check_numbers
 from vidgen.validate.memory import check_fits
-from vidgen.validate.runtime import DTYPES, build_runtime, dtype_name, resolve_device, with_loras
+from vidgen.validate.runtime import (
+    DTYPES,
+    build_runtime,
+    check_split,
+    dtype_name,
+    join_ranks,
+    parallel_runtime,
+    resolve_device,
+    with_loras,
+)
 from vidgen.validate.stream import StreamOptions, StreamPlan, prepare_stream, stream_mode
 
 __all__ = [
@@ -67,19 +77,25 @@ def prepare(
     cache_dir: Path | None = None,
 ) -> Plan:
     """Check the options against the model's configs and build the plan; raises VidgenError."""
+    from vidgen.batch.ranks import Rank  # vidgen.batch imports this package: imported when called
+
     presets = load_presets() if presets is None else presets
     notes: list[str] = []
     prompt = resolve_prompt(options.prompt_argument, options.prompt, stdin)
     source = parse_model(options.model, presets)
     seed = resolve_seed(options.seed, notes)
     output = plan_output(options.output, options.format, options.overwrite, prompt, seed)
-    device = resolve_device(options.device)
+    rank = Rank.from_env()
+    device = rank.device(resolve_device(options.device))
+    join_ranks(rank, device, (options, prompt))  # the prompt too: stdin may reach one rank only
     model = resolve_model(source, presets, cache_dir, options.preset)
     notes.extend(model.notes)
     check_mode(options.mode, model.info, options.model, presets)
     request = build_request(options, prompt, seed, model.preset, model.info, notes)
     runtime = build_runtime(options, model.preset, device, notes)
     runtime = with_loras(runtime, options.lora, model, notes)
+    runtime = parallel_runtime(options, runtime, model.info.attention_heads, request.guidance > 1, rank)
+    runtime = replace(runtime, parallel=check_split(runtime.parallel, request, model.info))
     check_fits(request, model.info, model.configs, runtime)
     inputs = {name: path for name in ("image", "video") if (path := getattr(options, name))}
     return Plan(request, runtime, source, model.preset, output, inputs, tuple(notes))

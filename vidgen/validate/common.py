@@ -61,6 +61,7 @@ class Options:
     compile: bool = False
     cache: str = "none"
     lora: tuple[str, ...] | list[str] | None = None  # --lora PATH_OR_REPO[:SCALE]; None: the preset's
+    parallel: str | None = None  # --parallel, under torchrun (None: auto there, nothing alone)
 
 
 @dataclass(frozen=True)

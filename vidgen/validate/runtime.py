@@ -10,6 +10,7 @@ import importlib.metadata
 import importlib.util
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -20,6 +21,12 @@ from vidgen.request import Lora, Runtime
 from vidgen.validate.common import Model, Options
 
 DEVICE_KINDS = ("cpu", "cuda", "mps")
+if TYPE_CHECKING:
+    from vidgen.batch.ranks import Rank
+    from vidgen.model_info import ModelInfo
+    from vidgen.parallel import ParallelPlan
+    from vidgen.request import Request
+
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 HALF_DTYPES = (torch.float16, torch.bfloat16)
 
@@ -219,3 +226,83 @@ def _version_tuple(version: str) -> tuple[int, ...]:
 
 def dtype_name(dtype: torch.dtype) -> str:
     return next(name for name, value in DTYPES.items() if value == dtype)
+
+
+# What `--parallel` can run with. Ulysses goes through any backend diffusers marks as context-parallel;
+# ring attention merges partial results by their log-sum-exp, which PyTorch's SDPA does not return (so
+# ring needs cuDNN, FlashAttention or SageAttention: CUDA only). FlashAttention-3, flex and xformers
+# have no context-parallel path in diffusers.
+ULYSSES_ATTENTION = ("flash", "cudnn", "sdpa", "sage")  # fastest first; sage only when asked for
+RING_ATTENTION = ("flash", "cudnn", "sage")
+
+
+def parallel_runtime(options: Options, runtime: Runtime, heads: int, guidance: bool, rank: "Rank") -> Runtime:
+    """`runtime` with the `--parallel` plan for this torchrun world (vidgen.parallel.choose_plan) and an
+    attention backend that runs it; levers that cannot run split are one-line errors here."""
+    from vidgen.parallel import choose_plan
+
+    plan = choose_plan(options.parallel, rank, heads, guidance)
+    if plan.world_size == 1:
+        return runtime
+    if options.cache != "none":
+        # Each rank would decide from its own slice of tokens whether to skip a step: the ranks part.
+        raise VidgenError("--cache cannot run under torchrun with --parallel", "drop --cache")
+    if runtime.offload in ("group", "sequential"):
+        raise VidgenError(
+            f"--offload {runtime.offload} cannot run under torchrun with --parallel",
+            "use --offload model or none (each rank holds the whole model)",
+        )
+    if runtime.offload == "auto" and torch.device(runtime.device).type == "cuda":
+        # The planner may pick group offload, whose hooks were never run beside the context-parallel
+        # ones: each stage's model comes to the GPU whole instead.
+        runtime = replace(runtime, offload="model")
+    able = RING_ATTENTION if plan.ring > 1 else ULYSSES_ATTENTION
+    attention = runtime.attention
+    if attention not in able:
+        if options.attention not in (None, "auto"):
+            raise VidgenError(
+                f"--attention {attention} cannot run {plan.describe()} attention",
+                f"use --attention {' or '.join(able)}",
+            )
+        runnable = [
+            n for n in able if not attention_problems(ATTENTION_BACKENDS[n], runtime.device, runtime.dtype)
+        ]
+        if not runnable:
+            raise VidgenError(
+                f"{plan.describe()} attention needs --attention {' or '.join(able)}, none of which runs on "
+                f"{runtime.device} in {dtype_name(runtime.dtype)}",
+                "use --parallel ulysses (world sizes that divide the heads) or cfg, or CUDA GPUs in bf16",
+            )
+        attention = runnable[0]
+    return replace(runtime, parallel=plan, attention=attention)
+
+
+def join_ranks(rank: "Rank", device: str, options: object) -> None:
+    """Under torchrun: join the other ranks and check that all were given the same options and prompts
+    (before any weights load, so a mistake costs nothing). A lone process does nothing."""
+    if not rank.distributed:
+        return
+    from vidgen.parallel import agree, start
+
+    start(rank, device)
+    agree(options, "options")
+
+
+def check_split(plan: "ParallelPlan", request: "Request", info: "ModelInfo") -> "ParallelPlan":
+    """`plan` made ready for this request's token counts (or a VidgenError where they cannot split)."""
+    if plan.cfg > 1 and info.family == "helios":
+        raise VidgenError(
+            "--parallel cfg does not run Helios: its pipeline runs the guidance branches one after the other",
+            "use --parallel ulysses or auto",
+        )
+    if plan.sequence == 1:
+        return plan
+    from vidgen.parallel import split_tokens
+
+    if info.family == "helios":
+        # Helios' history tokens depend on the chunk; the model checks them as it splits (`_rank_order`).
+        return plan
+    patch, patch_t = info.patch_size, info.patch_size_t or 1
+    latent_frames = -(-info.latent_frames(request.frames) // patch_t)
+    cells = (request.height // info.spatial_scale // patch) * (request.width // info.spatial_scale // patch)
+    return split_tokens(plan, {"text": request.max_sequence_length, "video": latent_frames * cells})

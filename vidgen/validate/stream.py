@@ -4,7 +4,7 @@ folder or stdout) and the Helios request, before any weights load.
 
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
 
@@ -25,7 +25,14 @@ from vidgen.validate.common import (
 from vidgen.validate.helios import chunk_count, helios_request
 from vidgen.validate.limits import check_frame_count, check_numbers
 from vidgen.validate.memory import check_fits
-from vidgen.validate.runtime import build_runtime, resolve_device, with_loras
+from vidgen.validate.runtime import (
+    build_runtime,
+    check_split,
+    join_ranks,
+    parallel_runtime,
+    resolve_device,
+    with_loras,
+)
 
 STDOUT = "-"
 
@@ -64,13 +71,17 @@ def prepare_stream(
     cache_dir: Path | None = None,
 ) -> StreamPlan:
     """Check `vidgen stream`'s options against the model's configs; raises VidgenError."""
+    from vidgen.batch.ranks import Rank  # vidgen.batch imports this package: imported when called
+
     presets = load_presets() if presets is None else presets
     notes: list[str] = []
     cues = resolve_cues(options, stdin)
     source = parse_model(options.model, presets)
     seed = resolve_seed(options.seed, notes)
     output = stream_output(options, cues[0].prompt, seed)
-    device = resolve_device(options.device)
+    rank = Rank.from_env()
+    device = rank.device(resolve_device(options.device))
+    join_ranks(rank, device, (options, cues))  # the prompts too: stdin may reach one rank only
     model = resolve_model(source, presets, cache_dir, options.preset)
     notes.extend(model.notes)
     if model.info.family != "helios":
@@ -84,6 +95,8 @@ def prepare_stream(
     check_frame_count(request.frames)
     runtime = build_runtime(options, model.preset, device, notes)
     runtime = with_loras(runtime, options.lora, model, notes)
+    runtime = parallel_runtime(options, runtime, model.info.attention_heads, request.guidance > 1, rank)
+    runtime = replace(runtime, parallel=check_split(runtime.parallel, request, model.info))
     check_fits(request, model.info, model.configs, runtime)
     chunks = chunk_count(request.frames, model.info)
     for cue in unused_cues(cues, chunks):
