@@ -118,7 +118,7 @@ class LiveSchedule:
         for line in self.reader.take():
             if line is _END or line == QUIT:
                 for prompt in prompts:
-                    self.report.live_warning(f"'{prompt}' not used: the stream ended before chunk {chunk + 1}")
+                    self.report.live_warning(f"'{prompt}' not used: the stream ends before chunk {chunk + 1}")
                 raise LiveEnded(chunk)
             if line:
                 prompts.append(line)

@@ -30,8 +30,8 @@ import torch
 
 from vidgen import run
 from vidgen.errors import INTERRUPTED, PIPE_CLOSED, WRITE_FAILED, VidgenError
-from vidgen.io.stream_writer import ChunkWriter, Mp4Stream, PngStream
 from vidgen.io.partials import partial_name, remove_stale
+from vidgen.io.stream_writer import ChunkWriter, Mp4Stream, PngStream
 from vidgen.io.writer import remove_stale_partials, write_sidecar
 from vidgen.levers import compiling
 from vidgen.live_prompts import LineReader, LiveEnded, LiveSchedule
