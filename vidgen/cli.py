@@ -388,7 +388,10 @@ STREAM_HELP = (
     "once and keeps every finished chunk (exit code 130); when the program reading -o - closes the pipe, "
     "the stream stops with one line (exit code 141). A prompt file holds one prompt per line (one "
     "chunk each), a CSV with header chunk,prompt, or a JSON list of {chunk, prompt}; the last prompt "
-    "holds to the end."
+    "holds to the end. With --live, each line typed on stdin is the prompt from the next chunk on "
+    "(blended over --interpolate-chunks); /quit or the end of input ends the stream after the chunk being "
+    "made, e.g. `vidgen stream --live ... -o - | mpv -`. OUTPUT.prompts.csv keeps the prompts as they "
+    "came, and the sidecar's command replays them."
 )
 
 
@@ -403,6 +406,9 @@ def stream(
     ),
     interpolate_chunks: int = typer.Option(
         0, "--interpolate-chunks", min=0, help="Blend into each new prompt over this many chunks."
+    ),
+    live: bool = typer.Option(
+        False, "--live", help="Read new prompts from stdin while it runs, one a line (see below)."
     ),
     image: str | None = typer.Option(
         None, "--image", "-i", help="Start from this image.", show_default=False
@@ -460,6 +466,7 @@ def stream(
 ) -> None:
     """A long Helios video, each 33-frame chunk written as soon as it is generated."""
     values = {name: value.value if isinstance(value, Enum) else value for name, value in locals().items()}
+    from vidgen.live_prompts import LineReader
     from vidgen.parallel import outcome_speaker
     from vidgen.stream import stream_video  # torch and the pipelines load only when a command runs
     from vidgen.stream_progress import SilentStream, StreamProgress
@@ -473,8 +480,9 @@ def stream(
         for line in () if quiet else plan.plan.notes:
             console.note(line)
         console.quiet_libraries()
+        reader = LineReader(sys.stdin) if plan.live else None
         with nullcontext(SilentStream()) if quiet else StreamProgress(plan.chunks) as progress:
-            outcome = stream_video(plan, progress)
+            outcome = stream_video(plan, progress, live=reader)
     if not outcome_speaker():
         return
     if json_output:

@@ -14,6 +14,7 @@ weights 0, 1/2, 1 from the switch chunk: our N = 1 with the switch one chunk lat
 """
 
 import csv
+import io
 import json
 from dataclasses import dataclass
 from functools import partial
@@ -64,6 +65,15 @@ def text_at(cues: tuple[Cue, ...], chunk: int, interpolate_chunks: int = 0) -> C
         return cues[current].prompt
     weight = (into + 1) / (interpolate_chunks + 1)
     return ((cues[current - 1].prompt, 1.0 - weight), (cues[current].prompt, weight))
+
+
+def prompt_csv(cues: tuple[Cue, ...]) -> str:
+    """The cues as a CSV prompt file (header chunk,prompt), as `read_prompt_file` reads them back."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["chunk", "prompt"])
+    writer.writerows((cue.chunk, cue.prompt) for cue in cues)
+    return text.getvalue()
 
 
 def unused_cues(cues: tuple[Cue, ...], chunks: int) -> list[Cue]:

@@ -5,6 +5,9 @@ watched while it grows and keeps every finished chunk if the run stops. Decoded 
 dropped: memory does not grow with the video's length. The sidecar JSON appears with the first chunk and
 is rewritten (atomically) after every chunk and when the stream ends, saying how it ended.
 
+With --live, prompts typed on stdin steer the chunks not started yet (vidgen.live_prompts); the schedule
+as it happened is kept beside the output as OUTPUT.prompts.csv, which the sidecar's command replays.
+
 Ctrl-C (or SIGTERM, SIGHUP) stops generation at once; a chunk being written is finished first (the
 signal is held for the few hundred milliseconds that takes), so the output always ends on a whole chunk.
 """
@@ -16,9 +19,10 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -26,11 +30,13 @@ import torch
 
 from vidgen import run
 from vidgen.errors import INTERRUPTED, PIPE_CLOSED, WRITE_FAILED, VidgenError
+from vidgen.io.partials import partial_name, remove_stale
 from vidgen.io.stream_writer import ChunkWriter, Mp4Stream, PngStream
 from vidgen.io.writer import remove_stale_partials, write_sidecar
 from vidgen.levers import compiling
+from vidgen.live_prompts import LineReader, LiveEnded, LiveSchedule
 from vidgen.parallel import outcome_speaker
-from vidgen.prompt_schedule import schedule
+from vidgen.prompt_schedule import ChunkText, Cue, prompt_csv, schedule
 from vidgen.signals import STOP_SIGNALS
 from vidgen.sources import FetchedModel
 from vidgen.stream_progress import StreamProgress, Throughput
@@ -47,8 +53,11 @@ class StreamOutcome:
     sidecar: Path | None  # None for -o -
 
 
-def stream_video(plan: StreamPlan, progress: StreamProgress, cache_dir: Path | None = None) -> StreamOutcome:
-    """Load the model and stream the plan's video into its output; raises VidgenError (130 on Ctrl-C)."""
+def stream_video(
+    plan: StreamPlan, progress: StreamProgress, cache_dir: Path | None = None, live: LineReader | None = None
+) -> StreamOutcome:
+    """Load the model and stream the plan's video into its output; raises VidgenError (130 on Ctrl-C).
+    `live` (with --live) gives the prompts typed while it runs."""
     from vidgen.pipelines import helios, helios_video
 
     timings: dict[str, float] = {}
@@ -57,18 +66,41 @@ def stream_video(plan: StreamPlan, progress: StreamProgress, cache_dir: Path | N
     plan = replace(plan, plan=replace(plan.plan, runtime=runtime))
     request, runtime = plan.plan.request, plan.plan.runtime
     settings = helios_video.settings_for(request)
-    prompts = schedule(plan.cues, plan.interpolate_chunks)
+    steering = None
+    if live is not None:
+        too_long = partial(_too_long, model.tokenizer, request.max_sequence_length)
+        steering = LiveSchedule(plan.cues, plan.interpolate_chunks, plan.chunks, live, progress, too_long)
+    prompts = _shown(steering or schedule(plan.cues, plan.interpolate_chunks), progress)
     chunks = helios.generate_chunks(model, request, settings, runtime, progress, prompts=prompts)
     if not outcome_speaker():  # another torchrun rank: it denoises beside rank 0, which writes
         done = sum(1 for _ in chunks)
         return StreamOutcome({}, done, 0, Throughput(0, 0.0, request.fps), None)
-    record = _Record(plan, fetched, timings)
+    record = _Record(plan, fetched, timings, steering)
     # The MP4's metadata is written with the first chunk: the settings, as the stream starts.
     with (
         _video_out(plan, comment=json.dumps(record.summary("started", frames=0))) as writer,
         compiling(runtime, timings),
     ):
         return _write_chunks(plan, record, chunks, writer, progress)
+
+
+def _shown(prompts: Callable[[int], ChunkText], progress: StreamProgress) -> Callable[[int], ChunkText]:
+    """The schedule, telling the progress display what each chunk follows as it is asked for."""
+
+    def text(chunk: int) -> ChunkText:
+        chosen = prompts(chunk)
+        progress.following(chosen)
+        return chosen
+
+    return text
+
+
+def _too_long(tokenizer, max_tokens: int, prompt: str) -> str | None:
+    """A typed prompt's problem, if the text encoder would cut it."""
+    tokens = len(tokenizer(prompt, add_special_tokens=True).input_ids)
+    if tokens <= max_tokens:
+        return None
+    return f"the prompt is {tokens} tokens; the model reads the first {max_tokens}, the rest is cut"
 
 
 def _write_chunks(
@@ -83,6 +115,8 @@ def _write_chunks(
                 outcome = record.save("running", writer.frames_written, chunk_done=True)
             del frames  # not kept while the next chunk generates
             progress.chunk_written(outcome.chunks, outcome.throughput)
+    except LiveEnded:  # /quit or the end of input, between chunks: a clean end
+        ending = "ended"
     except KeyboardInterrupt:
         ending = "interrupted"
     except torch.cuda.OutOfMemoryError:
@@ -134,8 +168,14 @@ def _kept(plan: StreamPlan, outcome: StreamOutcome) -> str:
 class _Record:
     """The stream's summary, kept current in the sidecar after every chunk and at the end."""
 
-    def __init__(self, plan: StreamPlan, fetched: FetchedModel, timings: dict[str, float]) -> None:
-        self.plan, self.fetched, self.timings = plan, fetched, timings
+    def __init__(
+        self,
+        plan: StreamPlan,
+        fetched: FetchedModel,
+        timings: dict[str, float],
+        steering: LiveSchedule | None = None,
+    ) -> None:
+        self.plan, self.fetched, self.timings, self.steering = plan, fetched, timings, steering
         self.start = time.perf_counter()
         self.chunks = 0
 
@@ -146,27 +186,49 @@ class _Record:
         summary = self.summary(status, frames)
         sidecar = None
         if self.chunks and not self.plan.to_stdout:
+            if self.steering is not None:  # first: the sidecar's command reads it
+                _write_text(prompts_path(self.plan.plan.output.path), prompt_csv(self._cues(status)))
             sidecar = write_sidecar(self.plan.plan.output.path, summary)
         return StreamOutcome(summary, self.chunks, frames, self._throughput(frames), sidecar)
 
     def summary(self, status: str, frames: int) -> dict[str, Any]:
-        """`status`: "started", "running", "done", "interrupted", "out of memory" or "failed"."""
+        """`status`: "started", "running", "done", "ended" (--live: /quit or the end of input),
+        "interrupted", "out of memory" or "failed"."""
         plan, throughput = self.plan, self._throughput(frames)
         timings = {**self.timings, "generate": throughput.seconds}
         summary = summarize(plan.plan, self.fetched, frames, timings, [])
-        summary["command"] = stream_command(plan)
+        summary["command"] = stream_command(self._replay(status, frames))
         summary["stream"] = {
             "status": status,
             "chunks": self.chunks,
             "chunks_planned": plan.chunks,
             "frames_per_second": round(throughput.frames_per_second, 3),
             "real_time_factor": round(throughput.real_time_factor, 3),
-            "prompts": [{"chunk": cue.chunk, "prompt": cue.prompt} for cue in plan.cues],
+            "prompts": [{"chunk": cue.chunk, "prompt": cue.prompt} for cue in self._cues(status)],
             "interpolate_chunks": plan.interpolate_chunks,
+            "live": plan.live,
         }
         if plan.to_stdout:
             summary["sidecar"] = None
         return summary
+
+    def _cues(self, status: str) -> tuple[Cue, ...]:
+        """The schedule as it happened: with --live, typed prompts included; once it ended early, none
+        after the video's last chunk."""
+        if self.steering is None:
+            return self.plan.cues
+        cues = self.steering.cues
+        return tuple(cue for cue in cues if cue.chunk < max(self.chunks, 1)) if status == "ended" else cues
+
+    def _replay(self, status: str, frames: int) -> StreamPlan:
+        """The plan a replay runs: a live stream's prompts from OUTPUT.prompts.csv, and the frames it
+        made if it ended early (cut to 4k+1 frames, as every Helios video is)."""
+        if self.steering is None or self.plan.to_stdout:
+            return self.plan
+        plan = replace(self.plan, prompt_file=str(prompts_path(self.plan.plan.output.path)))
+        if status == "ended" and frames:
+            plan = replace(plan, plan=replace(plan.plan, request=replace(plan.plan.request, frames=frames)))
+        return plan
 
     def _throughput(self, frames: int) -> Throughput:
         return Throughput(frames, time.perf_counter() - self.start, self.plan.plan.request.fps)
@@ -198,6 +260,22 @@ def stream_command(plan: StreamPlan) -> str:
     return shlex.join(words)
 
 
+def prompts_path(output: Path) -> Path:
+    """`cat.mp4` -> `cat.mp4.prompts.csv`: a live stream's schedule, a prompt file for --prompt-file."""
+    return output.with_name(output.name + ".prompts.csv")
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Replace `path` by `text` atomically: a reader sees the old file or the new one, never half."""
+    hidden = partial_name(path)
+    try:
+        hidden.write_text(text, encoding="utf-8")
+        os.replace(hidden, path)
+    except BaseException:
+        hidden.unlink(missing_ok=True)
+        raise
+
+
 @contextmanager
 def _video_out(plan: StreamPlan, comment: str) -> Iterator[ChunkWriter]:
     """The writer for the plan's output, closed at the end (stdout is kept apart for the video).
@@ -212,6 +290,8 @@ def _video_out(plan: StreamPlan, comment: str) -> Iterator[ChunkWriter]:
             writer = Mp4Stream(fps, comment, path=output.path)
         if not plan.to_stdout:
             remove_stale_partials(output.path)  # what a killed run left beside the same output
+            if plan.live:
+                remove_stale(prompts_path(output.path))
         stack.callback(writer.close)
         try:
             yield writer

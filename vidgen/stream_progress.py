@@ -1,5 +1,6 @@
-"""What `vidgen stream` shows on stderr: chunks done of total, generated frames per second, and the
-real-time factor (seconds of video per second of wall time; above 1 the video outruns playback).
+"""What `vidgen stream` shows on stderr: chunks done of total, generated frames per second, the
+real-time factor (seconds of video per second of wall time; above 1 the video outruns playback), and the
+prompt the chunk follows; with --live, a line for each typed prompt taken and the chunk it starts at.
 
 On a terminal, one rich line for the chunks (advancing with each denoising step) under a line per
 setup stage; anywhere else, one plain line per stage and per chunk, so logs stay short.
@@ -19,7 +20,11 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from vidgen.console import warning
 from vidgen.progress import Silent
+from vidgen.prompt_schedule import ChunkText
+
+PROMPT_SHOWN = 40  # characters of a prompt in a progress line
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,7 @@ class StreamProgress:
         self._stage: TaskID | None = None
         self._chunk_task: TaskID | None = None
         self._name, self._steps, self._started = "", 0, 0.0
+        self._prompt = ""  # what the chunk being made follows
 
     def __enter__(self) -> "StreamProgress":
         return self
@@ -68,9 +74,11 @@ class StreamProgress:
         # The Helios generator names its per-chunk stages "chunk k/n": those advance the chunks line.
         if name.startswith("chunk "):
             if self._live() and self._chunk_task is None:
-                self._chunk_task = self._live().add_task("chunks", total=self.chunks, rate="")
+                self._chunk_task = self._live().add_task("chunks", total=self.chunks, rate="", prompt="")
+            if self._live():
+                self._live().update(self._chunk_task, prompt=self._prompt)
         elif self._live():
-            self._stage = self._live().add_task(name, total=total or 1, rate="")
+            self._stage = self._live().add_task(name, total=total or 1, rate="", prompt="")
 
     def advance(self, steps: int = 1) -> None:
         if not self._live():
@@ -98,10 +106,27 @@ class StreamProgress:
         seconds_of_video = throughput.frames / throughput.fps
         self.console.print(
             f"chunk {chunks_done}/{self.chunks}: {throughput.frames} frames ({seconds_of_video:.1f} s of "
-            f"video) in {throughput.seconds:.1f} s, {throughput.describe()}",
+            f"video) in {throughput.seconds:.1f} s, {throughput.describe()}; {self._prompt}",
             highlight=False,
+            markup=False,
             soft_wrap=True,  # one line per chunk in a log, however long
         )
+
+    def following(self, text: ChunkText) -> None:
+        """The chunk about to start follows `text` (a prompt, or a blend of two)."""
+        self._prompt = describe_text(text)
+
+    def prompt_taken(self, chunk: int, chunks: int, prompt: str) -> None:
+        """--live: a typed prompt will condition chunks from `chunk` (0-based) on."""
+        self.console.print(
+            f"live: chunk {chunk + 1}/{chunks} on follows {_short(prompt)}",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+
+    def live_warning(self, message: str) -> None:
+        self.console.print(f"warning: {message}", highlight=False, markup=False, soft_wrap=True)
 
     def _live(self) -> Progress | None:
         """The rich display on a terminal (started on first use), None elsewhere."""
@@ -113,6 +138,7 @@ class StreamProgress:
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[rate]}", style="progress.data.speed"),
+                TextColumn("{task.fields[prompt]}", markup=False),
                 TimeElapsedColumn(),
                 TextColumn("ETA"),
                 TimeRemainingColumn(),
@@ -128,3 +154,23 @@ class SilentStream(Silent):
 
     def chunk_written(self, chunks_done: int, throughput: Throughput) -> None:
         pass
+
+    def following(self, text: ChunkText) -> None:
+        pass
+
+    def prompt_taken(self, chunk: int, chunks: int, prompt: str) -> None:
+        pass
+
+    def live_warning(self, message: str) -> None:
+        warning(message)
+
+
+def describe_text(text: ChunkText) -> str:
+    """'a cat walks', or for a blend 'a cat walks' 67% + 'a robot dances' 33%."""
+    if isinstance(text, str):
+        return _short(text)
+    return " + ".join(f"{_short(prompt)} {weight:.0%}" for prompt, weight in text)
+
+
+def _short(prompt: str) -> str:
+    return repr(prompt if len(prompt) <= PROMPT_SHOWN else prompt[: PROMPT_SHOWN - 3] + "...")

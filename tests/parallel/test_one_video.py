@@ -141,6 +141,16 @@ def test_ranks_started_with_different_options_stop_before_loading():
     assert not Path("x.mp4").exists()
 
 
+def test_live_prompts_are_refused_under_torchrun_before_loading():
+    tiny.ensure_tiny("helios", "distilled")
+    run = torchrun("stream", *HELIOS, "--live", "-o", "x.mp4")
+    assert run.returncode != 0
+    assert (
+        "error: --live cannot run under torchrun: every rank would read its own standard input" in run.stderr
+    )
+    assert not Path("x.mp4").exists()
+
+
 def test_a_world_size_that_fits_no_plan_says_which_would():
     tiny.ensure_tiny("cogvideox", "t2v")
     run = torchrun("t2v", *COGVIDEOX, "--parallel", "ulysses", "-o", "x.mp4", ranks=3)

@@ -46,6 +46,7 @@ class StreamOptions(Options):
     amplify_first_chunk: bool | None = None
     prompt_file: str | None = None
     interpolate_chunks: int = 0
+    live: bool = False  # --live: prompts typed on stdin steer the chunks not started yet
     json_output: bool = False  # --json: the summary goes to stdout, which -o - needs for the video
 
 
@@ -58,6 +59,7 @@ class StreamPlan:
     cues: tuple[Cue, ...]  # the prompt schedule; one cue for a single prompt
     interpolate_chunks: int
     prompt_file: str | None = None  # where the cues came from, if from a file
+    live: bool = False  # prompts typed on stdin join the schedule while it runs
 
     @property
     def to_stdout(self) -> bool:
@@ -96,6 +98,12 @@ def prepare_stream(
     runtime = build_runtime(options, model.preset, device, notes)
     runtime = with_loras(runtime, options.lora, model, notes)
     runtime = parallel_runtime(options, runtime, model.info.attention_heads, request.guidance > 1, rank)
+    if options.live and runtime.parallel.world_size > 1:
+        # Each rank would read its own standard input, so their prompt schedules could differ.
+        raise VidgenError(
+            "--live cannot run under torchrun: every rank would read its own standard input",
+            "run --live in one process, or give the prompts with --prompt-file",
+        )
     runtime = replace(runtime, parallel=check_split(runtime.parallel, request, model.info))
     check_fits(request, model.info, model.configs, runtime)
     chunks = chunk_count(request.frames, model.info)
@@ -105,7 +113,7 @@ def prepare_stream(
         )
     inputs = {name: path for name in ("image", "video") if (path := getattr(options, name))}
     plan = Plan(request, runtime, source, model.preset, output, inputs, tuple(notes))
-    return StreamPlan(plan, chunks, cues, options.interpolate_chunks, options.prompt_file)
+    return StreamPlan(plan, chunks, cues, options.interpolate_chunks, options.prompt_file, options.live)
 
 
 def stream_mode(image: str | None, video: str | None) -> str:
@@ -119,6 +127,11 @@ def resolve_cues(options: StreamOptions, stdin: TextIO | None) -> tuple[Cue, ...
     """The prompt schedule: --prompt-file, or the one prompt for every chunk."""
     if options.interpolate_chunks < 0:
         raise VidgenError("--interpolate-chunks is negative", "pass 0 (switch at once) or more chunks")
+    if options.live and STDOUT in (options.prompt_argument, options.prompt, options.prompt_file):
+        raise VidgenError(
+            "--live reads new prompts from stdin, so the first prompt cannot come from it too",
+            "give the first prompt as an argument, with --prompt or in --prompt-file FILE",
+        )
     if options.prompt_file is None:
         return (Cue(0, resolve_prompt(options.prompt_argument, options.prompt, stdin)),)
     if options.prompt is not None or options.prompt_argument is not None:
