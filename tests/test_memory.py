@@ -2,37 +2,11 @@
 function), the refusal itself on every command, and the CPU allocator's failure as exit 3."""
 
 import pytest
+from model_infos import COGVIDEOX, HELIOS
 
 import vidgen.validate.memory as memory
 from vidgen.memory.work import Footprint, least_bytes, read_footprint
-from vidgen.model_info import ModelInfo
 
-COGVIDEOX = ModelInfo(
-    family="cogvideox",
-    pipeline="CogVideoXPipeline",
-    architecture="cogvideox-rotary",
-    modes=("t2v",),
-    spatial_scale=8,
-    temporal_scale=4,
-    patch_size=2,
-    patch_size_t=None,
-    sample_size=(480, 720, 49),
-    fixed_size=False,
-    max_text_tokens=226,
-)
-HELIOS = ModelInfo(
-    family="helios",
-    pipeline="HeliosPipeline",
-    architecture="helios-base",
-    modes=("t2v",),
-    spatial_scale=8,
-    temporal_scale=4,
-    patch_size=2,
-    patch_size_t=None,
-    sample_size=(384, 640, 33),
-    fixed_size=False,
-    max_text_tokens=512,
-)
 FIVE_B = Footprint(inner_dim=48 * 64, decoder_channels=128)
 
 

@@ -3,12 +3,12 @@
 import pytest
 import torch
 from diffusers import AutoencoderKLCogVideoX, AutoencoderKLWan
+from model_infos import HELIOS_DISTILLED, cogvideox_info
 from transformers import T5Config, T5EncoderModel, UMT5Config, UMT5EncoderModel
 
 from vidgen.errors import OUT_OF_MEMORY, VidgenError
 from vidgen.memory.plan import GB, PLANS, Parts, Work, choose_plan, device_peak, host_need, next_plan
 from vidgen.memory.work import Footprint, stage_work
-from vidgen.model_info import ModelInfo
 from vidgen.models import CogVideoXTransformer3DModel, HeliosTransformer3DModel
 
 HOST = int(64 * GB)
@@ -56,42 +56,9 @@ def released() -> dict[str, tuple[Parts, Work]]:
         parts = Parts(2 * umt5, 2 * count(helios), 4 * count(wan), 24, len(helios.blocks))
         for name, guidance in (("helios-base", True), ("helios-distilled", False)):
             footprint = Footprint(40 * 128, wan.config.base_dim, ffn_dim=helios.config.ffn_dim)
-            work = stage_work(helios_info(), footprint, 384, 640, 33, guidance, 2)
+            work = stage_work(HELIOS_DISTILLED, footprint, 384, 640, 33, guidance, 2)
             cases[name] = parts, work
     return cases
-
-
-def cogvideox_info(config) -> ModelInfo:
-    return ModelInfo(
-        family="cogvideox",
-        pipeline="CogVideoXPipeline",
-        architecture="cogvideox",
-        modes=("t2v",),
-        spatial_scale=8,
-        temporal_scale=4,
-        patch_size=config.patch_size,
-        patch_size_t=config.patch_size_t,
-        sample_size=(config.sample_height * 8, config.sample_width * 8, config.sample_frames),
-        fixed_size=False,
-        max_text_tokens=226,
-    )
-
-
-def helios_info() -> ModelInfo:
-    return ModelInfo(
-        family="helios",
-        pipeline="HeliosPyramidPipeline",
-        architecture="helios-distilled",
-        modes=("t2v",),
-        spatial_scale=8,
-        temporal_scale=4,
-        patch_size=2,
-        patch_size_t=None,
-        sample_size=(384, 640, 33),
-        fixed_size=False,
-        max_text_tokens=512,
-        pyramid_stages=3,
-    )
 
 
 NAMES = ["cogvideox-2b", "cogvideox-5b", "cogvideox1.5-5b", "helios-base", "helios-distilled"]
