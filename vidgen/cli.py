@@ -636,10 +636,11 @@ def download(
     interrupted download resumes; a damaged file is fetched again."""
     from vidgen import download as downloads  # huggingface_hub loads only when a command runs
     from vidgen.download_progress import DownloadProgress
+    from vidgen.sources import hub_repo
 
     command = f"vidgen download {model}"
     with _reported_errors():
-        repo_id = downloads.hub_repo(model)
+        repo_id = hub_repo(model)
         if dry_run:
             typer.echo("\n".join(downloads.dry_run(repo_id, command)))
             return

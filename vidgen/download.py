@@ -93,27 +93,6 @@ def is_complete(folder: Path, only_configs: bool = False) -> VidgenError | None:
     return None
 
 
-def hub_repo(spec: str) -> str:
-    """The hub repo `vidgen download SPEC` fetches: a released preset's, or a repo id as given."""
-    from vidgen.presets import find_preset, load_presets
-    from vidgen.sources import ModelSource, parse_model
-
-    presets = load_presets()
-    preset = find_preset(spec, presets)
-    # Here a preset name wins over a folder of the same name: only a preset or a repo can be downloaded.
-    source = ModelSource(spec, "preset", preset.source, preset) if preset else parse_model(spec, presets)
-    if source.preset is not None and source.preset.is_tiny:
-        raise VidgenError(
-            f"'{spec}' is a tiny model that vidgen builds offline on first use; there is nothing to download",
-            f"run it directly: vidgen t2v --model {spec} ...",
-        )
-    if not source.from_hub:
-        raise VidgenError(
-            f"'{spec}' is a local folder; there is nothing to download", "pass a preset or repo id"
-        )
-    return source.location
-
-
 def dry_run(repo_id: str, command: str) -> list[str]:
     """What `vidgen download` would fetch, listed (one request to the hub, nothing written)."""
     listing = list_needed(repo_id, command)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from vidgen.errors import VidgenError
 from vidgen.model_check import check_model
-from vidgen.presets import Preset, close_names, find_preset
+from vidgen.presets import Preset, close_names, find_preset, load_presets
 
 # Hugging Face repo ids: "owner/name", letters, digits, "-", "_", ".".
 REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
@@ -136,3 +136,21 @@ def fetch_hub(source: ModelSource, only_configs: bool = False) -> FetchedModel:
         # What is wrong with the cache says more than why it could not be repaired now.
         raise VidgenError(problem.message, f"run `{command}` to fetch what is missing or damaged") from None
     return FetchedModel(folder, folder.name)
+
+
+def hub_repo(spec: str) -> str:
+    """The hub repo `vidgen download SPEC` fetches: a released preset's, or a repo id as given."""
+    presets = load_presets()
+    preset = find_preset(spec, presets)
+    # Here a preset name wins over a folder of the same name: only a preset or a repo can be downloaded.
+    source = ModelSource(spec, "preset", preset.source, preset) if preset else parse_model(spec, presets)
+    if source.preset is not None and source.preset.is_tiny:
+        raise VidgenError(
+            f"'{spec}' is a tiny model that vidgen builds offline on first use; there is nothing to download",
+            f"run it directly: vidgen t2v --model {spec} ...",
+        )
+    if not source.from_hub:
+        raise VidgenError(
+            f"'{spec}' is a local folder; there is nothing to download", "pass a preset or repo id"
+        )
+    return source.location
