@@ -1,4 +1,5 @@
-"""ModelInfo of the released models' shapes, for tests that estimate memory without any model folder."""
+"""The released models' shapes for tests: transformer config switches, and ModelInfo for estimating
+memory without any model folder."""
 
 from dataclasses import replace
 
@@ -38,3 +39,40 @@ def cogvideox_info(config) -> ModelInfo:
         patch_size_t=config.patch_size_t,
         sample_size=(config.sample_height * 8, config.sample_width * 8, config.sample_frames),
     )
+
+
+# The released transformer/config.json values that differ from the constructor defaults (from copies
+# of the hub configs; 1.5's 300x300 sample size as diffusers' conversion script writes it).
+RELEASED = {
+    "2b": dict(),
+    "5b": dict(num_attention_heads=48, num_layers=42, use_rotary_positional_embeddings=True),
+    "5b-i2v": dict(
+        num_attention_heads=48,
+        num_layers=42,
+        in_channels=32,
+        use_rotary_positional_embeddings=True,
+        use_learned_positional_embeddings=True,
+    ),
+    "1.5-5b": dict(
+        num_attention_heads=48,
+        num_layers=42,
+        use_rotary_positional_embeddings=True,
+        patch_size_t=2,
+        patch_bias=False,
+        sample_height=300,
+        sample_width=300,
+        sample_frames=81,
+    ),
+    "1.5-5b-i2v": dict(
+        num_attention_heads=48,
+        num_layers=42,
+        in_channels=32,
+        ofs_embed_dim=512,
+        use_rotary_positional_embeddings=True,
+        patch_size_t=2,
+        patch_bias=False,
+        sample_height=300,
+        sample_width=300,
+        sample_frames=81,
+    ),
+}

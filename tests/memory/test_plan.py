@@ -3,7 +3,7 @@
 import pytest
 import torch
 from diffusers import AutoencoderKLCogVideoX, AutoencoderKLWan
-from model_infos import HELIOS_DISTILLED, cogvideox_info
+from model_infos import HELIOS_DISTILLED, RELEASED, cogvideox_info
 from transformers import T5Config, T5EncoderModel, UMT5Config, UMT5EncoderModel
 
 from vidgen.errors import OUT_OF_MEMORY, VidgenError
@@ -12,20 +12,10 @@ from vidgen.memory.work import Footprint, stage_work
 from vidgen.models import CogVideoXTransformer3DModel, HeliosTransformer3DModel
 
 HOST = int(64 * GB)
-# The released transformer configs' differences from the constructor defaults (MODELS.md).
+# The released transformer configs' differences from the constructor defaults.
 COGVIDEOX = {
-    "cogvideox-2b": {},
-    "cogvideox-5b": dict(num_attention_heads=48, num_layers=42, use_rotary_positional_embeddings=True),
-    "cogvideox1.5-5b": dict(
-        num_attention_heads=48,
-        num_layers=42,
-        use_rotary_positional_embeddings=True,
-        patch_size_t=2,
-        patch_bias=False,
-        sample_height=300,
-        sample_width=300,
-        sample_frames=81,
-    ),
+    name: RELEASED[variant]
+    for name, variant in (("cogvideox-2b", "2b"), ("cogvideox-5b", "5b"), ("cogvideox1.5-5b", "1.5-5b"))
 }
 # (height, width, frames) each preset generates by default.
 SIZES = {"cogvideox-2b": (480, 720, 49), "cogvideox-5b": (480, 720, 49), "cogvideox1.5-5b": (768, 1360, 81)}

@@ -8,6 +8,7 @@ import pytest
 import torch
 from diffusers import CogVideoXTransformer3DModel as DiffusersModel
 from diffusers.pipelines.cogvideo.pipeline_cogvideox import CogVideoXPipeline
+from model_infos import RELEASED
 from safetensors.torch import load_file
 
 from vidgen.models.cogvideox import CogVideoXTransformer3DModel, rotary_embedding
@@ -51,41 +52,6 @@ ROTARY_VARIANTS = [
     name for name, config in VARIANTS.items() if config.get("use_rotary_positional_embeddings")
 ]
 
-# The released transformer/config.json values that differ from the constructor defaults (from copies
-# of the hub configs; 1.5's 300x300 sample size as diffusers' conversion script writes it).
-RELEASED = {
-    "2b": dict(),
-    "5b": dict(num_attention_heads=48, num_layers=42, use_rotary_positional_embeddings=True),
-    "5b-i2v": dict(
-        num_attention_heads=48,
-        num_layers=42,
-        in_channels=32,
-        use_rotary_positional_embeddings=True,
-        use_learned_positional_embeddings=True,
-    ),
-    "1.5-5b": dict(
-        num_attention_heads=48,
-        num_layers=42,
-        use_rotary_positional_embeddings=True,
-        patch_size_t=2,
-        patch_bias=False,
-        sample_height=300,
-        sample_width=300,
-        sample_frames=81,
-    ),
-    "1.5-5b-i2v": dict(
-        num_attention_heads=48,
-        num_layers=42,
-        in_channels=32,
-        ofs_embed_dim=512,
-        use_rotary_positional_embeddings=True,
-        patch_size_t=2,
-        patch_bias=False,
-        sample_height=300,
-        sample_width=300,
-        sample_frames=81,
-    ),
-}
 # Tensors in the state dict (parameters plus 5b-I2V's learned position table), from MODELS.md.
 RELEASED_SIZES = {"2b": 1.69e9, "5b": 5.57e9, "5b-i2v": 5.63e9}
 
