@@ -125,12 +125,14 @@ def _write_chunks(
         if not plan.to_stdout:
             raise
         ending = "reader closed"
-    except BaseException:
-        # The record is kept as far as the disk allows: on a full disk the sidecar keeps its last
-        # state, and the error that stopped the stream is the one reported.
-        with _stop_signals_ignored(), suppress(OSError):
-            record.save("failed", writer.frames_written)
-        raise
+    except BaseException as error:
+        if not run.is_cpu_out_of_memory(error):
+            # The record is kept as far as the disk allows: on a full disk the sidecar keeps its last
+            # state, and the error that stopped the stream is the one reported.
+            with _stop_signals_ignored(), suppress(OSError):
+                record.save("failed", writer.frames_written)
+            raise
+        ending = "out of memory on the CPU"
     with _stop_signals_ignored():  # the stream is ending already; a second Ctrl-C must not cut the record
         outcome = record.save(ending, writer.frames_written)
     error = _error_for(ending, plan, outcome)
@@ -141,8 +143,8 @@ def _write_chunks(
 
 def _error_for(ending: str, plan: StreamPlan, outcome: StreamOutcome) -> VidgenError | None:
     """Ctrl-C and out-of-memory end the command with their exit codes, naming what was kept."""
-    if ending == "out of memory":
-        error = run.out_of_memory(plan.plan.runtime)
+    if ending.startswith("out of memory"):
+        error = run.out_of_memory(plan.plan.runtime, on_cpu=ending.endswith("CPU"))
         if outcome.chunks:
             error.message += f"; {_kept(plan, outcome)}"
         return error

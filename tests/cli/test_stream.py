@@ -176,3 +176,22 @@ def test_a_prompt_longer_than_a_command_line_argument_streams(vidgen, workdir):
     assert run.exit_code == 0, run.stderr
     assert iio.imread(workdir / "long.mp4").shape[0] == 33
     assert json.loads(read_comment(workdir / "long.mp4"))["prompt"] == prompt.strip()
+
+
+def test_the_cpu_running_out_of_memory_mid_stream_exits_3_keeping_the_finished_chunks(
+    vidgen, workdir, monkeypatch
+):
+    real = helios.generate_chunks
+
+    def one_chunk_then_no_memory(*args, **kwargs):
+        chunks = real(*args, **kwargs)
+        yield next(chunks)
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
+
+    monkeypatch.setattr(helios, "generate_chunks", one_chunk_then_no_memory)
+    run = vidgen("stream", "--model", "tiny-helios", "a cat", "--seed", "1", "--frames", "66", "-o", "s.mp4")
+    assert run.exit_code == 3, (run.stderr, run.exception)
+    assert "out of memory on the CPU" in run.stderr and "holds 1 finished chunk" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert len(iio.imread(workdir / "s.mp4")) == 33
+    assert json.loads((workdir / "s.mp4.json").read_text())["stream"]["status"] == "out of memory on the CPU"
