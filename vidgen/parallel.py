@@ -4,9 +4,10 @@ The plan is chosen before anything loads (`choose_plan`, from `--parallel` and t
 transformer is loaded, `parallelize` sets it up with diffusers' context-parallel machinery: a device mesh,
 a `ContextParallelConfig`, the model's `_cp_plan` hooks that shard tokens on the way in and gather them on
 the way out, and the attention dispatcher's Ulysses (all-to-all over heads) or ring (key/value all-gather)
-attention. CFG parallel splits the batched [unconditional; conditional] call between two rank groups and
-gathers the two predictions (`CfgParallel`). Every rank holds the whole model and runs the same steps from
-the same seed, so all ranks hold the same latents; rank 0 alone decodes and writes.
+attention (on the CPU, ring steps run PyTorch's CPU flash kernel: `cpu_ring_attention`). CFG parallel
+splits the batched [unconditional; conditional] call between two rank groups and gathers the two
+predictions (`CfgParallel`). Every rank holds the whole model and runs the same steps from the same seed,
+so all ranks hold the same latents; rank 0 alone decodes and writes.
 """
 
 import os
@@ -181,10 +182,51 @@ def _context_parallel(transformer: nn.Module, plan: ParallelPlan, mesh: Any, dev
     )
     config.setup(dist.get_rank(), dist.get_world_size(), torch.device(device), mesh=mesh)
     transformer._parallel_config = config
+    on_cpu = torch.device(device).type == "cpu"
     for module in transformer.modules():
         if isinstance(module, DispatchedAttention) and module.splits_sequence:
             module.parallel_config = config
+            if plan.ring > 1 and on_cpu:
+                module.cpu_ring = cpu_ring_attention
     apply_context_parallel(transformer, config.context_parallel_config, transformer._cp_plan)
+
+
+def cpu_ring_attention(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, config: Any
+) -> torch.Tensor:
+    """diffusers' ring attention over `config`'s ring for [B, S, heads, D] CPU tensors, with PyTorch's CPU
+    flash kernel for each ring step: the one CPU kernel that returns the log-sum-exp the merge needs."""
+    from diffusers.models.attention_dispatch import _templated_context_parallel_attention
+
+    return _templated_context_parallel_attention(
+        query, key, value, forward_op=_cpu_flash_step, backward_op=None, _parallel_config=config
+    )
+
+
+def _cpu_flash_step(
+    ctx: Any,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attn_mask: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    scale: float | None = None,
+    enable_gqa: bool = False,
+    return_lse: bool = False,
+    _save_ctx: bool = True,
+    _parallel_config: Any = None,
+) -> Any:
+    """One ring step in the signature diffusers' ring calls its kernels with; inference only."""
+    out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+        *(x.transpose(1, 2) for x in (query, key, value)),
+        dropout_p,
+        is_causal,
+        attn_mask=attn_mask,
+        scale=scale,
+    )
+    out, lse = out.transpose(1, 2), lse.transpose(1, 2)  # [B, heads, S, ...] -> diffusers' [B, S, heads, ...]
+    return (out, lse) if return_lse else out
 
 
 class CfgParallel(nn.Module):

@@ -402,6 +402,16 @@ def _patchify(conv: nn.Conv3d, latents: torch.Tensor) -> torch.Tensor:
     return conv(latents).flatten(2).transpose(1, 2)
 
 
+def history_token_count(frames: tuple[int, int, int], height: int, width: int, patch: tuple[int, ...]) -> int:
+    """Tokens the [long, mid, short] history terms of `frames` latent frames each, on a `height` x `width`
+    latent grid, patch to (the long and mid terms' patches are LONG_FACTOR and MID_FACTOR times larger)."""
+    total = 0
+    for count, factor in zip(frames, (LONG_FACTOR, MID_FACTOR, 1), strict=True):
+        p_t, p_h, p_w = (factor * p for p in patch)
+        total += (count // p_t) * (height // p_h) * (width // p_w)
+    return total
+
+
 def _unpatchify(
     tokens: torch.Tensor, grid: tuple[int, int, int], patch: tuple[int, int, int]
 ) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """Pieces both transformers share: timestep embedding, attention call, rotary, fused linears, MLP."""
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -81,9 +82,14 @@ class DispatchedAttention(nn.Module):
     # Whether its keys are the sequence that context parallelism shards (self-attention). Cross-attention
     # to the whole text needs no exchange: each rank's queries attend to the text it holds.
     splits_sequence = True
+    # Ring attention on the CPU (vidgen.parallel.cpu_ring_attention), which the dispatcher cannot run:
+    # none of its CPU kernels returns the log-sum-exp that ring attention merges partial results by.
+    cpu_ring: Callable[..., torch.Tensor] | None = None
 
     def attend(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
         """[B, S, heads, D] query/key/value (diffusers' dispatcher layout) -> [B, S, heads * D]."""
+        if self.cpu_ring is not None:
+            return self.cpu_ring(query, key, value, self.parallel_config).flatten(2)
         return dispatch_attention_fn(
             query, key, value, backend=self.backend, parallel_config=self.parallel_config
         ).flatten(2)

@@ -230,10 +230,12 @@ def dtype_name(dtype: torch.dtype) -> str:
 
 # What `--parallel` can run with. Ulysses goes through any backend diffusers marks as context-parallel;
 # ring attention merges partial results by their log-sum-exp, which PyTorch's SDPA does not return (so
-# ring needs cuDNN, FlashAttention or SageAttention: CUDA only). FlashAttention-3, flex and xformers
-# have no context-parallel path in diffusers.
+# on CUDA ring needs cuDNN, FlashAttention or SageAttention; on the CPU vidgen runs each ring step with
+# PyTorch's CPU flash kernel, which does). FlashAttention-3, flex and xformers have no context-parallel
+# path in diffusers.
 ULYSSES_ATTENTION = ("flash", "cudnn", "sdpa", "sage")  # fastest first; sage only when asked for
 RING_ATTENTION = ("flash", "cudnn", "sage")
+CPU_RING_ATTENTION = ("sdpa",)
 
 
 def parallel_runtime(options: Options, runtime: Runtime, heads: int, guidance: bool, rank: "Rank") -> Runtime:
@@ -256,7 +258,9 @@ def parallel_runtime(options: Options, runtime: Runtime, heads: int, guidance: b
         # The planner may pick group offload, whose hooks were never run beside the context-parallel
         # ones: each stage's model comes to the GPU whole instead.
         runtime = replace(runtime, offload="model")
-    able = RING_ATTENTION if plan.ring > 1 else ULYSSES_ATTENTION
+    able = ULYSSES_ATTENTION
+    if plan.ring > 1:
+        able = CPU_RING_ATTENTION if torch.device(runtime.device).type == "cpu" else RING_ATTENTION
     attention = runtime.attention
     if attention not in able:
         if options.attention not in (None, "auto"):
@@ -300,9 +304,43 @@ def check_split(plan: "ParallelPlan", request: "Request", info: "ModelInfo") -> 
     from vidgen.parallel import split_tokens
 
     if info.family == "helios":
-        # Helios' history tokens depend on the chunk; the model checks them as it splits (`_rank_order`).
-        return plan
+        return _check_helios_split(plan, request, info)
     patch, patch_t = info.patch_size, info.patch_size_t or 1
     latent_frames = -(-info.latent_frames(request.frames) // patch_t)
     cells = (request.height // info.spatial_scale // patch) * (request.width // info.spatial_scale // patch)
     return split_tokens(plan, {"text": request.max_sequence_length, "video": latent_frames * cells})
+
+
+def _check_helios_split(plan: "ParallelPlan", request: "Request", info: "ModelInfo") -> "ParallelPlan":
+    """Helios splits its [history; chunk] sequence into equal slices of both parts (the model's
+    `_rank_order`): every one of its token counts must divide by the ranks."""
+    counts = helios_token_counts(request, info)
+    if all(count % plan.sequence == 0 for count in counts):
+        return plan
+    fits = [n for n in range(2, 17) if all(count % n == 0 for count in counts)]
+    raise VidgenError(
+        f"{plan.describe()} cannot split Helios' sequences at {request.width}x{request.height} (history "
+        f"and each pyramid stage: {', '.join(map(str, sorted(counts)))} tokens) evenly over "
+        f"{plan.sequence} ranks",
+        f"use {', '.join(map(str, fits))} ranks" if fits else "use another --height/--width",
+    )
+
+
+def helios_token_counts(request: "Request", info: "ModelInfo") -> set[int]:
+    """The history's token count and each pyramid stage's chunk token count for this request."""
+    from vidgen.models.helios import history_token_count
+    from vidgen.pipelines.helios import HeliosSettings
+    from vidgen.stages.helios_history import window_sizes
+
+    settings = HeliosSettings(**dict(request.settings))
+    long, mid, short = window_sizes(settings.history_sizes, settings.keep_first_frame)
+    short += settings.keep_first_frame  # the first frame rides in the short term
+    rows, columns = request.height // info.spatial_scale, request.width // info.spatial_scale
+    patch = (1, info.patch_size, info.patch_size)
+    counts = {history_token_count((long, mid, short), rows, columns, patch)}
+    for stage in range(info.pyramid_stages):
+        shrink = 2 ** (info.pyramid_stages - 1 - stage)
+        counts.add(
+            settings.chunk_latent_frames * (rows // shrink // patch[1]) * (columns // shrink // patch[2])
+        )
+    return counts
