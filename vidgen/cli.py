@@ -467,7 +467,7 @@ def stream(
     """A long Helios video, each 33-frame chunk written as soon as it is generated."""
     values = {name: value.value if isinstance(value, Enum) else value for name, value in locals().items()}
     from vidgen.live_prompts import LineReader
-    from vidgen.parallel import outcome_speaker
+    from vidgen.parallel import leave, outcome_speaker
     from vidgen.stream import stream_video  # torch and the pipelines load only when a command runs
     from vidgen.stream_progress import SilentStream, StreamProgress
     from vidgen.validate import StreamOptions, prepare_stream, stream_mode
@@ -483,7 +483,9 @@ def stream(
         reader = LineReader(sys.stdin) if plan.live else None
         with nullcontext(SilentStream()) if quiet else StreamProgress(plan.chunks) as progress:
             outcome = stream_video(plan, progress, live=reader)
-    if not outcome_speaker():
+    speaker = outcome_speaker()
+    leave()
+    if not speaker:
         return
     if json_output:
         typer.echo(json.dumps(outcome.summary))
@@ -503,7 +505,7 @@ def _streamed(plan: "StreamPlan", outcome: "StreamOutcome") -> str:
 
 def _generate(mode: str, values: dict[str, Any]) -> None:
     """Check, generate, write, then print the result."""
-    from vidgen.parallel import outcome_speaker
+    from vidgen.parallel import leave, outcome_speaker
     from vidgen.run import run  # torch and the pipelines load only when a command runs
     from vidgen.validate import Options, prepare
 
@@ -517,7 +519,9 @@ def _generate(mode: str, values: dict[str, Any]) -> None:
         console.quiet_libraries()
         with nullcontext(Silent()) if quiet else console.ConsoleProgress() as progress:
             outcome = run(plan, progress)
-    if not outcome_speaker():  # another torchrun rank: rank 0 wrote the video and speaks for it
+    speaker = outcome_speaker()
+    leave()
+    if not speaker:  # another torchrun rank: rank 0 wrote the video and speaks for it
         return
     for line in outcome.warnings:
         console.warning(line)

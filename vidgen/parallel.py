@@ -137,6 +137,15 @@ def agree(value: Any, what: str) -> None:
         )
 
 
+def leave() -> None:
+    """Leave the process group after a finished run (NCCL warns at exit about a group never destroyed);
+    local to this rank, no collective. A lone process does nothing."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def outcome_speaker() -> bool:
     """Whether this process decodes, writes and reports: rank 0 of a torchrun world, or a lone process."""
     import torch.distributed as dist

@@ -1,7 +1,8 @@
 """Run `vidgen` (argv after this script) with torch.distributed's collectives counted.
 
 Started by torchrun in the tests: every call to the collectives that context parallelism uses adds the
-bytes of the tensor this rank puts in to a tally, written as JSON to $VIDGEN_COUNT_DIR/rankN.json at exit.
+bytes of the tensor this rank puts in to a tally, written as JSON to $VIDGEN_COUNT_DIR/rankN.json at exit
+(with `group_left_open`: 1 when the process group was still initialized then).
 RANK_ARGS (optional, "RANK:ARG ...") appends arguments on one rank only, to test ranks that disagree;
 DIE_RANK (optional) makes that rank die at its third all-to-all, as a crashed GPU process would.
 """
@@ -39,6 +40,7 @@ counted(dist, "all_gather")
 
 
 def dump() -> None:
+    tally["group_left_open"] = int(dist.is_initialized())
     folder = Path(os.environ["VIDGEN_COUNT_DIR"])
     folder.mkdir(exist_ok=True)
     (folder / f"rank{os.environ.get('RANK', 0)}.json").write_text(json.dumps(tally))

@@ -183,6 +183,7 @@ def test_t2v_ring_equals_one_process_and_moves_the_bytes_the_scaling_model_count
     gather = model.gather_bytes_per_rank(batch=2, tokens=72, width=16, ranks=2, element=4)
     assert counts(1)["all_gather_tensor"] == 2 * (ring + gather)
     assert "all_to_all_single" not in counts(1)
+    assert counts(0)["group_left_open"] == counts(1)["group_left_open"] == 0  # both ranks left the group
 
 
 def test_a_rank_that_dies_ends_the_run_with_an_error_and_no_video():
