@@ -75,11 +75,19 @@ def free_device(device: str) -> int:
 
 def free_host() -> int:
     """Bytes of RAM available to this process now (MemAvailable on Linux)."""
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
+    available = meminfo("MemAvailable")
+    if available is not None:
+        return available
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def meminfo(field: str) -> int | None:
+    """A /proc/meminfo field ("MemTotal", "MemAvailable") in bytes; None where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as lines:
+            for line in lines:
+                if line.startswith(f"{field}:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from vidgen.errors import OUT_OF_MEMORY, VidgenError
+from vidgen.memory.auto import meminfo
 from vidgen.memory.work import least_bytes, read_footprint
 from vidgen.model_info import ModelInfo
 from vidgen.request import Request, Runtime
@@ -29,17 +30,7 @@ def machine_memory(device: str) -> int | None:
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
-        return _meminfo_total()
-
-
-def _meminfo_total() -> int | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+        return meminfo("MemTotal")
 
 
 def check_fits(request: Request, info: ModelInfo, folder: Path, runtime: Runtime) -> None:
