@@ -254,13 +254,14 @@ def test_a_wan_layout_helios_lora_is_converted_by_diffusers_and_fuses_the_same(l
 def test_a_batch_alternating_lora_sets_fuses_each_set_once_and_equals_separate_runs(
     vidgen, workdir, loras, monkeypatch
 ):
-    from vidgen import levers
+    from vidgen import levers, lora
 
-    fused_sets = []
-    fuse = levers.fuse_loras
+    fused_sets, hashed = [], []
+    fuse, sha256 = levers.fuse_loras, lora.sha256
     monkeypatch.setattr(
         levers, "fuse_loras", lambda model, chosen: fused_sets.append(chosen) or fuse(model, chosen)
     )
+    monkeypatch.setattr(lora, "sha256", lambda path: hashed.append(path) or sha256(path))
     path = loras["cogvideox"][0]
     jobs = [
         {"name": "a", "prompt": "a cat walks", "lora": f"{path}:0.8"},
@@ -272,6 +273,7 @@ def test_a_batch_alternating_lora_sets_fuses_each_set_once_and_equals_separate_r
     run = vidgen("batch", "jobs.jsonl", "-o", "batch", *common)
     assert run.exit_code == 0, run.stderr
     assert [len(chosen) for chosen in fused_sets] == [0, 1]  # the jobs without, then the two with
+    assert len(hashed) == 2  # the shared LoRA is read and hashed once to check the jobs, once to run them
     records = [json.loads(line) for line in (workdir / "batch" / "manifest.jsonl").read_text().splitlines()]
     done = {record["name"]: record for record in records if record["status"] == "ok"}
     assert done["a"]["settings"]["loras"][0]["scale"] == 0.8 and "loras" not in done["none"]["settings"]

@@ -316,7 +316,7 @@ def plan_job(
     request = build_request(
         options, options.prompt, seed, model.preset, model.info, [] if notes is None else notes, reader
     )
-    runtime = with_loras(runtime, options.lora, model, [] if notes is None else notes)
+    runtime = with_loras(runtime, options.lora, model, [] if notes is None else notes, reader)
     check_fits(request, model.info, model.configs, runtime)
     inputs = {
         key: path

@@ -248,8 +248,13 @@ def _run_jobs(
     _use_device(batch.runtime)
     fetched = run.fetch(batch.model.source, {})
     jobs = sorted(jobs, key=_lora_set)  # stable: each LoRA set is fused once, its jobs in file order
-    largest = plan_job(_largest(batch, jobs), batch.model, batch.runtime, batch.outdir, batch.presets)
-    first = plan_job(jobs[0], batch.model, batch.runtime, batch.outdir, batch.presets)
+    # Keeps no pixels (each job reads its inputs again), only each distinct --lora's check: a LoRA
+    # shared by many jobs is read and hashed once.
+    reader = InputReader(max_bytes=0)
+    largest = plan_job(
+        _largest(batch, jobs), batch.model, batch.runtime, batch.outdir, batch.presets, reader=reader
+    )
+    first = plan_job(jobs[0], batch.model, batch.runtime, batch.outdir, batch.presets, reader=reader)
     loaded, runtime = run.load(
         batch.model.preset.family, fetched, first.runtime, largest.request, progress, {}
     )
@@ -267,6 +272,7 @@ def _run_jobs(
             batch,
             job,
             progress,
+            reader,
             lambda plan: run.generate(
                 plan, fetched, run.with_loras(loaded, plan.runtime), progress, {}, cache
             ),
@@ -298,12 +304,14 @@ def _largest(batch: Batch, jobs: list[Job]) -> Job:
     return max(jobs, key=pixels)
 
 
-def _run_job(batch: Batch, job: Job, progress: BatchProgress, generate: Callable[[Plan], Any]) -> Record:
+def _run_job(
+    batch: Batch, job: Job, progress: BatchProgress, reader: InputReader, generate: Callable[[Plan], Any]
+) -> Record:
     """Plan (inputs are read again: holding every job's media would not fit), generate, write."""
     progress.start_job(job.name)
     started, plan = time.perf_counter(), None
     try:
-        plan = plan_job(job, batch.model, batch.runtime, batch.outdir, batch.presets)
+        plan = plan_job(job, batch.model, batch.runtime, batch.outdir, batch.presets, reader=reader)
         outcome = generate(plan)  # refits the transformer when the job's LoRA set is another
     except VidgenError as error:
         if error.exit_code == OUT_OF_MEMORY:

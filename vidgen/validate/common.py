@@ -339,6 +339,21 @@ class InputReader:
     def video(self, path: str, max_frames: int | None = None) -> np.ndarray:
         return self._read("video", path, max_frames, lambda: read_video(path, max_frames=max_frames))
 
+    def lora(self, text: str, family: str, check: Any) -> Any:
+        """`check()`'s Lora for `--lora TEXT`, once per batch: a LoRA shared by many jobs would be read
+        and hashed (hundreds of MB) for each of them."""
+        key = ("lora", text, family)
+        kept = self._kept.get(key)
+        if isinstance(kept, VidgenError):
+            raise VidgenError(kept.message, kept.hint, kept.exit_code)
+        if kept is None:
+            try:
+                kept = self._kept[key] = check()
+            except VidgenError as error:
+                self._kept[key] = error
+                raise
+        return kept
+
     def _read(self, kind: str, path: str, max_frames: int | None, read: Any) -> np.ndarray:
         identity = _file_identity(path)
         if identity is None:  # missing or unreadable: the reader says so in its own words

@@ -9,6 +9,7 @@ applies them to the loaded models.
 import importlib.metadata
 import importlib.util
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,7 +19,7 @@ from vidgen.errors import VidgenError
 from vidgen.memory.quantize import check_quantize
 from vidgen.presets import Preset
 from vidgen.request import Lora, Runtime
-from vidgen.validate.common import Model, Options
+from vidgen.validate.common import InputReader, Model, Options
 
 DEVICE_KINDS = ("cpu", "cuda", "mps")
 if TYPE_CHECKING:
@@ -110,22 +111,30 @@ def build_runtime(options: Options, preset: Preset, device: str, notes: list[str
 
 
 def with_loras(
-    runtime: Runtime, given: tuple[str, ...] | list[str] | None, model: Model, notes: list[str]
+    runtime: Runtime,
+    given: tuple[str, ...] | list[str] | None,
+    model: Model,
+    notes: list[str],
+    reader: InputReader | None = None,
 ) -> Runtime:
-    """The runtime with the request's LoRAs, checked against the model's transformer config."""
-    return replace(runtime, loras=check_loras(given, model.preset, model.info.family, model.configs, notes))
+    """The runtime with the request's LoRAs, checked against the model's transformer config (through
+    `reader`, a batch's, once per distinct --lora)."""
+    texts = model.preset.lora if given is None or given == [] else tuple(given)
+    return replace(runtime, loras=check_loras(texts, model.info.family, model.configs, notes, reader))
 
 
 def check_loras(
-    given: tuple[str, ...] | list[str] | None, preset: Preset, family: str, configs: Path, notes: list[str]
+    texts: tuple[str, ...], family: str, configs: Path, notes: list[str], reader: InputReader | None = None
 ) -> tuple[Lora, ...]:
-    """`--lora` (else the preset's `lora`) found and checked against the transformer's config in
-    `configs` (no weights load); raises VidgenError for a file that cannot apply to this model."""
+    """Each `--lora TEXT` found and checked against the transformer's config in `configs` (no weights
+    load); raises VidgenError for a file that cannot apply to this model."""
     from vidgen.lora import check_lora  # diffusers' loaders load only when a LoRA is given
 
-    # Typer gives [] when --lora is not given; a job's `lora: []` is a tuple: no LoRA for that job.
-    texts = preset.lora if given is None or given == [] else tuple(given)
-    return tuple(check_lora(text, family, configs, notes) for text in texts)
+    if reader is None:
+        return tuple(check_lora(text, family, configs, notes) for text in texts)
+    return tuple(
+        reader.lora(text, family, partial(check_lora, text, family, configs, notes)) for text in texts
+    )
 
 
 OFFLOADS = ("auto", "none", "model", "group", "sequential")
