@@ -16,7 +16,7 @@ from vidgen.pipelines import cogvideox, helios
 from vidgen.presets import PRESET_DIR, load_preset
 from vidgen.request import Request, Runtime
 from vidgen.validate.common import Options
-from vidgen.validate.runtime import parallel_runtime
+from vidgen.validate.runtime import build_runtime, parallel_runtime
 
 COGVIDEOX = Request(mode="t2v", prompt="a cat", seed=3, steps=6, guidance=6.0, height=64, width=96, frames=9)
 HELIOS = Request(mode="t2v", prompt="a cat", seed=3, steps=3, guidance=5.0, height=32, width=48, frames=66)
@@ -85,18 +85,43 @@ def test_another_step_count_is_another_schedule_measured_anew(folders, store):
 def test_damaged_stored_ratios_are_measured_again_with_a_note(folders, uncached, store):
     cogvideox_run(folders["cogvideox"], Runtime(cache="mag"))
     (path,) = store.glob("*.json")
-    path.write_text(path.read_text()[:40])  # cut short, as a full disk would leave it
-    frames, counts, notes = cogvideox_run(folders["cogvideox"], Runtime(cache="mag", cache_threshold=LOOSE))
-    assert "are unreadable (JSONDecodeError); measuring them again" in notes[0]
-    assert np.array_equal(frames, uncached) and counts["skipped"] == 0
-    assert len(next(iter(stored(store).values()))) == 6  # written whole again
+    whole = json.loads(path.read_text())
+    (key,) = whole["schedules"]
+    damages = {
+        "unreadable (JSONDecodeError)": path.read_text()[:40],  # cut short, as a full disk leaves it
+        "its ratios for one schedule are not 6 positive numbers": json.dumps(
+            {**whole, "schedules": {key: [1.0, -1.0]}}
+        ),
+    }
+    runtime = Runtime(cache="mag", cache_threshold=LOOSE)
+    for problem, text in damages.items():
+        path.write_text(text)
+        frames, counts, notes = cogvideox_run(folders["cogvideox"], runtime)
+        assert notes[0] == f"--cache mag: the stored ratios in {path} are {problem}; measuring them again"
+        assert np.array_equal(frames, uncached) and counts["skipped"] == 0
+        assert stored(store) == whole["schedules"]  # written whole again
 
 
-def test_ratios_from_the_preset_skip_on_the_first_run_and_store_nothing(folders, store):
-    runtime = Runtime(cache="mag", cache_threshold=LOOSE, mag_ratios=(1.0, 1.02, 0.98))
-    _, counts, notes = cogvideox_run(folders["cogvideox"], runtime)
+def test_unstorable_ratios_still_give_the_video_with_a_note(folders, uncached, monkeypatch, tmp_path):
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("VIDGEN_CACHE", str(tmp_path / "a-file" / "cache"))
+    frames, counts, notes = cogvideox_run(folders["cogvideox"], Runtime(cache="mag"))
+    assert np.array_equal(frames, uncached) and counts["ratios"] == "measured"
+    assert notes[-1].startswith("--cache mag: could not store the ratios it measured in ")
+
+
+def test_ratios_from_the_preset_skip_on_the_first_run_and_store_nothing(folders, uncached, store):
+    ratios = (1.0, 1.02, 0.98)
+    _, counts, notes = cogvideox_run(
+        folders["cogvideox"], Runtime(cache="mag", cache_threshold=LOOSE, mag_ratios=ratios)
+    )
     assert counts["skipped"] > 0 and counts["ratios"] == "preset" and notes == []
     assert not store.exists()
+    # Stretched to 6 steps, step 1 gets ratio 1.0: an error of exactly 0, still not skipped at threshold 0.
+    frames, counts, _ = cogvideox_run(
+        folders["cogvideox"], Runtime(cache="mag", cache_threshold=0.0, mag_ratios=ratios)
+    )
+    assert np.array_equal(frames, uncached) and counts["skipped"] == 0
 
 
 def test_helios_measures_on_the_first_chunk_and_later_chunks_skip(folders, store):
@@ -158,6 +183,9 @@ def test_a_preset_may_set_the_cache_and_its_ratios(tmp_path):
     path.write_text(source + '\ncache = "mag"\nmag_ratios = [1.0, 1.02, 0.98]\n')
     preset = load_preset(path)
     assert preset.cache == "mag" and preset.mag_ratios == (1.0, 1.02, 0.98)
+    runtime = build_runtime(Options(mode="t2v", model="mag"), preset, "cpu", [])
+    assert (runtime.cache, runtime.mag_ratios) == ("mag", (1.0, 1.02, 0.98))
+    assert build_runtime(Options(mode="t2v", model="mag", cache="none"), preset, "cpu", []).cache == "none"
     path.write_text(source + "\nmag_ratios = [1.0, -2]\n")
     with pytest.raises(ValueError, match="mag_ratios must be a list of positive numbers"):
         load_preset(path)
