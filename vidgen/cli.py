@@ -220,10 +220,12 @@ COMPILE = typer.Option(
     False, "--compile", help="torch.compile the transformer's blocks: slower start, faster steps."
 )
 CACHE = typer.Option(
-    Cache.none,
+    None,
     "--cache",
+    show_default="the preset's, else none",
     help="Skip transformer work between steps when little changes (diffusers' step caches): "
-    "first-block or taylorseer; frames change slightly (mag is not available yet).",
+    "first-block, mag or taylorseer; frames change slightly. mag measures its ratios on the first run "
+    "with a model and schedule (skipping nothing) and skips on later ones.",
 )
 LORA = typer.Option(
     None,
@@ -294,7 +296,7 @@ def t2v(
     vae_tiling: bool | None = VAE_TILING,
     attention: Attention | None = ATTENTION,
     compile: bool = COMPILE,
-    cache: Cache = CACHE,
+    cache: Cache | None = CACHE,
     lora: list[str] | None = LORA,
     parallel: Parallel | None = PARALLEL,
     output: str | None = OUTPUT,
@@ -330,7 +332,7 @@ def i2v(
     vae_tiling: bool | None = VAE_TILING,
     attention: Attention | None = ATTENTION,
     compile: bool = COMPILE,
-    cache: Cache = CACHE,
+    cache: Cache | None = CACHE,
     lora: list[str] | None = LORA,
     parallel: Parallel | None = PARALLEL,
     output: str | None = OUTPUT,
@@ -367,7 +369,7 @@ def v2v(
     vae_tiling: bool | None = VAE_TILING,
     attention: Attention | None = ATTENTION,
     compile: bool = COMPILE,
-    cache: Cache = CACHE,
+    cache: Cache | None = CACHE,
     lora: list[str] | None = LORA,
     parallel: Parallel | None = PARALLEL,
     output: str | None = OUTPUT,
@@ -447,7 +449,7 @@ def stream(
     vae_tiling: bool | None = VAE_TILING,
     attention: Attention | None = ATTENTION,
     compile: bool = COMPILE,
-    cache: Cache = CACHE,
+    cache: Cache | None = CACHE,
     lora: list[str] | None = LORA,
     parallel: Parallel | None = PARALLEL,
     output: str | None = typer.Option(
@@ -586,7 +588,7 @@ def batch(
     vae_tiling: bool | None = VAE_TILING,
     attention: Attention | None = ATTENTION,
     compile: bool = COMPILE,
-    cache: Cache = CACHE,
+    cache: Cache | None = CACHE,
     lora: list[str] | None = LORA,
     format: Format | None = typer.Option(None, "--format", help="mp4, gif, or png.", show_default="mp4"),
     dry_run: bool = typer.Option(

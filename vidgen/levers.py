@@ -7,16 +7,18 @@ failures into one-line errors).
 """
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
 from vidgen.errors import VidgenError
 from vidgen.loading import place
 from vidgen.lora import fuse_loras
+from vidgen.mag_cache import NEVER_ENDS, MagSession, RatioStore, read_ratios, store_path, weights_fingerprint
 from vidgen.memory.quantize import quantize
 from vidgen.parallel import parallelize
 from vidgen.progress import Progress
@@ -36,19 +38,21 @@ def ready_transformer(transformer: nn.Module, runtime: Runtime) -> nn.Module:
     attention backend, step cache and compile. LoRAs are fused first: into the weights as loaded, so
     quantizing and offloading see the fused weights."""
     fuse_loras(transformer, runtime.loras)
+    # The mag cache's stored ratios belong to these weights: read them before offloading hides them.
+    weights = weights_fingerprint(transformer) if runtime.cache == "mag" else None
     quantize(transformer, runtime.quantize, runtime.dtype)
-    return apply_runtime(place(transformer, runtime), runtime)
+    return apply_runtime(place(transformer, runtime), runtime, weights)
 
 
-def apply_runtime(transformer: nn.Module, runtime: Runtime) -> nn.Module:
+def apply_runtime(transformer: nn.Module, runtime: Runtime, weights: str | None = None) -> nn.Module:
     """Set `runtime`'s attention backend on `transformer` (any model with diffusers'
     `set_attention_backend`), its step cache, and with `--compile` compile its repeated block;
-    returns it."""
+    returns it. `weights`: the transformer's `weights_fingerprint`, for the mag cache (else read here)."""
     set_backend = getattr(transformer, "set_attention_backend", None)
     if set_backend is not None:
         set_backend(ATTENTION_BACKENDS[runtime.attention].diffusers)
     if runtime.cache != "none":
-        enable_step_cache(transformer, runtime.cache, runtime.cache_threshold)
+        enable_step_cache(transformer, runtime.cache, runtime.cache_threshold, runtime.mag_ratios, weights)
     if runtime.compile:
         compile_blocks(transformer)
     return parallelize(transformer, runtime.parallel, runtime.device)  # after the backend: it wraps it
@@ -63,7 +67,11 @@ def compile_blocks(transformer: nn.Module, **options: Any) -> None:
 
 def compile_stage(progress: Progress, transformer: nn.Module) -> Progress:
     """`progress` for a generation; when `transformer` was just compiled, one that reports the first
-    denoising step (where the compiler runs) as a "compile" stage of its own."""
+    denoising step (where the compiler runs) as a "compile" stage of its own. The mag cache's notes
+    (ratios being measured) go to it from here on."""
+    session = getattr(transformer, "mag_cache", None)
+    if session is not None:
+        session.attach(progress.note)
     if not getattr(transformer, "compile_pending", False):
         return progress
     transformer.compile_pending = False
@@ -159,20 +167,35 @@ class SkipCounter:
         return self.calls - self.computed
 
 
-def enable_step_cache(transformer: nn.Module, mode: str, threshold: float | None = None) -> SkipCounter:
-    """Turn on diffusers' step cache `mode` ("first-block" or "taylorseer") on `transformer`.
+def enable_step_cache(
+    transformer: nn.Module,
+    mode: str,
+    threshold: float | None = None,
+    mag_ratios: tuple[float, ...] = (),
+    weights: str | None = None,
+) -> SkipCounter:
+    """Turn on diffusers' step cache `mode` ("first-block", "mag" or "taylorseer") on `transformer`.
 
     Its calls are counted from here on: `transformer.step_cache_skips` (read by `take_skip_count`).
+    "mag" skips with `mag_ratios` when given, else with the ratios stored for the weights' fingerprint
+    `weights` (read from the transformer when None), measuring those it lacks (`vidgen.mag_cache`).
     """
-    from diffusers.hooks import FirstBlockCacheConfig, TaylorSeerCacheConfig
+    from diffusers.hooks import FirstBlockCacheConfig, MagCacheConfig, TaylorSeerCacheConfig
 
     _register_blocks()
     blocks = _repeated_blocks(transformer)
     counter = SkipCounter()
+    # The last block runs only when the cache decides to compute: its calls are the computed ones.
+    probe = blocks[-1]
     if mode == "first-block":
-        # The last block runs only when the cache decides to compute: its calls are the computed ones.
-        probe = blocks[-1]
         config = FirstBlockCacheConfig() if threshold is None else FirstBlockCacheConfig(threshold=threshold)
+    elif mode == "mag":
+        # Calibrating until `MagSession.begin` knows the loop's schedule. Threshold 0 never skips: the
+        # accumulated error can be exactly 0 (a ratio of 1.0), which diffusers' `<=` would skip on.
+        config = MagCacheConfig(calibrate=True, num_inference_steps=NEVER_ENDS)
+        if threshold is not None:
+            config.threshold = threshold
+            config.max_skip_steps = config.max_skip_steps if threshold > 0 else 0
     elif mode == "taylorseer":
         # TaylorSeer predicts the attention layers' outputs on skipped steps. Named here: diffusers'
         # default patterns match layers called "attn" only, not attn1/attn2.
@@ -184,7 +207,25 @@ def enable_step_cache(transformer: nn.Module, mode: str, threshold: float | None
     transformer.register_forward_pre_hook(lambda module, args: _add(counter, "calls"))
     transformer.enable_cache(config)  # the hooks wrap the probe's counting forward
     transformer.step_cache_skips = counter
+    if mode == "mag":
+        transformer.mag_cache = _mag_session(transformer, blocks[0], config, mag_ratios, weights)
     return counter
+
+
+def _mag_session(
+    transformer: nn.Module, head: nn.Module, config: Any, given: tuple[float, ...], weights: str | None
+) -> MagSession:
+    from diffusers.hooks import HookRegistry
+    from diffusers.hooks.mag_cache import _MAG_CACHE_LEADER_BLOCK_HOOK
+
+    # The head block's hook holds the state of each guidance context, with the ratios it measured.
+    hook = HookRegistry.check_if_exists_or_initialize(head).get_hook(_MAG_CACHE_LEADER_BLOCK_HOOK)
+    manager = hook.state_manager
+    path = store_path(weights or weights_fingerprint(transformer))
+    ratios, problem = read_ratios(path)
+    session = MagSession(config, lambda: manager._state_cache, RatioStore(path, ratios), given, problem)
+    transformer.register_forward_hook(lambda module, args, output: session.after_call())
+    return session
 
 
 def step_cache_context(transformer: nn.Module, name: str) -> AbstractContextManager:
@@ -195,20 +236,28 @@ def step_cache_context(transformer: nn.Module, name: str) -> AbstractContextMana
     return nullcontext()
 
 
-def reset_step_cache(transformer: nn.Module) -> None:
-    """Forget what the step cache holds: before a new video, and before each Helios chunk (whose
-    latents and history start over)."""
+def reset_step_cache(transformer: nn.Module, timesteps: Sequence[float] | torch.Tensor | None = None) -> None:
+    """Forget what the step cache holds: before a new video, before each Helios chunk (whose latents
+    and history start over), and at the start of each denoising loop, which passes its `timesteps`
+    (the mag cache picks its ratios by them)."""
     if getattr(transformer, "is_cache_enabled", False):
         transformer._reset_stateful_cache()
+    session = getattr(transformer, "mag_cache", None)
+    if session is not None and timesteps is not None:
+        session.begin(timesteps)
 
 
-def take_skip_count(transformer: nn.Module | None) -> dict[str, int] | None:
-    """{"calls": n, "skipped": k} since the last time asked; None without a step cache."""
+def take_skip_count(transformer: nn.Module | None) -> dict[str, Any] | None:
+    """{"calls": n, "skipped": k} since the last time asked (the mag cache adds where its ratios came
+    from); None without a step cache."""
     counter = getattr(transformer, "step_cache_skips", None)
     if counter is None:
         return None
-    counts = {"calls": counter.calls, "skipped": counter.skipped}
+    counts: dict[str, Any] = {"calls": counter.calls, "skipped": counter.skipped}
     counter.calls = counter.computed = 0
+    session = getattr(transformer, "mag_cache", None)
+    if session is not None:
+        counts.update(session.take())
     return counts
 
 

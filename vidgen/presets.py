@@ -11,6 +11,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from vidgen.mag_cache import valid_ratios
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
@@ -31,7 +33,16 @@ PRESET_DIR = _preset_dir()
 TINY_PREFIX = "tiny:"
 
 # Keys a preset file may leave out: the rest are required, so a typo is an error, not a default.
-OPTIONAL_KEYS = {"scheduler", "amplify_first_chunk", "offload", "quantize", "attention", "lora"}
+OPTIONAL_KEYS = {
+    "scheduler",
+    "amplify_first_chunk",
+    "offload",
+    "quantize",
+    "attention",
+    "lora",
+    "cache",
+    "mag_ratios",
+}
 
 
 @dataclass(frozen=True)
@@ -68,6 +79,11 @@ class Preset:
     attention: str = "auto"
     # LoRAs fused into the transformer unless --lora says otherwise: PATH_OR_REPO[:SCALE] each.
     lora: tuple[str, ...] = ()
+    # The step cache unless --cache says otherwise (see `vidgen t2v --help`).
+    cache: str = "none"
+    # Magnitude ratios for `--cache mag`, one per step of a calibrating run (stretched to the step count);
+    # empty: vidgen measures them on the user's first run with each schedule.
+    mag_ratios: tuple[float, ...] = ()
 
     @property
     def is_tiny(self) -> bool:
@@ -94,6 +110,10 @@ def load_preset(path: Path) -> Preset:
     data["guidance"] = float(data["guidance"])
     lora = data.get("lora", ())
     data["lora"] = (lora,) if isinstance(lora, str) else tuple(lora)
+    ratios = data.get("mag_ratios", [])
+    if not isinstance(ratios, list) or (ratios and not valid_ratios(ratios)):
+        raise ValueError(f"{path}: mag_ratios must be a list of positive numbers, got {ratios!r}")
+    data["mag_ratios"] = tuple(float(ratio) for ratio in ratios)
     return Preset(**data)
 
 

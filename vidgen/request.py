@@ -72,6 +72,8 @@ class Runtime:
     cache: str = "none"  # "none" | "first-block" | "mag" | "taylorseer": diffusers' step caching
     # The step cache's threshold (first-block, mag); None: the cache's default. 0 skips nothing.
     cache_threshold: float | None = None
+    # The mag cache's magnitude ratios from the preset (`mag_ratios`); empty: measured per model.
+    mag_ratios: tuple[float, ...] = ()
     # LoRAs fused into the transformer's weights as it loads (vidgen.lora), in the order given.
     loras: tuple[Lora, ...] = ()
 

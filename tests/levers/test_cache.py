@@ -88,12 +88,6 @@ def test_the_sidecar_records_the_mode_and_the_skipped_calls(invoke_cli, offline_
     assert "--cache=first-block" in json.loads(run.stdout)["command"]
 
 
-def test_mag_cache_is_refused_in_one_line(invoke_cli, offline_workdir):
-    run = invoke_cli("t2v", "--model", "tiny-cogvideox", "a cat", "--cache", "mag", "-o", "out.mp4")
-    assert run.exit_code == 2 and len(run.stderr_lines) == 1
-    assert "--cache mag needs magnitude ratios" in run.stderr and "first-block" in run.stderr
-
-
 def test_pyramid_stages_start_the_cache_over_at_each_size(tmp_path):
     """Helios-Distilled denoises each chunk at three sizes: a cache kept across them compared tensors
     of different shapes and crashed."""

@@ -8,7 +8,7 @@ import torch
 from diffusers import CogVideoXDPMScheduler
 from torch import nn
 
-from vidgen.levers import step_cache_context
+from vidgen.levers import reset_step_cache, step_cache_context
 
 # Called after each step with the number of steps done so far.
 StepCallback = Callable[[int], None]
@@ -63,6 +63,7 @@ def denoise(
     # and the guidance ramp needs it as a number; given a device tensor each of those waits for the GPU
     # to finish the step. A Python int reads the same table entries, so the frames do not change.
     values = timesteps.tolist()
+    reset_step_cache(transformer, values)  # a step cache starts with this loop
     step = scheduler_step(scheduler, values, generator)
     for i, t in enumerate(timesteps):
         noise = predict_noise(transformer, scheduler, latents, t, conditioning, guidance, values[i])

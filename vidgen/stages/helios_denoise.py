@@ -144,6 +144,7 @@ def denoise_single_stage(
     # The pipeline's own schedule (not the scheduler's default): sigmas 0.999 -> 0, float64.
     sigmas = np.linspace(0.999, 0.0, steps + 1)[:-1]
     scheduler.set_timesteps(steps, device=noise.device, sigmas=sigmas, mu=mu)
+    reset_step_cache(transformer, scheduler.timesteps)  # a step cache starts with this loop
     latents = noise
     for t in scheduler.timesteps:
         timestep = t.expand(latents.shape[0])
@@ -181,8 +182,9 @@ def denoise_pyramid(
                 pyramid.upsample(latents), scheduler, stage, patch_size, generator, transformer
             )
         start = latents  # the DMD scheduler renoises towards this stage's starting point
-        reset_step_cache(transformer)  # a step cache compares steps of one stage: its size changes here
         timesteps = scheduler.timesteps
+        # A step cache compares steps of one stage: its size changes here.
+        reset_step_cache(transformer, timesteps)
         # The DMD scheduler turns the step's timestep and the next one into tensors with `torch.full`,
         # which reads a device tensor back to the host (a wait for the GPU) twice a step; given the
         # stage's values as Python floats, read once here, it fills the same values without waiting.

@@ -59,7 +59,7 @@ class Options:
     # Speed levers (checked in validate/runtime.py): None means the preset's attention ("auto").
     attention: str | None = None
     compile: bool = False
-    cache: str = "none"
+    cache: str | None = None  # None: the preset's ("none")
     lora: tuple[str, ...] | list[str] | None = None  # --lora PATH_OR_REPO[:SCALE]; None: the preset's
     parallel: str | None = None  # --parallel, under torchrun (None: auto there, nothing alone)
 

@@ -70,6 +70,8 @@ ATTENTION_CHOICES = ("auto", *ATTENTION_BACKENDS)
 # What `auto` tries, fastest first. SageAttention is left out: it quantizes q/k, so frames change.
 AUTO_ATTENTION = ("flash3", "flash", "cudnn", "sdpa")
 
+CACHE_MODES = ("none", "first-block", "mag", "taylorseer")  # --cache: diffusers' step caches
+
 
 def resolve_device(device: str | None) -> str:
     """The device to run on: as given (and available), else CUDA when there is one, else the CPU."""
@@ -106,7 +108,8 @@ def build_runtime(options: Options, preset: Preset, device: str, notes: list[str
         quantize=quantize,
         attention=resolve_attention(options.attention or preset.attention, device, DTYPES[dtype]),
         compile=options.compile,
-        cache=check_cache(options.cache),
+        cache=check_cache(options.cache or preset.cache),
+        mag_ratios=preset.mag_ratios,
     )
 
 
@@ -162,13 +165,8 @@ def _vae_tiling(given: bool | None, preset: Preset, offload: str) -> bool | None
 
 def check_cache(mode: str) -> str:
     """The `--cache` mode, if vidgen can run it."""
-    if mode == "mag":
-        raise VidgenError(
-            "--cache mag needs magnitude ratios calibrated for the model, which vidgen does not ship yet",
-            "use --cache first-block or --cache taylorseer",
-        )
-    if mode not in ("none", "first-block", "taylorseer"):
-        raise VidgenError(f"unknown step cache '{mode}'", "use none, first-block or taylorseer")
+    if mode not in CACHE_MODES:
+        raise VidgenError(f"unknown step cache '{mode}'", f"use {', '.join(CACHE_MODES)}")
     return mode
 
 
@@ -255,7 +253,7 @@ def parallel_runtime(options: Options, runtime: Runtime, heads: int, guidance: b
     plan = choose_plan(options.parallel, rank, heads, guidance)
     if plan.world_size == 1:
         return runtime
-    if options.cache != "none":
+    if runtime.cache != "none":
         # Each rank would decide from its own slice of tokens whether to skip a step: the ranks part.
         raise VidgenError("--cache cannot run under torchrun with --parallel", "drop --cache")
     if runtime.offload in ("group", "sequential"):
