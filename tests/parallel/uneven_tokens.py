@@ -22,4 +22,5 @@ with torch.no_grad():
     output = split(latents, text, timestep).sample
 if dist.get_rank() == 0:
     print(f"max difference {(output - reference).abs().max().item():.3g}")
+dist.barrier()  # no rank tears its group down while another still exchanges (gloo aborts then)
 dist.destroy_process_group()
