@@ -18,6 +18,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from vidgen.console import quiet_libraries  # noqa: E402
+
+quiet_libraries()  # before diffusers' models load: with torchao installed they log on import
 from cogvideox_forward import build_models, make_inputs, parse_args, time_once  # noqa: E402
 
 from vidgen.errors import VidgenError  # noqa: E402

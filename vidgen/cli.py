@@ -468,6 +468,7 @@ def stream(
 ) -> None:
     """A long Helios video, each 33-frame chunk written as soon as it is generated."""
     values = {name: value.value if isinstance(value, Enum) else value for name, value in locals().items()}
+    console.quiet_libraries()  # before the imports below load them: they log on import
     from vidgen.live_prompts import LineReader
     from vidgen.parallel import leave, outcome_speaker
     from vidgen.stream import stream_video  # torch and the pipelines load only when a command runs
@@ -481,7 +482,6 @@ def stream(
         quiet = quiet or not outcome_speaker()  # under torchrun rank 0 alone reports
         for line in () if quiet else plan.plan.notes:
             console.note(line)
-        console.quiet_libraries()
         reader = LineReader(sys.stdin) if plan.live else None
         with nullcontext(SilentStream()) if quiet else StreamProgress(plan.chunks) as progress:
             outcome = stream_video(plan, progress, live=reader)
@@ -507,6 +507,7 @@ def _streamed(plan: "StreamPlan", outcome: "StreamOutcome") -> str:
 
 def _generate(mode: str, values: dict[str, Any]) -> None:
     """Check, generate, write, then print the result."""
+    console.quiet_libraries()  # before the imports below load them: they log on import
     from vidgen.parallel import leave, outcome_speaker
     from vidgen.run import run  # torch and the pipelines load only when a command runs
     from vidgen.validate import Options, prepare
@@ -518,7 +519,6 @@ def _generate(mode: str, values: dict[str, Any]) -> None:
         quiet = quiet or not outcome_speaker()
         for line in () if quiet else plan.notes:
             console.note(line)
-        console.quiet_libraries()
         with nullcontext(Silent()) if quiet else console.ConsoleProgress() as progress:
             outcome = run(plan, progress)
     speaker = outcome_speaker()

@@ -4,6 +4,7 @@ On a terminal each stage is one rich progress line (steps with it/s and ETA); an
 file, CI, a pipe) plain lines, so logs stay readable. stdout is left to results (`--json`).
 """
 
+import logging
 import math
 import time
 
@@ -41,12 +42,38 @@ def quiet_libraries() -> None:
     library terms: a long prompt makes the tokenizer warn of "indexing errors" that truncation
     prevents, next to our warning that says how many tokens were dropped.
     """
+    # Before either loads a model: both import torchao (the `[fast]` extra) when it is installed.
+    logging.getLogger("torchao").addFilter(_not_torchao_kernel_notice)
+    logging.getLogger("torch.utils._pytree").addFilter(_not_torchao_enum_notice)
     import diffusers
     import transformers
 
     for library in (transformers, diffusers):
         library.utils.logging.disable_progress_bar()
         library.utils.logging.set_verbosity_error()
+
+
+def _not_torchao_kernel_notice(record: logging.LogRecord) -> bool:
+    """False for torchao's notice, on import, that one of its own kernel libraries did not load.
+
+    Its wheels carry CUDA kernels (CUTLASS, MX formats) built against one torch release and CUDA: with
+    any other torch, the CPU build above all, each fails to load (or is skipped) and torchao logs it in
+    every process that imports transformers or diffusers. vidgen's int8 and fp8 never call those
+    kernels; torchao's other logs pass.
+    """
+    message = record.getMessage()
+    return not message.startswith(("Failed to load ", "Skipping import of cpp extensions"))
+
+
+def _not_torchao_enum_notice(record: logging.LogRecord) -> bool:
+    """False for torch's notice that an Enum of torchao's need not be registered as a pytree constant.
+
+    torchao 0.18 registers its Enums as constants on import; torch 2.13 supports Enums natively and logs
+    a deprecation notice for each, which only torchao can act on. Notices about anything else pass.
+    """
+    args = record.args if isinstance(record.args, tuple) else ()
+    of_torchao = any(getattr(arg, "__module__", "").startswith("torchao") for arg in args)
+    return not (of_torchao and "is an Enum subclass" in str(record.msg))
 
 
 class _Rate(ProgressColumn):

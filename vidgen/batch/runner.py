@@ -241,10 +241,10 @@ def _run_jobs(
     batch: Batch, jobs: list[Job], manifest: ManifestWriter, report: Report, progress: BatchProgress
 ) -> None:
     # Imported here: torch, diffusers and the model code take seconds, and checking runs without them.
+    console.quiet_libraries()  # their bars (weights loading) would break up ours; they log on import
     from vidgen import run
     from vidgen.stages.text import TextCache
 
-    console.quiet_libraries()  # their bars (weights loading) would break up ours
     _use_device(batch.runtime)
     fetched = run.fetch(batch.model.source, {})
     jobs = sorted(jobs, key=_lora_set)  # stable: each LoRA set is fused once, its jobs in file order

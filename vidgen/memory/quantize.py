@@ -2,7 +2,7 @@
 
 - fp8-storage: weights stored as float8 and cast to the compute dtype one layer at a time as it runs
   (diffusers' layerwise casting); half the weight bytes on any device, the CPU included.
-- int8: int8 weight-only through torchao; half the bytes on any GPU.
+- int8: int8 weight-only through torchao; half the bytes on any device, the CPU included.
 - fp8: fp8 weights and dynamically quantized fp8 activations through torchao, on GPUs with fp8 matmuls
   (compute capability 8.9 and newer): half the bytes and faster matmuls.
 The modules a model keeps in float32 (norms, time embeddings, modulation tables) and its embeddings
@@ -49,7 +49,7 @@ def check_quantize(mode: str, device: str) -> None:
         raise VidgenError(
             f"--quantize fp8 needs a CUDA GPU with fp8 matmuls (compute capability 8.9 or newer), "
             f"which {device} is not",
-            "use --quantize int8 (any GPU) or --quantize fp8-storage (any device)",
+            "use --quantize int8 or --quantize fp8-storage (both run on any device)",
         )
 
 
