@@ -1,11 +1,15 @@
 """The overlapped decode's scheduling (vidgen.stages.decode_ahead.in_order) with stand-in chunks and
-decodes that log what happens when: the order of denoising, decoding and writing, at most one chunk
-waiting, the last chunk flushed, a stop after a chunk's latents are final keeping that chunk, and a
-decode's error coming out in its chunk's place."""
+decodes that log what happens when: the order of denoising, decoding and writing, one decode in
+flight, the last chunk flushed, a stop after a chunk's latents are final keeping that chunk, and a
+decode's error coming out in its chunk's place. Then the CUDA half (SideStream) against a stand-in for
+torch.cuda that logs the calls, in the order the GPU would see them."""
+
+from contextlib import contextmanager
+from types import SimpleNamespace
 
 import pytest
 
-from vidgen.stages.decode_ahead import Decoding, in_order
+from vidgen.stages.decode_ahead import Decoding, SideStream, in_order
 
 
 class Log:
@@ -109,3 +113,82 @@ def test_a_consumer_that_stops_early_closes_the_chunks_without_finishing_more():
     assert next(chunks) == "frames 0"
     chunks.close()
     assert log.events[-2:] == ["finish 0", "start 1"]  # chunk 1 started, then abandoned
+
+
+class CudaLog:
+    """Stands in for torch.cuda: streams, events and tensors that log what is asked of them."""
+
+    def __init__(self, free: int = 0, reserved: int = 0, allocated: int = 0) -> None:
+        self.log: list[tuple] = []
+        self.current = "main"
+        self.events = 0
+        self.memory = (free, reserved, allocated)
+        log = self
+
+        class Stream:
+            def __init__(self, device, name: str = "side"):
+                self.name = name
+
+            def wait_event(self, event):
+                log.log.append(("wait", self.name, event.name))
+
+        class Event:
+            def __init__(self):
+                log.events += 1
+                self.name = f"event {log.events}"
+
+            def record(self, stream=None):
+                log.log.append(("record", self.name, stream.name if stream else log.current))
+
+            def synchronize(self):
+                log.log.append(("synchronize", self.name))
+
+        self.Stream, self.Event = Stream, Event
+        self.current_stream = lambda device: Stream(device, "main")
+        self.mem_get_info = lambda device: (self.memory[0], 1 << 40)
+        self.memory_reserved = lambda device: self.memory[1]
+        self.memory_allocated = lambda device: self.memory[2]
+
+    @contextmanager
+    def stream(self, stream):
+        before, self.current = self.current, stream.name
+        yield
+        self.current = before
+
+    def tensor(self, name: str) -> SimpleNamespace:
+        def to(device, non_blocking=False):
+            self.log.append(("copy", name, device, non_blocking, self.current))
+            return f"{name} on the host"
+
+        def record_stream(stream):
+            self.log.append(("record_stream", name, stream.name))
+
+        return SimpleNamespace(to=to, record_stream=record_stream)
+
+
+def test_the_side_stream_decodes_after_the_latents_are_final_and_waits_only_when_asked():
+    cuda = CudaLog()
+    side = SideStream("cuda", cuda=cuda)
+    latents, pixels = cuda.tensor("latents"), cuda.tensor("pixels")
+
+    def decode():
+        cuda.log.append(("decode", cuda.current))
+        return pixels
+
+    finish = side.run(decode, latents)
+    assert cuda.log == [
+        ("record", "event 1", "main"),  # after everything the main stream has queued (the latents)
+        ("wait", "side", "event 1"),
+        ("record_stream", "latents", "side"),  # not reused by the next chunk before the decode reads it
+        ("decode", "side"),
+        ("copy", "pixels", "cpu", True, "side"),  # into pinned memory, without waiting
+        ("record", "event 2", "side"),
+    ]
+    assert finish() == "pixels on the host"
+    assert cuda.log[-1] == ("synchronize", "event 2")  # the host waits for the decode only now
+
+
+@pytest.mark.parametrize(("free", "room"), [(5, True), (4, False)])
+def test_a_decode_beside_a_denoise_needs_what_the_allocator_keeps_free_again(free, room):
+    cuda = CudaLog(free=free, reserved=9, allocated=4)  # 5 cached for the largest stage
+    assert SideStream("cuda", cuda=cuda).has_room() is room

@@ -63,26 +63,27 @@ def _done(frames: Frames) -> Decoding[Frames]:
 
 
 class SideStream:
-    """A second CUDA stream for decoding beside the denoising on the main (current) stream."""
+    """A second CUDA stream for decoding beside the denoising on the main (current) stream. `cuda` is
+    `torch.cuda`, or a stand-in that records the calls (tests on a machine without a GPU)."""
 
-    def __init__(self, device: torch.device | str) -> None:
-        self.device = torch.device(device)
-        self.stream = torch.cuda.Stream(self.device)
+    def __init__(self, device: torch.device | str, cuda=torch.cuda) -> None:
+        self.device, self.cuda = torch.device(device), cuda
+        self.stream = cuda.Stream(self.device)
 
     def run(self, work: Callable[[], torch.Tensor], *shared: torch.Tensor) -> Callable[[], torch.Tensor]:
         """Queue `work` on the side stream behind everything queued so far on the main stream (which
         made `shared`, the tensors it reads); returns a function that waits for the result and gives
         it in host memory. Nothing here waits for the GPU: the host goes on to queue the next chunk."""
-        ready = torch.cuda.Event()
-        ready.record(torch.cuda.current_stream(self.device))  # the chunk's latents are final here
+        ready = self.cuda.Event()
+        ready.record(self.cuda.current_stream(self.device))  # the chunk's latents are final here
         self.stream.wait_event(ready)
         for tensor in shared:
             # Freed by the main stream while the side stream may still read it: the caching allocator
             # must not hand its memory to the next chunk before the decode is done with it.
             tensor.record_stream(self.stream)
-        with torch.cuda.stream(self.stream):
+        with self.cuda.stream(self.stream):
             host = work().to("cpu", non_blocking=True)  # pinned memory, filled when the work is done
-            done = torch.cuda.Event()
+            done = self.cuda.Event()
             done.record(self.stream)
 
         def finish() -> torch.Tensor:
@@ -96,6 +97,6 @@ class SideStream:
         keeps for the largest stage so far (a decode's and a denoise's working memory, after the first
         chunk) fits in what is free again. The offload planner sized the card for one stage at a time;
         the side stream's allocations cannot reuse the main stream's cached blocks."""
-        free, _ = torch.cuda.mem_get_info(self.device)
-        cached = torch.cuda.memory_reserved(self.device) - torch.cuda.memory_allocated(self.device)
+        free, _ = self.cuda.mem_get_info(self.device)
+        cached = self.cuda.memory_reserved(self.device) - self.cuda.memory_allocated(self.device)
         return free >= cached
