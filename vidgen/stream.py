@@ -96,7 +96,7 @@ def _shown(prompts: Callable[[int], ChunkText], progress: StreamProgress) -> Cal
 
     def text(chunk: int) -> ChunkText:
         chosen = prompts(chunk)
-        progress.following(chosen)
+        progress.following(chosen, chunk)
         return chosen
 
     return text

@@ -217,6 +217,20 @@ def test_decoding_beside_the_next_chunk_writes_the_same_chunk_files(vidgen, work
     assert sidecar["stream"]["status"] == "done" and sidecar["stream"]["chunks"] == 3
 
 
+def test_each_chunk_line_names_its_own_prompt_when_written_after_the_next_one_started(
+    vidgen, workdir, monkeypatch
+):
+    from deferred_decode import DeferredSideStream
+
+    monkeypatch.setattr(helios, "_side_stream", lambda runtime: DeferredSideStream())
+    (workdir / "story.csv").write_text("chunk,prompt\n0,a cat walks\n1,a robot dances\n2,a dog sleeps\n")
+    run = vidgen("stream", *TINY, "--prompt-file", "story.csv", *CHUNKS_3[1:-1], "-o", "story")
+    assert run.exit_code == 0, run.stderr
+    chunk_lines = [line for line in run.stderr_lines if line.startswith("chunk ")]
+    prompts = [line.rsplit("; ", 1)[1] for line in chunk_lines]
+    assert prompts == ["'a cat walks'", "'a robot dances'", "'a dog sleeps'"]
+
+
 def test_ctrl_c_while_a_chunk_denoises_keeps_the_chunk_decoding_beside_it(vidgen, workdir, monkeypatch):
     from deferred_decode import DeferredSideStream
 
