@@ -11,10 +11,11 @@ timed after the warm-up chunk: frames per second, transformer + VAE decode) and 
 49x480x720 with CFG (5 steps timed after a warm-up step, plus the decode; the 50-step video time is
 projected). Each case runs diffusers' pipeline (the reference), then vidgen eager (SDPA), with the best
 `--attention`, `--compile`, `--cache first-block` and `--quantize fp8` (a skipped row says why where
-torchao or fp8 matmuls are missing). The memory table (issue 12) runs vidgen with each offload plan
-on Helios-Distilled (one chunk) and CogVideoX-5b under a cap on usable GPU memory standing for 24 GB
-and 16 GB cards; a plan that runs out of memory is a row that says so. Every row that generates
-frames gives its largest uint8 difference to diffusers' frames.
+torchao or fp8 matmuls are missing); Helios adds eager with each chunk decoded on a second CUDA stream
+beside the next chunk's denoising, as `vidgen stream` runs it. The memory table (issue 12) runs
+vidgen with each offload plan on Helios-Distilled (one chunk) and CogVideoX-5b under a cap on usable
+GPU memory standing for 24 GB and 16 GB cards; a plan that runs out of memory is a row that says
+so. Every row that generates frames gives its largest uint8 difference to diffusers' frames.
 
 Rows print as they finish and the JSON is rewritten after each, so a run stopped at its limit keeps
 what it measured; rows that would start after `--budget` seconds are skipped with that reason. The
@@ -55,6 +56,7 @@ MEMORY_PLANS = (
     ("sequential", "none"),
 )
 CARDS_GB = (24, 16)
+DECODE_AHEAD_RUN = "vidgen stream decode ahead"  # eager, each chunk decoded beside the next one's denoising
 GB = 1024**3
 
 
@@ -192,6 +194,10 @@ class Suite:
                 torch._dynamo.reset()  # each compiled row pays its own compile, as a fresh process would
             self.row(case, run, lambda runtime=runtime: _vidgen(built, case, runtime))
             _free()
+        if case.workload.family == "helios":
+            eager = speed_runtimes(self.device, self.dtype)[0][1]
+            self.row(case, DECODE_AHEAD_RUN, lambda: _vidgen(built, case, eager, decode_ahead=True))
+            _free()
 
     def memory_rows(self, case: Case, built: models.Built) -> None:
         built.pipe.to("cpu")  # every plan starts from weights in host memory, as after loading
@@ -267,14 +273,16 @@ def speed_runtimes(device: str, dtype: torch.dtype) -> list[tuple[str, Runtime |
     ]
 
 
-def _vidgen(built: models.Built, case: Case, runtime: Runtime, fresh: bool = False) -> runs.Measure:
+def _vidgen(
+    built: models.Built, case: Case, runtime: Runtime, fresh: bool = False, decode_ahead: bool = False
+) -> runs.Measure:
     """vidgen on the case's workload; `fresh` gives it its own text encoder and VAE objects (sharing the
     weights), for plans whose hooks would otherwise stay on diffusers' pipeline's parts."""
     parts = {}
     if fresh:
         parts = dict(text_encoder=models.fresh(built.pipe.text_encoder), vae=models.fresh(built.pipe.vae))
     model = models.vidgen_model(built, runtime, models.vidgen_transformer(built), **parts)
-    return runs.vidgen_run(model, case.workload, runtime)
+    return runs.vidgen_run(model, case.workload, runtime, decode_ahead)
 
 
 def _plan_labels() -> list[str]:

@@ -8,7 +8,10 @@ time per step; the decode is timed from the last step to the frames. The 50-step
 projected as 50 x step + decode (the text encoder's few milliseconds left out).
 
 Clocks wait for the GPU (`torch.cuda.synchronize`) at each mark: one sync per step or chunk, the same
-for both pipelines.
+for both pipelines. With vidgen's decode beside the denoise (`decode_ahead`, what `vidgen stream` does
+on CUDA) only the first and last marks wait: a sync per chunk would wait for the next chunk's denoising
+too, undoing the overlap. Each chunk arrives decoded, so the span (end of chunk 1's decode to end of the
+last one's) covers the same work as the other rows'.
 """
 
 import time
@@ -45,6 +48,7 @@ class Measure:
     end: float = 0.0
     start: float = 0.0  # when the run began (a one-chunk Helios run is timed from here)
     peak_bytes: int | None = None
+    note: str = ""  # said after the timing detail
 
     def seconds(self, family: str) -> float:
         """Helios: the timed chunks' seconds; CogVideoX: the projected 50-step video's seconds."""
@@ -68,10 +72,12 @@ class Measure:
 
     def detail(self, family: str) -> str:
         if family == "helios" and len(self.marks) == 1:
-            return "1 chunk timed from the start (text, loading moves and warm-up included)"
-        if family == "helios":
-            return f"{len(self.marks) - 1} chunks timed after 1 warm-up"
-        return f"step {self.step_seconds:.3f} s, decode {self.decode_seconds:.2f} s"
+            detail = "1 chunk timed from the start (text, loading moves and warm-up included)"
+        elif family == "helios":
+            detail = f"{len(self.marks) - 1} chunks timed after 1 warm-up"
+        else:
+            detail = f"step {self.step_seconds:.3f} s, decode {self.decode_seconds:.2f} s"
+        return f"{detail}; {self.note}" if self.note else detail
 
 
 class Clock:
@@ -80,8 +86,9 @@ class Clock:
     def __init__(self) -> None:
         self.marks: list[float] = []
 
-    def mark(self) -> None:
-        _sync()
+    def mark(self, sync: bool = True) -> None:
+        if sync:
+            _sync()
         self.marks.append(time.perf_counter())
 
     def advance(self, steps: int = 1) -> None:
@@ -145,8 +152,9 @@ def _mark_after_decode(vae, clock: Clock):
     return lambda: vars(vae).pop("decode", None)
 
 
-def vidgen_run(model, workload: Workload, runtime: Runtime) -> Measure:
-    """vidgen's pipeline on the workload for a built model (`suite_models.vidgen_model`)."""
+def vidgen_run(model, workload: Workload, runtime: Runtime, decode_ahead: bool = False) -> Measure:
+    """vidgen's pipeline on the workload for a built model (`suite_models.vidgen_model`);
+    `decode_ahead`: Helios chunks decoded beside the next one's denoising, as `vidgen stream` does."""
     request = workload.request
     _reset_peak()
     start = _now()
@@ -156,10 +164,15 @@ def vidgen_run(model, workload: Workload, runtime: Runtime) -> Measure:
         return Measure(frames, clock.marks, _now(), start, _peak())
     settings = helios.HeliosSettings(pyramid_steps=workload.pyramid_steps, amplify_first_chunk=True)
     clock, chunks = Clock(), []
-    for frames in helios.generate_chunks(model, request, settings, runtime):
-        clock.mark()
+    for frames in helios.generate_chunks(model, request, settings, runtime, decode_ahead=decode_ahead):
+        clock.mark(sync=not (decode_ahead and chunks))
         chunks.append(frames)
-    return Measure(np.concatenate(chunks), clock.marks, clock.marks[-1], start, _peak())
+    if decode_ahead:
+        clock.marks[-1] = _now()
+    note = ""
+    if decode_ahead and helios._side_stream(runtime) is None:
+        note = "decoded in turn: no second stream here (CPU or offload)"
+    return Measure(np.concatenate(chunks), clock.marks, clock.marks[-1], start, _peak(), note)
 
 
 def largest_difference(frames: np.ndarray, reference: np.ndarray) -> int:

@@ -5,6 +5,11 @@ watched while it grows and keeps every finished chunk if the run stops. Decoded 
 dropped: memory does not grow with the video's length. The sidecar JSON appears with the first chunk and
 is rewritten (atomically) after every chunk and when the stream ends, saying how it ended.
 
+On a CUDA GPU with every model resident (no --offload), each chunk is decoded on a second CUDA stream
+while the next one denoises, and written once the next one is queued (vidgen.stages.decode_ahead): more
+frames per second, each chunk reaching the output about one chunk later. Stopping keeps every chunk
+whose latents were final, as without the overlap.
+
 With --live, prompts typed on stdin steer the chunks not started yet (vidgen.live_prompts); the schedule
 as it happened is kept beside the output as OUTPUT.prompts.csv, which the sidecar's command replays.
 
@@ -71,7 +76,9 @@ def stream_video(
         too_long = partial(_too_long, model.tokenizer, request.max_sequence_length)
         steering = LiveSchedule(plan.cues, plan.interpolate_chunks, plan.chunks, live, progress, too_long)
     prompts = _shown(steering or schedule(plan.cues, plan.interpolate_chunks), progress)
-    chunks = helios.generate_chunks(model, request, settings, runtime, progress, prompts=prompts)
+    chunks = helios.generate_chunks(
+        model, request, settings, runtime, progress, prompts=prompts, decode_ahead=True
+    )
     if not outcome_speaker():  # another torchrun rank: it denoises beside rank 0, which writes
         done = sum(1 for _ in chunks)
         return StreamOutcome({}, done, 0, Throughput(0, 0.0, request.fps), None)
@@ -89,7 +96,7 @@ def _shown(prompts: Callable[[int], ChunkText], progress: StreamProgress) -> Cal
 
     def text(chunk: int) -> ChunkText:
         chosen = prompts(chunk)
-        progress.following(chosen)
+        progress.following(chosen, chunk)
         return chosen
 
     return text

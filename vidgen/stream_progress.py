@@ -58,6 +58,9 @@ class StreamProgress:
         self._chunk_task: TaskID | None = None
         self._name, self._steps, self._started = "", 0, 0.0
         self._prompt = ""  # what the chunk being made follows
+        # What each chunk not yet written follows: with the decode beside the next chunk's denoising, a
+        # chunk is written after the next one has started.
+        self._prompts: dict[int, str] = {}
 
     def __enter__(self) -> "StreamProgress":
         return self
@@ -100,21 +103,24 @@ class StreamProgress:
 
     def chunk_written(self, chunks_done: int, throughput: Throughput) -> None:
         """Chunk `chunks_done` is in the output; `throughput` counts from the start of generation."""
+        prompt = self._prompts.pop(chunks_done - 1, self._prompt)
         if self._live() and self._chunk_task is not None:
-            self._live().update(self._chunk_task, completed=chunks_done, rate=throughput.describe())
+            # The bar also counts the next chunk's denoising steps, which may have begun: never back.
+            completed = max(chunks_done, self._live().tasks[self._chunk_task].completed)
+            self._live().update(self._chunk_task, completed=completed, rate=throughput.describe())
             return
         seconds_of_video = throughput.frames / throughput.fps
         self.console.print(
             f"chunk {chunks_done}/{self.chunks}: {throughput.frames} frames ({seconds_of_video:.1f} s of "
-            f"video) in {throughput.seconds:.1f} s, {throughput.describe()}; {self._prompt}",
+            f"video) in {throughput.seconds:.1f} s, {throughput.describe()}; {prompt}",
             highlight=False,
             markup=False,
             soft_wrap=True,  # one line per chunk in a log, however long
         )
 
-    def following(self, text: ChunkText) -> None:
-        """The chunk about to start follows `text` (a prompt, or a blend of two)."""
-        self._prompt = describe_text(text)
+    def following(self, text: ChunkText, chunk: int) -> None:
+        """Chunk `chunk` (0-based), about to start, follows `text` (a prompt, or a blend of two)."""
+        self._prompt = self._prompts[chunk] = describe_text(text)
 
     def prompt_taken(self, chunk: int, chunks: int, prompt: str) -> None:
         """--live: a typed prompt will condition chunks from `chunk` (0-based) on."""
@@ -155,7 +161,7 @@ class SilentStream(Silent):
     def chunk_written(self, chunks_done: int, throughput: Throughput) -> None:
         pass
 
-    def following(self, text: ChunkText) -> None:
+    def following(self, text: ChunkText, chunk: int) -> None:
         pass
 
     def prompt_taken(self, chunk: int, chunks: int, prompt: str) -> None:

@@ -195,3 +195,71 @@ def test_the_cpu_running_out_of_memory_mid_stream_exits_3_keeping_the_finished_c
     assert "Traceback" not in run.stderr
     assert len(iio.imread(workdir / "s.mp4")) == 33
     assert json.loads((workdir / "s.mp4.json").read_text())["stream"]["status"] == "out of memory on the CPU"
+
+
+CHUNKS_3 = ("a cat", "--frames", "99", "--steps", "1", "--format", "png", "--quiet")
+
+
+def test_decoding_beside_the_next_chunk_writes_the_same_chunk_files(vidgen, workdir, monkeypatch):
+    from deferred_decode import DeferredSideStream
+
+    assert vidgen("stream", *TINY, *CHUNKS_3, "-o", "in-turn").exit_code == 0
+    side = DeferredSideStream()
+    monkeypatch.setattr(helios, "_side_stream", lambda runtime: side)
+    run = vidgen("stream", *TINY, *CHUNKS_3, "-o", "beside")
+    assert run.exit_code == 0, run.stderr
+    assert side.started == 2  # chunks 2 and 3 decoded beside the next chunk's denoising
+    written = sorted(path.name for path in (workdir / "beside").iterdir())
+    assert written == sorted(path.name for path in (workdir / "in-turn").iterdir()) and len(written) == 97
+    for name in written:
+        assert (workdir / "beside" / name).read_bytes() == (workdir / "in-turn" / name).read_bytes(), name
+    sidecar = json.loads((workdir / "beside.json").read_text())
+    assert sidecar["stream"]["status"] == "done" and sidecar["stream"]["chunks"] == 3
+
+
+def test_each_chunk_line_names_its_own_prompt_when_written_after_the_next_one_started(
+    vidgen, workdir, monkeypatch
+):
+    from deferred_decode import DeferredSideStream
+
+    monkeypatch.setattr(helios, "_side_stream", lambda runtime: DeferredSideStream())
+    (workdir / "story.csv").write_text("chunk,prompt\n0,a cat walks\n1,a robot dances\n2,a dog sleeps\n")
+    run = vidgen("stream", *TINY, "--prompt-file", "story.csv", *CHUNKS_3[1:-1], "-o", "story")
+    assert run.exit_code == 0, run.stderr
+    chunk_lines = [line for line in run.stderr_lines if line.startswith("chunk ")]
+    prompts = [line.rsplit("; ", 1)[1] for line in chunk_lines]
+    assert prompts == ["'a cat walks'", "'a robot dances'", "'a dog sleeps'"]
+
+
+def test_ctrl_c_while_a_chunk_denoises_keeps_the_chunk_decoding_beside_it(vidgen, workdir, monkeypatch):
+    from deferred_decode import DeferredSideStream
+
+    side = DeferredSideStream()
+    monkeypatch.setattr(helios, "_side_stream", lambda runtime: side)
+    sample = helios._ChunkSampler.sample
+
+    def interrupted_third_chunk(self, chunk, *args, **kwargs):
+        if chunk == 2:
+            raise KeyboardInterrupt
+        return sample(self, chunk, *args, **kwargs)
+
+    monkeypatch.setattr(helios._ChunkSampler, "sample", interrupted_third_chunk)
+    run = vidgen("stream", *TINY, *CHUNKS_3, "-o", "stopped")
+    assert run.exit_code == 130, (run.stderr, run.exception)
+    assert "stopped holds 2 finished chunks of 3 (66 frames" in run.stderr
+    assert side.started == 1 and len(list((workdir / "stopped").glob("frame_*.png"))) == 66
+    sidecar = json.loads((workdir / "stopped.json").read_text())
+    assert sidecar["stream"]["status"] == "interrupted" and sidecar["stream"]["chunks"] == 2
+
+
+def test_a_decode_failing_beside_the_next_chunk_fails_the_stream_after_the_chunks_before(
+    vidgen, workdir, monkeypatch
+):
+    from deferred_decode import DeferredSideStream
+
+    monkeypatch.setattr(helios, "_side_stream", lambda runtime: DeferredSideStream(fail_at=0))
+    run = vidgen("stream", *TINY, *CHUNKS_3, "-o", "failed")
+    assert isinstance(run.exception, RuntimeError) and "decode 0 failed" in str(run.exception)
+    assert len(list((workdir / "failed").glob("frame_*.png"))) == 33  # the first chunk, decoded in turn
+    sidecar = json.loads((workdir / "failed.json").read_text())
+    assert sidecar["stream"]["status"] == "failed" and sidecar["stream"]["chunks"] == 1

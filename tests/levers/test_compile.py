@@ -133,12 +133,49 @@ def frames_of(invoke_cli, command: tuple, output: str, *extra: str) -> np.ndarra
 
 INDUCTOR_CASES = {
     "t2v": ("t2v", "--model", "tiny-cogvideox", "a cat", "--seed", "2", "--steps", "2"),
+    "i2v": (
+        "i2v",
+        "--model",
+        "tiny-cogvideox-i2v",
+        "--image",
+        "photo.png",
+        "a cat",
+        "--seed",
+        "2",
+        "--steps",
+        "2",
+    ),
+    "v2v": (
+        "v2v",
+        "--model",
+        "tiny-cogvideox",
+        "--video",
+        "clip.mp4",
+        "a cat",
+        "--seed",
+        "2",
+        "--steps",
+        "3",
+        "--strength",
+        "0.7",
+    ),
     "stream": ("stream", "--model", "tiny-helios", "a cat", "--seed", "2", "--steps", "1", "--frames", "66"),
 }
 
 
+def write_inputs(folder: Path) -> None:
+    """The i2v image and the v2v clip, at the tiny CogVideoX size (64x96, 9 frames)."""
+    import imageio.v3 as iio
+    from PIL import Image
+
+    pixels = np.random.default_rng(0).integers(0, 256, (9, 64, 96, 3), dtype=np.uint8)
+    Image.fromarray(pixels[0]).save(folder / "photo.png")
+    iio.imwrite(folder / "clip.mp4", pixels, fps=8)
+
+
 @pytest.mark.parametrize("case", INDUCTOR_CASES)
 def test_inductor_frames_are_within_one_level_of_eager(invoke_cli, offline_workdir, case):
+    write_inputs(offline_workdir)
     eager = frames_of(invoke_cli, INDUCTOR_CASES[case], "eager")
     compiled = frames_of(invoke_cli, INDUCTOR_CASES[case], "compiled", "--compile")
     assert compiled.shape == eager.shape

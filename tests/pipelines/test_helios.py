@@ -257,6 +257,29 @@ def test_generator_keeps_no_decoded_frames_and_a_bounded_history(tiny_helios, mo
     assert windows == [4 + 2 + 1] * 3  # 9, 18, then 27 latent frames generated
 
 
+def test_decoding_beside_the_next_chunk_yields_the_same_chunks(tiny_helios, monkeypatch):
+    from deferred_decode import DeferredSideStream
+
+    side = DeferredSideStream()
+    monkeypatch.setattr(helios, "_side_stream", lambda runtime: side)
+    model = helios.load(tiny_helios("base"), Runtime())
+    request = replace(CASES["base-t2v"].make_request(), frames=99, steps=1)
+    settings = helios.HeliosSettings()
+    in_turn = list(helios.generate_chunks(model, request, settings, Runtime()))
+    assert side.started == 0
+    beside = list(helios.generate_chunks(model, request, settings, Runtime(), decode_ahead=True))
+    assert side.started == 2 and side.most_waiting == 1  # the first chunk decodes in turn, then one waits
+    assert [len(chunk) for chunk in beside] == [33, 33, 31]
+    assert all(np.array_equal(a, b) for a, b in zip(beside, in_turn, strict=True))
+
+
+@pytest.mark.parametrize(
+    "runtime", [Runtime(), *(Runtime("cuda", offload=o) for o in ("model", "group", "sequential"))]
+)
+def test_only_cuda_with_every_model_resident_decodes_on_a_side_stream(runtime):
+    assert helios._side_stream(runtime) is None  # offload moves weights: decoded in turn
+
+
 def test_model_and_sequential_offload_give_the_same_frames(tiny_helios):
     request = replace(CASES["base-t2v"].make_request(), steps=1)
     settings = helios.HeliosSettings()

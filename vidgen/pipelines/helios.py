@@ -31,6 +31,7 @@ from vidgen.parallel import outcome_speaker
 from vidgen.pipelines.helios_chunks import CHUNK_LATENT_FRAMES, ChunkPlan, plan_chunks, window_frames
 from vidgen.progress import Progress, Silent
 from vidgen.request import Request, Runtime
+from vidgen.stages import decode_ahead as decode_ahead_stage
 from vidgen.stages import helios_conditioning, helios_vae
 from vidgen.stages import vae as vae_stage
 from vidgen.stages.helios_denoise import (
@@ -193,12 +194,15 @@ def generate_chunks(
     progress: Progress = Silent(),
     text_cache: TextCache | None = None,
     prompts: PromptSchedule | None = None,
+    decode_ahead: bool = False,
 ) -> Iterator[np.ndarray]:
     """Yield each chunk's new frames, uint8 [F, H, W, 3], for a validated request.
 
     `prompts` may change the text at chunk boundaries (default: `request.prompt` throughout). Closing
     the generator early parks the models as finishing does. Distilled models ignore `request.guidance`
     (diffusers warns that it does, then applies it anyway when > 1; its authors sample at 1.0).
+    `decode_ahead` (`vidgen stream`): on CUDA, decode each chunk on a second stream while the next
+    one denoises (vidgen.stages.decode_ahead); a chunk is then yielded once the next one is queued.
     """
     validate(model, request, settings)
     progress = compile_stage(progress, model.transformer)
@@ -219,21 +223,75 @@ def generate_chunks(
         text.at(0)
         progress.end_stage()
         history = _start_history(model, request, settings, runtime, generator, processor, progress)
-        for chunk in range(plan.chunks):
-            conditioning = text.at(chunk)
-            progress.start_stage(f"chunk {chunk + 1}/{plan.chunks}", sampler.steps(chunk))
-            reset_step_cache(model.transformer)  # each chunk denoises new latents from new noise
-            with _stage_device(model.transformer, model, runtime):
-                latents = sampler.sample(chunk, history, conditioning, on_step=lambda: progress.advance(1))
-            _remember(history, latents, settings, chunk)
-            if not outcome_speaker():  # under torchrun rank 0 alone decodes: the history is latents
-                progress.end_stage()
-                yield np.zeros((0, request.height, request.width, 3), np.uint8)
-                continue
-            with _stage_device(model.vae, model, runtime):
-                frames = helios_vae.decode_frames(model.vae, latents, processor, runtime.device)
-            progress.end_stage()
-            yield frames[: plan.frames_in(chunk)]
+
+        def stepped() -> None:
+            progress.advance(1)
+
+        def denoised() -> Iterator[tuple[int, torch.Tensor]]:
+            for chunk in range(plan.chunks):
+                conditioning = text.at(chunk)
+                progress.start_stage(f"chunk {chunk + 1}/{plan.chunks}", sampler.steps(chunk))
+                reset_step_cache(model.transformer)  # each chunk denoises new latents from new noise
+                with _stage_device(model.transformer, model, runtime):
+                    latents = sampler.sample(chunk, history, conditioning, on_step=stepped)
+                _remember(history, latents, settings, chunk)
+                yield chunk, latents
+
+        side = _side_stream(runtime) if decode_ahead else None
+        decoder = _ChunkDecoder(model, request, runtime, plan, processor, progress, side)
+        yield from decode_ahead_stage.in_order(denoised(), decoder.start)
+
+
+def _side_stream(runtime: Runtime) -> decode_ahead_stage.SideStream | None:
+    """A second stream to decode on beside the denoising, where that can work: on CUDA, with every
+    model resident. Offload plans decode in turn: "model" and "group" park the VAE between stages
+    (they exist because the transformer and the decode do not fit together), and "sequential"'s hooks
+    move each layer's weights on the stream that calls it, which a decode beside the transformer would
+    race."""
+    if torch.device(runtime.device).type != "cuda" or runtime.offload != "none":
+        return None
+    return decode_ahead_stage.SideStream(runtime.device)
+
+
+class _ChunkDecoder:
+    """Starts each chunk's decode: in turn, or on the side stream once the first chunk (decoded in turn)
+    has shown that the device has room for a decode beside a denoise."""
+
+    def __init__(
+        self,
+        model: Helios,
+        request: Request,
+        runtime: Runtime,
+        plan: ChunkPlan,
+        processor,
+        progress: Progress,
+        side: decode_ahead_stage.SideStream | None,
+    ) -> None:
+        self.model, self.request, self.runtime, self.plan = model, request, runtime, plan
+        self.processor, self.progress, self.side = processor, progress, side
+        self.room: bool | None = None  # asked once, after the first chunk
+        self.stats = helios_vae.latent_stats(model.vae, runtime.device) if side is not None else None
+
+    def start(self, item: tuple[int, torch.Tensor]) -> decode_ahead_stage.Decoding[np.ndarray]:
+        chunk, latents = item
+        count = self.plan.frames_in(chunk)
+        if not outcome_speaker():  # under torchrun rank 0 alone decodes: the history is latents
+            self.progress.end_stage()
+            empty = np.zeros((0, self.request.height, self.request.width, 3), np.uint8)
+            return decode_ahead_stage.Decoding(lambda: empty)
+        if self.side is not None and chunk > 0 and self.room is None:
+            self.room = self.side.has_room()
+        model, vae, device, stats = self.model, self.model.vae, self.runtime.device, self.stats
+        if self.side is None or not self.room:
+            with _stage_device(vae, model, self.runtime):
+                frames = helios_vae.decode_frames(vae, latents, self.processor, device)
+            self.progress.end_stage()
+            return decode_ahead_stage.Decoding(lambda: frames[:count])
+        pixels = self.side.run(lambda: helios_vae.decode(vae, latents, device, stats), latents, *stats)
+        self.progress.end_stage()
+        return decode_ahead_stage.Decoding(
+            lambda: helios_vae.to_frames(pixels(), self.processor)[:count], in_flight=True
+        )
 
 
 def _guidance(sampler: Sampler, request: Request, settings: HeliosSettings) -> Guidance:

@@ -35,9 +35,15 @@ def encode(
     return ((latents - mean) * inv_std).float()
 
 
-def decode(vae: torch.nn.Module, latents: torch.Tensor, device: torch.device | str) -> torch.Tensor:
-    """Normalised latents [B, C, F, H, W] -> pixels [B, 3, 4(F-1)+1, 8H, 8W] in about [-1, 1]."""
-    mean, inv_std = latent_stats(vae, device)
+def decode(
+    vae: torch.nn.Module,
+    latents: torch.Tensor,
+    device: torch.device | str,
+    stats: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Normalised latents [B, C, F, H, W] -> pixels [B, 3, 4(F-1)+1, 8H, 8W] in about [-1, 1].
+    `stats`: `latent_stats` made beforehand (copying them to the GPU here would wait for the stream)."""
+    mean, inv_std = stats if stats is not None else latent_stats(vae, device)
     return vae.decode(latents.to(device=device, dtype=vae.dtype) / inv_std + mean, return_dict=False)[0]
 
 
@@ -45,7 +51,11 @@ def decode_frames(
     vae: torch.nn.Module, latents: torch.Tensor, processor: VideoProcessor, device: torch.device | str
 ) -> np.ndarray:
     """Normalised latents [1, C, F, H, W] -> uint8 frames [4(F-1)+1, 8H, 8W, 3], as diffusers outputs them."""
-    pixels = decode(vae, latents, device)
+    return to_frames(decode(vae, latents, device), processor)
+
+
+def to_frames(pixels: torch.Tensor, processor: VideoProcessor) -> np.ndarray:
+    """Decoded pixels [1, 3, F, H, W] (on any device) -> uint8 frames [F, H, W, 3]."""
     return vae_stage.to_uint8(processor.postprocess_video(pixels, output_type="np")[0])
 
 
