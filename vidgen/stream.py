@@ -38,7 +38,7 @@ from vidgen.errors import INTERRUPTED, PIPE_CLOSED, WRITE_FAILED, VidgenError
 from vidgen.io.partials import partial_name, remove_stale
 from vidgen.io.stream_writer import ChunkWriter, Mp4Stream, PngStream
 from vidgen.io.writer import remove_stale_partials, write_sidecar
-from vidgen.levers import compiling
+from vidgen.levers import compiling, take_skip_count
 from vidgen.live_prompts import LineReader, LiveEnded, LiveSchedule
 from vidgen.parallel import outcome_speaker
 from vidgen.prompt_schedule import ChunkText, Cue, prompt_csv, schedule
@@ -82,7 +82,7 @@ def stream_video(
     if not outcome_speaker():  # another torchrun rank: it denoises beside rank 0, which writes
         done = sum(1 for _ in chunks)
         return StreamOutcome({}, done, 0, Throughput(0, 0.0, request.fps), None)
-    record = _Record(plan, fetched, timings, steering)
+    record = _Record(plan, fetched, timings, steering, model.transformer)
     # The MP4's metadata is written with the first chunk: the settings, as the stream starts.
     with (
         _video_out(plan, comment=json.dumps(record.summary("started", frames=0))) as writer,
@@ -183,15 +183,31 @@ class _Record:
         fetched: FetchedModel,
         timings: dict[str, float],
         steering: LiveSchedule | None = None,
+        transformer: Any = None,
     ) -> None:
         self.plan, self.fetched, self.timings, self.steering = plan, fetched, timings, steering
+        self.transformer = transformer
         self.start = time.perf_counter()
         self.chunks = 0
+        self.cache: dict[str, Any] = {}  # the step cache's counts over every chunk so far (--cache)
+
+    def _count_cache(self) -> None:
+        """Add the transformer calls (and skipped calls) since the last save to the stream's total."""
+        counts = take_skip_count(self.transformer)
+        if counts is None:
+            return
+        calls, skipped = counts.pop("calls"), counts.pop("skipped")
+        if self.cache.get("ratios") == "measured":  # the mag cache measured on an earlier chunk
+            counts["ratios"] = "measured"
+        self.cache.update(
+            counts, calls=self.cache.get("calls", 0) + calls, skipped=self.cache.get("skipped", 0) + skipped
+        )
 
     def save(self, status: str, frames: int, chunk_done: bool = False) -> StreamOutcome:
         """Record the stream as it stands, `frames` in the output. A stream that never wrote a chunk
         leaves no sidecar either (and -o - has none)."""
         self.chunks += chunk_done
+        self._count_cache()
         summary = self.summary(status, frames)
         sidecar = None
         if self.chunks and not self.plan.to_stdout:
@@ -206,6 +222,7 @@ class _Record:
         plan, throughput = self.plan, self._throughput(frames)
         timings = {**self.timings, "generate": throughput.seconds}
         summary = summarize(plan.plan, self.fetched, frames, timings, [])
+        summary["runtime"]["cache"].update(self.cache)
         summary["command"] = stream_command(self._replay(status, frames))
         summary["stream"] = {
             "status": status,

@@ -105,3 +105,24 @@ def test_pyramid_stages_start_the_cache_over_at_each_size(tmp_path):
     assert np.array_equal(exact, plain) and counts == {"calls": 6, "skipped": 0}
     _, counts = frames(Runtime(cache="first-block", cache_threshold=10.0))
     assert counts == {"calls": 6, "skipped": 3}  # each stage computes its first step
+
+
+def test_a_streams_sidecar_adds_up_the_calls_and_skips_of_every_chunk(
+    invoke_cli, offline_workdir, monkeypatch
+):
+    from vidgen.models import helios as helios_model
+
+    calls = []
+    forward = helios_model.HeliosTransformer3DModel.forward
+    monkeypatch.setattr(
+        helios_model.HeliosTransformer3DModel, "forward", lambda *a, **k: calls.append(1) or forward(*a, **k)
+    )
+    run = invoke_cli(
+        "stream", "--model", "tiny-helios-distilled", "a cat", "--seed", "1", "--frames", "66",
+        "--cache", "first-block", "-o", "out.mp4", "--json",
+    )  # fmt: skip
+    assert run.exit_code == 0, run.stderr
+    cache = json.loads(run.stdout)["runtime"]["cache"]
+    assert cache["mode"] == "first-block" and cache["calls"] == len(calls) >= 6  # 2 chunks x 3 stages
+    assert 0 <= cache["skipped"] < cache["calls"]
+    assert json.loads((offline_workdir / "out.mp4.json").read_text())["runtime"]["cache"] == cache
