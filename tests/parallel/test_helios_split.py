@@ -38,10 +38,10 @@ def test_the_counts_are_the_sequences_the_model_sees(offline_workdir, invoke_cli
 
     monkeypatch.setattr(helios_model.HeliosTransformerBlock, "forward", recording)
     run = invoke_cli(
-        "stream", "-m", "tiny-helios-distilled", "a cat", "--frames", "66", "--height", "128", "--width",
-        "192", "--format", "png", "-o", "out", "--quiet",
+        "stream", "-m", "tiny-helios-distilled", "a cat", "--frames", "66", "--height", "64", "--width",
+        "128", "--format", "png", "-o", "out", "--quiet",
     )  # fmt: skip
     assert run.exit_code == 0, run.stderr
     assert len(list(Path("out").glob("*.png"))) == 65  # two chunks: the second has a full history
-    request = Request(mode="t2v", prompt="a cat", height=128, width=192, frames=66)
+    request = Request(mode="t2v", prompt="a cat", height=64, width=128, frames=66)
     assert helios_token_counts(request, read_helios_info(folder)) == seen
