@@ -37,6 +37,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from vidgen.console import quiet_libraries  # noqa: E402
+
+quiet_libraries()  # before diffusers loads: with torchao installed it and torch log on import
 import suite_models as models  # noqa: E402
 import suite_runs as runs  # noqa: E402
 

@@ -29,9 +29,13 @@ import time
 from pathlib import Path
 
 import torch
-from diffusers import HeliosTransformer3DModel as DiffusersModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from vidgen.console import quiet_libraries  # noqa: E402
+
+quiet_libraries()  # before diffusers loads: with torchao installed it and torch log on import
+from diffusers import HeliosTransformer3DModel as DiffusersModel  # noqa: E402
+
 from vidgen.errors import VidgenError  # noqa: E402
 from vidgen.levers import apply_runtime  # noqa: E402
 from vidgen.models.helios import HeliosCache, HeliosTransformer3DModel  # noqa: E402
