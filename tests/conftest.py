@@ -7,6 +7,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from vidgen import tiny
 from vidgen.cli import app
 
 
@@ -15,6 +16,14 @@ def _tiny_model_cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("VIDGEN_CACHE", str(tmp_path_factory.mktemp("vidgen-cache")))
         yield
+
+
+@pytest.fixture(scope="session")
+def tiny_folder(tmp_path_factory):
+    """`tiny_folder(family, variant)`: a tiny model's folder, built once per session in a cache of its
+    own, so tests that point VIDGEN_CACHE elsewhere still find it."""
+    root = tmp_path_factory.mktemp("tiny-models")
+    return lambda family, variant: tiny.ensure_tiny(family, variant, root)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -16,12 +16,8 @@ HELIOS = Request(mode="t2v", prompt="a cat", seed=3, steps=3, guidance=5.0, heig
 
 
 @pytest.fixture(scope="module")
-def folders(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cache")
-    return {
-        "cogvideox": tiny.build_tiny_cogvideox(root / "cogvideox", variant="t2v"),
-        "helios": tiny.build_tiny_helios(root / "helios", variant="base"),
-    }
+def folders(tiny_folder):
+    return {"cogvideox": tiny_folder("cogvideox", "t2v"), "helios": tiny_folder("helios", "base")}
 
 
 def cogvideox_frames(

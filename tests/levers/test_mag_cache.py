@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 
-from vidgen import tiny
 from vidgen.batch.ranks import Rank
 from vidgen.errors import VidgenError
 from vidgen.levers import take_skip_count
@@ -24,13 +23,13 @@ LOOSE = 10.0  # a threshold every step after the first passes: skipping is certa
 
 
 @pytest.fixture(scope="module")
-def folders(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mag")
-    return {
-        "cogvideox": tiny.build_tiny_cogvideox(root / "cogvideox", variant="t2v"),
-        "helios": tiny.build_tiny_helios(root / "helios", variant="base"),
-        "distilled": tiny.build_tiny_helios(root / "distilled", variant="distilled"),
+def folders(tiny_folder):
+    names = {
+        "cogvideox": ("cogvideox", "t2v"),
+        "helios": ("helios", "base"),
+        "distilled": ("helios", "distilled"),
     }
+    return {name: tiny_folder(*model) for name, model in names.items()}
 
 
 @pytest.fixture(scope="module")

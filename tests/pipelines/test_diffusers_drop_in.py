@@ -11,7 +11,6 @@ import pytest
 import torch
 from parity import assert_uint8_matches, to_uint8
 
-from vidgen import tiny
 from vidgen.models.cogvideox import CogVideoXTransformer3DModel
 from vidgen.models.helios import HeliosTransformer3DModel
 from vidgen.stages import pyramid
@@ -20,13 +19,13 @@ FLOAT_TOLERANCE = 1e-4
 
 
 @pytest.fixture(scope="module")
-def folders(tmp_path_factory):
-    root = tmp_path_factory.mktemp("drop-in")
-    return {
-        "cogvideox": tiny.build_tiny_cogvideox(root / "cogvideox", variant="t2v"),
-        "helios": tiny.build_tiny_helios(root / "helios", variant="base"),
-        "helios-distilled": tiny.build_tiny_helios(root / "distilled", variant="distilled"),
+def folders(tiny_folder):
+    names = {
+        "cogvideox": ("cogvideox", "t2v"),
+        "helios": ("helios", "base"),
+        "helios-distilled": ("helios", "distilled"),
     }
+    return {name: tiny_folder(*model) for name, model in names.items()}
 
 
 @pytest.fixture

@@ -87,24 +87,23 @@ def test_a_stop_while_the_next_chunk_denoises_still_writes_the_finished_chunk(st
     assert written == ["frames 0", "frames 1"]  # as many as the synchronous path would have written
 
 
-def test_a_failed_decode_surfaces_in_its_chunks_place_and_nothing_after_it_is_written():
+@pytest.mark.parametrize(
+    ("failing", "chunk", "error", "before"),
+    [
+        # A failed decode surfaces in its chunk's place, and nothing after it is written.
+        ("failing_finish", 1, "decode 1 failed", ["frames 0"]),
+        # A decode that fails to start comes after the chunk waiting before it.
+        ("failing_start", 2, "start 2 failed", ["frames 0", "frames 1"]),
+    ],
+)
+def test_a_failing_decode_ends_the_chunks_after_those_before_it(failing, chunk, error, before):
     log = Log(chunks=4, in_flight=True)
-    log.failing_finish = 1
+    setattr(log, failing, chunk)
     written = []
-    with pytest.raises(RuntimeError, match="decode 1 failed"):
+    with pytest.raises(RuntimeError, match=error):
         for frames in in_order(log.denoised(), log.start):
             written.append(frames)
-    assert written == ["frames 0"]
-
-
-def test_a_decode_that_fails_to_start_comes_after_the_chunk_waiting_before_it():
-    log = Log(chunks=4, in_flight=True)
-    log.failing_start = 2
-    written = []
-    with pytest.raises(RuntimeError, match="start 2 failed"):
-        for frames in in_order(log.denoised(), log.start):
-            written.append(frames)
-    assert written == ["frames 0", "frames 1"]
+    assert written == before
 
 
 def test_a_consumer_that_stops_early_closes_the_chunks_without_finishing_more():
