@@ -28,7 +28,7 @@ from vidgen.errors import VidgenError
 from vidgen.levers import compile_stage, ready_transformer, reset_step_cache
 from vidgen.models.helios import HeliosCache, HeliosTransformer3DModel
 from vidgen.parallel import outcome_speaker
-from vidgen.pipelines.helios_chunks import CHUNK_LATENT_FRAMES, ChunkPlan, plan_chunks, window_frames
+from vidgen.pipelines.helios_chunks import ChunkPlan, HeliosSettings, plan_chunks, window_frames
 from vidgen.progress import Progress, Silent
 from vidgen.request import Request, Runtime
 from vidgen.stages import decode_ahead as decode_ahead_stage
@@ -51,23 +51,6 @@ SCHEDULERS = {cls.__name__: cls for cls in (HeliosScheduler, HeliosDMDScheduler)
 # blended, weight x embedding summed (the authors' interactive mode interpolates between two prompts
 # over a few chunks after a switch).
 PromptSchedule = Callable[[int], str | Sequence[tuple[str, float]]]
-
-
-@dataclass(frozen=True)
-class HeliosSettings:
-    """Helios' sampling options beyond `Request`; defaults are diffusers' pipeline defaults."""
-
-    history_sizes: tuple[int, int, int] = (16, 2, 1)  # long, mid, short latent frames
-    chunk_latent_frames: int = CHUNK_LATENT_FRAMES  # latent frames generated per chunk (33 video frames)
-    keep_first_frame: bool = True  # anchor every chunk's short history on the first latent frame
-    skip_first_chunk: bool = False  # re-anchor on the second chunk's first frame (static starts)
-    pyramid_steps: tuple[int, ...] = (10, 10, 10)  # steps per pyramid stage (Mid, Distilled)
-    amplify_first_chunk: bool = False  # Distilled: twice the steps for the first chunk
-    zero_init: bool = True  # CFG-Zero* (Mid): the first steps predict zero
-    zero_steps: int = 1
-    conditioning_noise: bool = True  # blur I2V/V2V latents with noise drawn from the ranges below
-    image_noise_sigma: tuple[float, float] = (0.111, 0.135)
-    video_noise_sigma: tuple[float, float] = (0.111, 0.135)
 
 
 @dataclass(frozen=True)

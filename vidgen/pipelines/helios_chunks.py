@@ -1,8 +1,9 @@
-"""How a Helios video divides into chunks: plain arithmetic, light enough for option checks.
+"""How a Helios video divides into chunks, and its sampling settings: plain data and arithmetic, light
+enough for option checks.
 
 Both the chunk generator and the CLI's checks (which run before any model loads, without importing
-diffusers) plan with these functions, so a note like "132 frames take 4 chunks" always matches what
-the generator yields.
+diffusers) plan with these, so a note like "132 frames take 4 chunks" always matches what the generator
+yields, and the torchrun check splits the same token counts the model will see.
 """
 
 from dataclasses import dataclass
@@ -39,3 +40,20 @@ def plan_chunks(
     chunks = max(1, -(-frames // window))
     total = (chunks * window - 1) // temporal_compression * temporal_compression + 1
     return ChunkPlan(chunks=chunks, window_frames=window, total_frames=total)
+
+
+@dataclass(frozen=True)
+class HeliosSettings:
+    """Helios' sampling options beyond `Request`; defaults are diffusers' pipeline defaults."""
+
+    history_sizes: tuple[int, int, int] = (16, 2, 1)  # long, mid, short latent frames
+    chunk_latent_frames: int = CHUNK_LATENT_FRAMES  # latent frames generated per chunk (33 video frames)
+    keep_first_frame: bool = True  # anchor every chunk's short history on the first latent frame
+    skip_first_chunk: bool = False  # re-anchor on the second chunk's first frame (static starts)
+    pyramid_steps: tuple[int, ...] = (10, 10, 10)  # steps per pyramid stage (Mid, Distilled)
+    amplify_first_chunk: bool = False  # Distilled: twice the steps for the first chunk
+    zero_init: bool = True  # CFG-Zero* (Mid): the first steps predict zero
+    zero_steps: int = 1
+    conditioning_noise: bool = True  # blur I2V/V2V latents with noise drawn from the ranges below
+    image_noise_sigma: tuple[float, float] = (0.111, 0.135)
+    video_noise_sigma: tuple[float, float] = (0.111, 0.135)

@@ -336,7 +336,7 @@ def _check_helios_split(plan: "ParallelPlan", request: "Request", info: "ModelIn
 def helios_token_counts(request: "Request", info: "ModelInfo") -> set[int]:
     """The history's token count and each pyramid stage's chunk token count for this request."""
     from vidgen.models.helios import history_token_count
-    from vidgen.pipelines.helios import HeliosSettings
+    from vidgen.pipelines.helios_chunks import HeliosSettings
     from vidgen.stages.helios_history import window_sizes
 
     settings = HeliosSettings(**dict(request.settings))
