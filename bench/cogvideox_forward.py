@@ -16,9 +16,7 @@ checkpoint layout, what a pipeline runs by default), and fused QKV vs diffusers'
 """
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -28,12 +26,9 @@ from vidgen.console import quiet_libraries  # noqa: E402
 
 quiet_libraries()  # before diffusers loads: with torchao installed it and torch log on import
 from diffusers import CogVideoXTransformer3DModel as DiffusersModel  # noqa: E402
+from forward_timing import add_run_options, apply_levers, compare, set_threads  # noqa: E402
 
-from vidgen.errors import VidgenError  # noqa: E402
-from vidgen.levers import apply_runtime  # noqa: E402
 from vidgen.models.cogvideox import CogVideoXTransformer3DModel, rotary_embedding  # noqa: E402
-from vidgen.request import Runtime  # noqa: E402
-from vidgen.validate.runtime import ATTENTION_CHOICES, resolve_attention  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -49,26 +44,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--text-tokens", type=int, default=226)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--positions", choices=["sincos", "rotary"], default="sincos")
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs per model")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed runs per model")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    parser.add_argument(
-        "--attention",
-        choices=ATTENTION_CHOICES,
-        default="sdpa",
-        help="ours' attention backend, as vidgen's --attention (diffusers' model keeps its default, SDPA)",
-    )
-    parser.add_argument(
-        "--compile",
-        action="store_true",
-        help="ours with vidgen's --compile (regional torch.compile; the warm-up compiles); diffusers eager",
-    )
-    parser.add_argument(
-        "--clock",
-        choices=["wall", "cpu"],
-        default="wall",
-        help="cpu: this process's CPU time, steadier than wall time on a busy machine (with --threads 1)",
-    )
+    add_run_options(parser)
     return parser.parse_args()
 
 
@@ -106,54 +82,9 @@ def make_inputs(args: argparse.Namespace, config: object) -> dict:
     return inputs
 
 
-def time_once(model: torch.nn.Module, inputs: dict, args: argparse.Namespace) -> float:
-    clock = time.process_time if args.clock == "cpu" else time.perf_counter
-    if args.device.startswith("cuda"):
-        torch.cuda.synchronize()
-    start = clock()
-    model(**inputs, return_dict=False)
-    if args.device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return clock() - start
-
-
-def compare(
-    ours: torch.nn.Module, reference: torch.nn.Module, inputs: dict, args: argparse.Namespace
-) -> None:
-    """Prints median seconds of each and the median of per-pair ratios ours / diffusers."""
-    with torch.inference_mode():
-        expected = reference(**inputs).sample.float()
-        error = (ours(**inputs).sample.float() - expected).norm() / expected.norm()
-        for _ in range(args.warmup):
-            time_once(ours, inputs, args)
-            time_once(reference, inputs, args)
-        ours_times, reference_times = [], []
-        for _ in range(args.repeats):
-            ours_times.append(time_once(ours, inputs, args))
-            reference_times.append(time_once(reference, inputs, args))
-    ratios = [mine / theirs for mine, theirs in zip(ours_times, reference_times, strict=True)]
-    print(
-        f"  ours {statistics.median(ours_times) * 1000:9.1f} ms   "
-        f"diffusers {statistics.median(reference_times) * 1000:9.1f} ms   "
-        f"ratio ours/diffusers {statistics.median(ratios):.3f}   (relative error {error:.1e})"
-    )
-
-
-def apply_levers(ours: torch.nn.Module, args: argparse.Namespace) -> Runtime:
-    """Ours as vidgen runs it with `--attention` and `--compile`."""
-    try:
-        attention = resolve_attention(args.attention, args.device, DTYPES[args.dtype])
-    except VidgenError as error:
-        raise SystemExit(f"error: {error}") from None
-    runtime = Runtime(args.device, DTYPES[args.dtype], attention=attention, compile=args.compile)
-    apply_runtime(ours, runtime)
-    return runtime
-
-
 def main() -> None:
     args = parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args)
     ours, reference = build_models(args)
     runtime = apply_levers(ours, args)
     inputs = make_inputs(args, ours.config)

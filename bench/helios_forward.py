@@ -23,9 +23,7 @@ Three pairs are timed:
 """
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -35,12 +33,9 @@ from vidgen.console import quiet_libraries  # noqa: E402
 
 quiet_libraries()  # before diffusers loads: with torchao installed it and torch log on import
 from diffusers import HeliosTransformer3DModel as DiffusersModel  # noqa: E402
+from forward_timing import add_run_options, apply_levers, compare, set_threads  # noqa: E402
 
-from vidgen.errors import VidgenError  # noqa: E402
-from vidgen.levers import apply_runtime  # noqa: E402
 from vidgen.models.helios import HeliosCache, HeliosTransformer3DModel  # noqa: E402
-from vidgen.request import Runtime  # noqa: E402
-from vidgen.validate.runtime import ATTENTION_CHOICES, resolve_attention  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 HISTORY_SIZES = (16, 2, 1)  # long, mid, 1x latent frames: the pipeline default
@@ -56,26 +51,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--width", type=int, default=16, help="latent width (pixels / 8)")
     parser.add_argument("--text-tokens", type=int, default=512)
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs per model and pair")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed runs per model and pair (at least 1)")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    parser.add_argument(
-        "--attention",
-        choices=ATTENTION_CHOICES,
-        default="sdpa",
-        help="ours' attention backend, as vidgen's --attention (diffusers' model keeps its default, SDPA)",
-    )
-    parser.add_argument(
-        "--compile",
-        action="store_true",
-        help="ours with vidgen's --compile (regional torch.compile; the warm-up compiles); diffusers eager",
-    )
-    parser.add_argument(
-        "--clock",
-        choices=["wall", "cpu"],
-        default="wall",
-        help="cpu: one thread, timed by process CPU time; steadier than wall time on a shared machine",
-    )
+    add_run_options(parser)
     return parser.parse_args()
 
 
@@ -132,58 +108,9 @@ def token_counts(args: argparse.Namespace) -> tuple[int, int]:
     return chunk, short + mid + long
 
 
-def time_once(
-    model: torch.nn.Module, inputs: dict, args: argparse.Namespace, **kwargs
-) -> tuple[float, torch.Tensor]:
-    clock = time.process_time if args.clock == "cpu" else time.perf_counter
-    if args.device.startswith("cuda"):
-        torch.cuda.synchronize()
-    start = clock()
-    (out,) = model(**inputs, return_dict=False, **kwargs)
-    if args.device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return clock() - start, out
-
-
-def compare(
-    ours: torch.nn.Module, reference: torch.nn.Module, inputs: dict, args: argparse.Namespace, **ours_kwargs
-) -> None:
-    """Prints median seconds of each and the median of per-pair ratios ours / diffusers."""
-    ours_times, reference_times = [], []
-    with torch.inference_mode():
-        for run in range(args.warmup + args.repeats):
-            mine, actual = time_once(ours, inputs, args, **ours_kwargs)
-            theirs, expected = time_once(reference, inputs, args)
-            if run >= args.warmup:
-                ours_times.append(mine)
-                reference_times.append(theirs)
-    error = (actual.float() - expected.float()).norm() / expected.float().norm()
-    ratios = [mine / theirs for mine, theirs in zip(ours_times, reference_times, strict=True)]
-    print(
-        f"  ours {statistics.median(ours_times) * 1000:9.1f} ms   "
-        f"diffusers {statistics.median(reference_times) * 1000:9.1f} ms   "
-        f"ratio ours/diffusers {statistics.median(ratios):.3f}   (relative error {error:.1e})",
-        flush=True,
-    )
-
-
-def apply_levers(ours: torch.nn.Module, args: argparse.Namespace) -> Runtime:
-    """Ours as vidgen runs it with `--attention` and `--compile`."""
-    try:
-        attention = resolve_attention(args.attention, args.device, DTYPES[args.dtype])
-    except VidgenError as error:
-        raise SystemExit(f"error: {error}") from None
-    runtime = Runtime(args.device, DTYPES[args.dtype], attention=attention, compile=args.compile)
-    apply_runtime(ours, runtime)
-    return runtime
-
-
 def main() -> None:
     args = parse_args()
-    if args.clock == "cpu" and args.device != "cpu":
-        raise SystemExit("--clock cpu times CPU runs only")
-    if args.threads or args.clock == "cpu":
-        torch.set_num_threads(1 if args.clock == "cpu" else args.threads)
+    set_threads(args)
     ours, reference = build_models(args)
     runtime = apply_levers(ours, args)
     inputs = make_inputs(args)

@@ -13,7 +13,6 @@ a warm-up; the ratio is the median per-pair ratio. For comparison it also times 
 
 import argparse
 import copy
-import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -22,7 +21,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cogvideox_forward import build_models, make_inputs, parse_args, time_once  # noqa: E402
+from cogvideox_forward import build_models, make_inputs, parse_args  # noqa: E402
+from forward_timing import median_ratio, paired_times, set_threads  # noqa: E402
 
 from vidgen.lora import fuse_loras  # noqa: E402
 from vidgen.request import Lora  # noqa: E402
@@ -49,15 +49,6 @@ def save_lora(reference: torch.nn.Module, folder: Path, seed: int) -> Path:
     return folder / "pytorch_lora_weights.safetensors"
 
 
-def median_ratio(model: torch.nn.Module, base: torch.nn.Module, inputs: dict, args) -> float:
-    with torch.inference_mode():
-        for _ in range(args.warmup):
-            time_once(model, inputs, args)
-            time_once(base, inputs, args)
-        ratios = [time_once(model, inputs, args) / time_once(base, inputs, args) for _ in range(args.repeats)]
-    return statistics.median(ratios)
-
-
 def options() -> argparse.Namespace:
     """cogvideox_forward.py's options, plus --loras (how many LoRAs to stack)."""
     extra = argparse.ArgumentParser(add_help=False)
@@ -71,8 +62,7 @@ def options() -> argparse.Namespace:
 
 def main() -> None:
     args = options()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args)
     base, reference = build_models(args)
     inputs = make_inputs(args, base.config)
     with tempfile.TemporaryDirectory() as folder:
@@ -91,10 +81,10 @@ def main() -> None:
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
         f"{args.loras} rank-16 LoRA(s); median of {args.repeats} pairs"
     )
-    print(f"fused / no LoRA:   {median_ratio(fused, base, inputs, args):.3f}")
-    print(
-        f"unfused / no LoRA: {median_ratio(unfused, base, inputs, args):.3f}  (PEFT adapters, for reference)"
-    )
+    fused_ratio = median_ratio(*paired_times(fused, base, inputs, args))
+    unfused_ratio = median_ratio(*paired_times(unfused, base, inputs, args))
+    print(f"fused / no LoRA:   {fused_ratio:.3f}")
+    print(f"unfused / no LoRA: {unfused_ratio:.3f}  (PEFT adapters, for reference)")
 
 
 if __name__ == "__main__":

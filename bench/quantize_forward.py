@@ -10,7 +10,6 @@ matmuls. Runs alternate (ours, diffusers, ...) after a warm-up; the ratio is the
 """
 
 import copy
-import statistics
 import sys
 from pathlib import Path
 
@@ -21,30 +20,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from vidgen.console import quiet_libraries  # noqa: E402
 
 quiet_libraries()  # before diffusers' models load: with torchao installed they log on import
-from cogvideox_forward import build_models, make_inputs, parse_args, time_once  # noqa: E402
+from cogvideox_forward import build_models, make_inputs, parse_args  # noqa: E402
+from forward_timing import median_ratio, paired_times, relative_error, set_threads  # noqa: E402
 
 from vidgen.errors import VidgenError  # noqa: E402
 from vidgen.memory.quantize import MODES, check_quantize, quantize, weight_bytes  # noqa: E402
 
 
-def measure(ours: torch.nn.Module, reference: torch.nn.Module, inputs: dict, args) -> tuple[float, float]:
-    """Median per-pair time ratio ours / diffusers and the relative error of our output."""
-    with torch.inference_mode():
-        expected = reference(**inputs).sample.float()
-        error = ((ours(**inputs).sample.float() - expected).norm() / expected.norm()).item()
-        for _ in range(args.warmup):
-            time_once(ours, inputs, args)
-            time_once(reference, inputs, args)
-        ratios = [
-            time_once(ours, inputs, args) / time_once(reference, inputs, args) for _ in range(args.repeats)
-        ]
-    return statistics.median(ratios), error
-
-
 def main() -> None:
     args = parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args)
     base, reference = build_models(args)
     inputs = make_inputs(args, base.config)
     reference_bytes = weight_bytes(reference)
@@ -61,7 +46,8 @@ def main() -> None:
             print(f"{mode:12} skipped: {error}")
             continue
         ours = quantize(copy.deepcopy(base), mode, base.dtype)
-        ratio, error = measure(ours, reference, inputs, args)
+        ratio = median_ratio(*paired_times(ours, reference, inputs, args))
+        error = relative_error(ours, reference, inputs)
         size = weight_bytes(ours)
         print(f"{mode:12} {size / 1e6:10.1f} {size / reference_bytes:12.3f} {ratio:10.3f} {error:10.1e}")
 
