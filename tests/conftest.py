@@ -60,6 +60,12 @@ def invoke_cli():
 
 
 @pytest.fixture
+def vidgen(invoke_cli):
+    """`vidgen(*args, input=None)` -> Run with stdout and stderr apart: `invoke_cli` by the command's name."""
+    return invoke_cli
+
+
+@pytest.fixture
 def offline_workdir(tmp_path, monkeypatch):
     """An empty current folder (default output names land there), with the hub unreachable."""
     monkeypatch.chdir(tmp_path)

@@ -12,12 +12,6 @@ def workdir(offline_workdir):
 
 
 @pytest.fixture
-def vidgen(invoke_cli):
-    """`vidgen(*args, input=None)` -> Run with stdout and stderr apart."""
-    return invoke_cli
-
-
-@pytest.fixture
 def files_in():
     """`files_in(folder)` -> every name under it, hidden partial files included."""
 

@@ -6,8 +6,3 @@ import pytest
 @pytest.fixture(autouse=True)
 def workdir(offline_workdir):
     return offline_workdir
-
-
-@pytest.fixture
-def vidgen(invoke_cli):
-    return invoke_cli

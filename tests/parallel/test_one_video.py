@@ -30,11 +30,6 @@ def workdir(offline_workdir):
     return offline_workdir
 
 
-@pytest.fixture
-def vidgen(invoke_cli):
-    return invoke_cli
-
-
 def torchrun(*argv: str, ranks: int = 2, rank_args: str = "", die: str = "") -> subprocess.CompletedProcess:
     """`vidgen *argv` on `ranks` CPU processes, collectives counted into ./counts/rankN.json."""
     env = {**os.environ, "VIDGEN_COUNT_DIR": "counts", "RANK_ARGS": rank_args, "DIE_RANK": die}
