@@ -60,54 +60,26 @@ COGVIDEOX_5B = ModelSpec(
 )
 HELIOS_DISTILLED = ModelSpec("helios-distilled", "helios", {}, UMT5_XXL)
 
-_TINY_COGVIDEOX = dict(
-    num_attention_heads=2,
-    attention_head_dim=16,
-    in_channels=4,
-    out_channels=4,
-    time_embed_dim=16,
-    text_embed_dim=tiny.TEXT_DIM,
-    num_layers=2,
-    sample_height=8,
-    sample_width=12,
-    sample_frames=9,
-)
-_TINY_COGVIDEOX_VAE = dict(
-    down_block_types=("CogVideoXDownBlock3D",) * 4,
-    up_block_types=("CogVideoXUpBlock3D",) * 4,
-    block_out_channels=(8, 8, 8, 8),
-    latent_channels=4,
-    layers_per_block=1,
-    norm_num_groups=2,
-)
 TINY_2B = ModelSpec(
     "cogvideox-2b (tiny)",
     "cogvideox",
-    dict(_TINY_COGVIDEOX, spatial_interpolation_scale=1.875),
+    dict(tiny.COGVIDEOX_TRANSFORMER, spatial_interpolation_scale=1.875),
     TINY_TEXT,
-    _TINY_COGVIDEOX_VAE,
+    tiny.COGVIDEOX_VAE,
 )
 TINY_5B = ModelSpec(
     "cogvideox-5b (tiny)",
     "cogvideox",
-    dict(_TINY_COGVIDEOX, use_rotary_positional_embeddings=True),
+    dict(tiny.COGVIDEOX_TRANSFORMER, use_rotary_positional_embeddings=True),
     TINY_TEXT,
-    _TINY_COGVIDEOX_VAE,
+    tiny.COGVIDEOX_VAE,
 )
 TINY_HELIOS = ModelSpec(
     "helios-distilled (tiny)",
     "helios",
-    dict(
-        num_attention_heads=2,
-        attention_head_dim=12,
-        text_dim=tiny.TEXT_DIM,
-        freq_dim=32,
-        ffn_dim=32,
-        num_layers=2,
-        rope_dim=(4, 4, 4),
-    ),
+    tiny.HELIOS_TRANSFORMER,
     TINY_TEXT,
-    dict(base_dim=8, dim_mult=[1, 1, 1, 1], num_res_blocks=1),
+    tiny.HELIOS_VAE,
 )
 
 

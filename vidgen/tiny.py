@@ -80,6 +80,43 @@ COGVIDEOX_VARIANTS: dict[str, dict] = {
 
 # The size a tiny CogVideoX model is "trained" at: 64x96 pixels, 9 frames (8x12x3 latents).
 COGVIDEOX_SAMPLE = dict(sample_height=8, sample_width=12, sample_frames=9)
+# Every tiny model's parts; the variants above change the transformer's (bench/suite_models.py builds
+# its CPU smoke models from these too).
+COGVIDEOX_TRANSFORMER = dict(
+    num_attention_heads=2,
+    attention_head_dim=16,
+    in_channels=4,
+    out_channels=4,
+    time_embed_dim=16,
+    text_embed_dim=TEXT_DIM,
+    num_layers=2,
+    max_text_seq_length=226,
+    **COGVIDEOX_SAMPLE,
+)
+COGVIDEOX_VAE = dict(
+    down_block_types=("CogVideoXDownBlock3D",) * 4,
+    up_block_types=("CogVideoXUpBlock3D",) * 4,
+    block_out_channels=(8, 8, 8, 8),
+    latent_channels=4,
+    layers_per_block=1,
+    norm_num_groups=2,
+    temporal_compression_ratio=4,
+)
+HELIOS_TRANSFORMER = dict(
+    patch_size=(1, 2, 2),
+    num_attention_heads=2,
+    attention_head_dim=12,
+    in_channels=16,
+    out_channels=16,
+    text_dim=TEXT_DIM,
+    freq_dim=32,
+    ffn_dim=32,
+    num_layers=2,
+    rope_dim=(4, 4, 4),
+)
+HELIOS_VAE = dict(
+    base_dim=8, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]
+)
 
 HELIOS_VARIANTS: dict[str, dict] = {
     "base": dict(
@@ -108,31 +145,12 @@ def build_tiny_cogvideox(folder: str | Path, variant: str = "t2v", seed: int = 0
     from transformers import T5Config, T5EncoderModel
 
     spec = COGVIDEOX_VARIANTS[variant]
-    transformer_config = dict(
-        num_attention_heads=2,
-        attention_head_dim=16,
-        in_channels=4,
-        out_channels=4,
-        time_embed_dim=16,
-        text_embed_dim=TEXT_DIM,
-        num_layers=2,
-        max_text_seq_length=226,
-        **COGVIDEOX_SAMPLE,
-    )
-    transformer_config.update(spec["transformer"])
+    transformer_config = {**COGVIDEOX_TRANSFORMER, **spec["transformer"]}
     components = {
         "tokenizer": lambda: build_tokenizer(model_max_length=226),
         "text_encoder": lambda: T5EncoderModel(T5Config(**_t5_config())),
         "transformer": lambda: diffusers.CogVideoXTransformer3DModel(**transformer_config),
-        "vae": lambda: diffusers.AutoencoderKLCogVideoX(
-            down_block_types=("CogVideoXDownBlock3D",) * 4,
-            up_block_types=("CogVideoXUpBlock3D",) * 4,
-            block_out_channels=(8, 8, 8, 8),
-            latent_channels=4,
-            layers_per_block=1,
-            norm_num_groups=2,
-            temporal_compression_ratio=4,
-        ),
+        "vae": lambda: diffusers.AutoencoderKLCogVideoX(**COGVIDEOX_VAE),
         "scheduler": lambda: getattr(diffusers, spec["scheduler"])(),
     }
     return _write_pipeline(Path(folder), spec["pipeline"], components, {}, seed)
@@ -148,25 +166,8 @@ def build_tiny_helios(folder: str | Path, variant: str = "base", seed: int = 0) 
     components = {
         "tokenizer": lambda: build_tokenizer(model_max_length=512),
         "text_encoder": lambda: UMT5EncoderModel(UMT5Config(**_t5_config())),
-        "transformer": lambda: diffusers.HeliosTransformer3DModel(
-            patch_size=(1, 2, 2),
-            num_attention_heads=2,
-            attention_head_dim=12,
-            in_channels=16,
-            out_channels=16,
-            text_dim=TEXT_DIM,
-            freq_dim=32,
-            ffn_dim=32,
-            num_layers=2,
-            rope_dim=(4, 4, 4),
-        ),
-        "vae": lambda: diffusers.AutoencoderKLWan(
-            base_dim=8,
-            z_dim=16,
-            dim_mult=[1, 1, 1, 1],
-            num_res_blocks=1,
-            temperal_downsample=[False, True, True],
-        ),
+        "transformer": lambda: diffusers.HeliosTransformer3DModel(**HELIOS_TRANSFORMER),
+        "vae": lambda: diffusers.AutoencoderKLWan(**HELIOS_VAE),
         "scheduler": lambda: getattr(diffusers, scheduler_name)(**scheduler_config),
     }
     return _write_pipeline(Path(folder), spec["pipeline"], components, spec["config"], seed)
