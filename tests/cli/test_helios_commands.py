@@ -9,29 +9,13 @@ import json
 
 import diffusers
 import numpy as np
-import pytest
 import torch
 from parity import assert_uint8_matches, read_png_folder
 from PIL import Image
 
 from vidgen import tiny
-from vidgen.stages import pyramid
 
 SEED = 7
-
-
-@pytest.fixture
-def never_failing_block_noise(monkeypatch):
-    """diffusers' pyramid block noise fails on CPU (see tests/pipelines/test_helios.py); vidgen's draws
-    the same numbers wherever diffusers' succeeds."""
-
-    def sample_block_noise(self, batch, channels, frames, height, width, patch_size, device, generator):
-        gamma = self.scheduler.config.gamma
-        return pyramid.sample_block_noise(
-            (batch, channels, frames, height, width), patch_size[1:], gamma, generator, device
-        )
-
-    monkeypatch.setattr(diffusers.HeliosPyramidPipeline, "sample_block_noise", sample_block_noise)
 
 
 def diffusers_frames(variant: str, **inputs) -> np.ndarray:

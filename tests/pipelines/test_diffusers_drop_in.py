@@ -13,7 +13,6 @@ from parity import assert_uint8_matches, to_uint8
 
 from vidgen.models.cogvideox import CogVideoXTransformer3DModel
 from vidgen.models.helios import HeliosTransformer3DModel
-from vidgen.stages import pyramid
 
 FLOAT_TOLERANCE = 1e-4
 
@@ -26,18 +25,6 @@ def folders(tiny_folder):
         "helios-distilled": ("helios", "distilled"),
     }
     return {name: tiny_folder(*model) for name, model in names.items()}
-
-
-@pytest.fixture
-def never_failing_block_noise(monkeypatch):
-    # diffusers' own block noise fails on CPU for the released gamma (see tests/stages/test_block_noise.py).
-    def sample_block_noise(self, batch, channels, frames, height, width, patch_size, device, generator):
-        gamma = self.scheduler.config.gamma
-        return pyramid.sample_block_noise(
-            (batch, channels, frames, height, width), patch_size[1:], gamma, generator, device
-        )
-
-    monkeypatch.setattr(diffusers.HeliosPyramidPipeline, "sample_block_noise", sample_block_noise)
 
 
 CASES = {

@@ -36,7 +36,6 @@ from vidgen import tiny
 from vidgen.errors import VidgenError
 from vidgen.pipelines import helios
 from vidgen.request import Request, Runtime
-from vidgen.stages import pyramid
 from vidgen.stages import vae as vae_stage
 from vidgen.stages.helios_history import LatentHistory
 from vidgen.stages.text import TextCache
@@ -111,17 +110,6 @@ def tiny_helios(tmp_path_factory):
         return built[variant]
 
     return folder
-
-
-@pytest.fixture
-def never_failing_block_noise(monkeypatch):
-    def sample_block_noise(self, batch, channels, frames, height, width, patch_size, device, generator):
-        gamma = self.scheduler.config.gamma
-        return pyramid.sample_block_noise(
-            (batch, channels, frames, height, width), patch_size[1:], gamma, generator, device
-        )
-
-    monkeypatch.setattr(diffusers.HeliosPyramidPipeline, "sample_block_noise", sample_block_noise)
 
 
 def diffusers_frames(folder, request: Request, settings: helios.HeliosSettings) -> np.ndarray:

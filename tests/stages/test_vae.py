@@ -6,21 +6,14 @@ import torch
 from diffusers import AutoencoderKLCogVideoX
 from diffusers.image_processor import VaeImageProcessor
 
+from vidgen import tiny
 from vidgen.stages import vae as vae_stage
 
 
 @pytest.fixture(scope="module")
 def vae():
     torch.manual_seed(0)
-    model = AutoencoderKLCogVideoX(
-        down_block_types=("CogVideoXDownBlock3D",) * 4,
-        up_block_types=("CogVideoXUpBlock3D",) * 4,
-        block_out_channels=(8, 8, 8, 8),
-        latent_channels=4,
-        layers_per_block=1,
-        norm_num_groups=2,
-        temporal_compression_ratio=4,
-    )
+    model = AutoencoderKLCogVideoX(**tiny.COGVIDEOX_VAE)
     return model.eval()
 
 
