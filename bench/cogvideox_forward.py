@@ -22,13 +22,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from vidgen.console import quiet_libraries  # noqa: E402
+from vidgen.ui.console import quiet_libraries  # noqa: E402
 
 quiet_libraries()  # before diffusers loads: with torchao installed it and torch log on import
 from diffusers import CogVideoXTransformer3DModel as DiffusersModel  # noqa: E402
 from forward_timing import add_run_options, apply_levers, compare, set_threads  # noqa: E402
 
-from vidgen.models.cogvideox import CogVideoXTransformer3DModel, rotary_embedding  # noqa: E402
+from vidgen.families.cogvideox.model import CogVideoXTransformer3DModel, rotary_embedding  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 

@@ -11,10 +11,10 @@ import time
 
 import torch
 
-from vidgen.errors import VidgenError
-from vidgen.levers import apply_runtime
-from vidgen.request import Runtime
-from vidgen.validate.runtime import ATTENTION_CHOICES, DTYPES, resolve_attention
+from vidgen.core.errors import VidgenError
+from vidgen.core.request import DTYPES, Runtime
+from vidgen.runtime.attention import ATTENTION_CHOICES, resolve_attention
+from vidgen.runtime.levers import apply_runtime
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:

@@ -37,17 +37,17 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from vidgen.console import quiet_libraries  # noqa: E402
+from vidgen.ui.console import quiet_libraries  # noqa: E402
 
 quiet_libraries()  # before diffusers loads: with torchao installed it and torch log on import
 import suite_models as models  # noqa: E402
 import suite_runs as runs  # noqa: E402
 
-from vidgen import levers  # noqa: E402
-from vidgen.errors import VidgenError  # noqa: E402
-from vidgen.memory.quantize import check_quantize  # noqa: E402
-from vidgen.request import Request, Runtime  # noqa: E402
-from vidgen.validate.runtime import resolve_attention  # noqa: E402
+from vidgen.core.errors import VidgenError  # noqa: E402
+from vidgen.core.request import Request, Runtime  # noqa: E402
+from vidgen.runtime import levers  # noqa: E402
+from vidgen.runtime.attention import resolve_attention  # noqa: E402
+from vidgen.runtime.memory.quantize import check_quantize  # noqa: E402
 
 PROMPT = "a panda plays a guitar in a bamboo forest, cinematic light"
 # (offload, quantize) plans in the order the planner tries them, and the cards they stand for.

@@ -29,13 +29,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from vidgen.console import quiet_libraries  # noqa: E402
+from vidgen.ui.console import quiet_libraries  # noqa: E402
 
 quiet_libraries()  # before diffusers loads: with torchao installed it and torch log on import
 from diffusers import HeliosTransformer3DModel as DiffusersModel  # noqa: E402
 from forward_timing import add_run_options, apply_levers, compare, set_threads  # noqa: E402
 
-from vidgen.models.helios import HeliosCache, HeliosTransformer3DModel  # noqa: E402
+from vidgen.families.helios.model import HeliosCache, HeliosTransformer3DModel  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 HISTORY_SIZES = (16, 2, 1)  # long, mid, 1x latent frames: the pipeline default

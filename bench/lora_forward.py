@@ -3,7 +3,7 @@ without LoRA: fusing folds the adapters into the weights, so the ratio should be
 
 CogVideoX-2b wide, a few layers deep (see cogvideox_forward.py for the model and inputs). The LoRAs are
 rank-16 PEFT adapters on the attention and feed-forward projections, saved as diffusers saves them and
-fused by `vidgen.lora.fuse_loras`, as `vidgen t2v --lora` does. Runs alternate (LoRA, base, ...) after
+fused by `vidgen.runtime.lora.fuse_loras`, as `vidgen t2v --lora` does. Runs alternate (LoRA, base, ...) after
 a warm-up; the ratio is the median per-pair ratio. For comparison it also times PEFT's unfused adapters.
 
     python bench/lora_forward.py                       # two stacked LoRAs, CPU, fp32
@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cogvideox_forward import build_models, make_inputs, parse_args  # noqa: E402
 from forward_timing import median_ratio, paired_times, set_threads  # noqa: E402
 
-from vidgen.lora import fuse_loras  # noqa: E402
-from vidgen.request import Lora  # noqa: E402
+from vidgen.core.request import Lora  # noqa: E402
+from vidgen.runtime.lora import fuse_loras  # noqa: E402
 
 TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "net.0.proj", "net.2"]
 

@@ -17,14 +17,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from vidgen.console import quiet_libraries  # noqa: E402
+from vidgen.ui.console import quiet_libraries  # noqa: E402
 
 quiet_libraries()  # before diffusers' models load: with torchao installed they log on import
 from cogvideox_forward import build_models, make_inputs, parse_args  # noqa: E402
 from forward_timing import median_ratio, paired_times, relative_error, set_threads  # noqa: E402
 
-from vidgen.errors import VidgenError  # noqa: E402
-from vidgen.memory.quantize import MODES, check_quantize, quantize, weight_bytes  # noqa: E402
+from vidgen.core.errors import VidgenError  # noqa: E402
+from vidgen.runtime.memory.quantize import MODES, check_quantize, quantize, weight_bytes  # noqa: E402
 
 
 def main() -> None:

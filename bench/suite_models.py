@@ -1,8 +1,8 @@
 """The GPU suite's models: built in memory from configs with random weights, no files, no downloads.
 
 `build(spec, device, dtype)` returns diffusers' pipeline made from components (tokenizer built offline
-as vidgen.tiny does, T5/UMT5 text encoder, VAE, scheduler, diffusers' transformer) and, from the SAME
-weight tensors, vidgen's loaded model (`vidgen.pipelines.cogvideox.CogVideoX` / `helios.Helios`) with
+as vidgen.weights.tiny does, T5/UMT5 text encoder, VAE, scheduler, diffusers' transformer) and, from the SAME
+weight tensors, vidgen's loaded model (`vidgen.families.cogvideox.pipeline.CogVideoX` / `helios.Helios`) with
 vidgen's transformer. At the released sizes the compute equals the real checkpoints'; `--smoke` builds
 the same way from tiny configs.
 
@@ -21,10 +21,13 @@ import torch
 from accelerate import init_empty_weights
 from torch import nn
 
-from vidgen import tiny
-from vidgen.loading import place
-from vidgen.pipelines import cogvideox, helios
-from vidgen.request import Runtime
+from vidgen.core.request import Runtime
+from vidgen.families.cogvideox import pipeline as cogvideox
+from vidgen.families.cogvideox import tiny as cogvideox_tiny
+from vidgen.families.helios import pipeline as helios
+from vidgen.families.helios import tiny as helios_tiny
+from vidgen.weights import tiny
+from vidgen.weights.loading import place
 
 # Released sizes (diffusers' class defaults are the released configs of CogVideoX-2b, Helios and the
 # Wan VAE; MODELS.md lists the rest).
@@ -63,23 +66,23 @@ HELIOS_DISTILLED = ModelSpec("helios-distilled", "helios", {}, UMT5_XXL)
 TINY_2B = ModelSpec(
     "cogvideox-2b (tiny)",
     "cogvideox",
-    dict(tiny.COGVIDEOX_TRANSFORMER, spatial_interpolation_scale=1.875),
+    dict(cogvideox_tiny.COGVIDEOX_TRANSFORMER, spatial_interpolation_scale=1.875),
     TINY_TEXT,
-    tiny.COGVIDEOX_VAE,
+    cogvideox_tiny.COGVIDEOX_VAE,
 )
 TINY_5B = ModelSpec(
     "cogvideox-5b (tiny)",
     "cogvideox",
-    dict(tiny.COGVIDEOX_TRANSFORMER, use_rotary_positional_embeddings=True),
+    dict(cogvideox_tiny.COGVIDEOX_TRANSFORMER, use_rotary_positional_embeddings=True),
     TINY_TEXT,
-    tiny.COGVIDEOX_VAE,
+    cogvideox_tiny.COGVIDEOX_VAE,
 )
 TINY_HELIOS = ModelSpec(
     "helios-distilled (tiny)",
     "helios",
-    tiny.HELIOS_TRANSFORMER,
+    helios_tiny.HELIOS_TRANSFORMER,
     TINY_TEXT,
-    tiny.HELIOS_VAE,
+    helios_tiny.HELIOS_VAE,
 )
 
 
@@ -181,8 +184,8 @@ def _draw(name: str, shape: torch.Size, dtype: torch.dtype, device: str, generat
 
 def vidgen_transformer(built: Built) -> nn.Module:
     """vidgen's transformer holding diffusers' transformer's weights: the same tensors, not copies."""
-    from vidgen.models.cogvideox import CogVideoXTransformer3DModel
-    from vidgen.models.helios import HeliosTransformer3DModel
+    from vidgen.families.cogvideox.model import CogVideoXTransformer3DModel
+    from vidgen.families.helios.model import HeliosTransformer3DModel
 
     source = built.pipe.transformer
     cls = CogVideoXTransformer3DModel if built.spec.family == "cogvideox" else HeliosTransformer3DModel
@@ -214,7 +217,7 @@ def sharing(make, source: nn.Module, dtype: torch.dtype) -> nn.Module:
 def vidgen_model(built: Built, runtime: Runtime, transformer: nn.Module, text_encoder=None, vae=None):
     """vidgen's loaded model (what `cogvideox.load` / `helios.load` return) from built parts, placed
     for `runtime` as load() places them. Text encoder and VAE default to diffusers' pipeline's own."""
-    from vidgen.levers import ready_transformer
+    from vidgen.runtime.levers import ready_transformer
 
     pipe = built.pipe
     parts = dict(

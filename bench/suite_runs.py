@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from vidgen.pipelines import cogvideox, helios
-from vidgen.request import Request, Runtime
+from vidgen.core.request import Request, Runtime
+from vidgen.families.cogvideox import pipeline as cogvideox
+from vidgen.families.helios import pipeline as helios
 
 PROJECTED_STEPS = 50
 

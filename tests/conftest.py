@@ -7,8 +7,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from vidgen import tiny
 from vidgen.cli import app
+from vidgen.families import registry
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -23,7 +23,7 @@ def tiny_folder(tmp_path_factory):
     """`tiny_folder(family, variant)`: a tiny model's folder, built once per session in a cache of its
     own, so tests that point VIDGEN_CACHE elsewhere still find it."""
     root = tmp_path_factory.mktemp("tiny-models")
-    return lambda family, variant: tiny.ensure_tiny(family, variant, root)
+    return lambda family, variant: registry.ensure_tiny(family, variant, root)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -76,15 +76,15 @@ def offline_workdir(tmp_path, monkeypatch):
 
 @pytest.fixture
 def stand_in_pipeline(monkeypatch):
-    """A stand-in for vidgen.pipelines.cogvideox that records loading and makes black frames; replace
-    `.generate` to make generation fail."""
-    import sys
+    """A stand-in for CogVideoX's pipeline, in its registry row, that records loading and makes black
+    frames; replace `.generate` to make generation fail."""
     import types
+    from dataclasses import replace
 
     import numpy as np
 
-    import vidgen.pipelines
-    from vidgen.request import Result
+    from vidgen.core.request import Result
+    from vidgen.families import registry
 
     fake = types.SimpleNamespace(calls=[])
     # run.load counts the loaded transformer's bytes for the sidecar: a one-weight stand-in.
@@ -94,8 +94,8 @@ def stand_in_pipeline(monkeypatch):
     fake.generate = lambda model, request, runtime, progress, text_cache=None: Result(
         frames=np.zeros((request.frames, request.height, request.width, 3), np.uint8)
     )
-    monkeypatch.setitem(sys.modules, "vidgen.pipelines.cogvideox", fake)
-    monkeypatch.setattr(vidgen.pipelines, "cogvideox", fake, raising=False)
+    cogvideox = registry.FAMILIES["cogvideox"]
+    monkeypatch.setitem(registry.FAMILIES, "cogvideox", replace(cogvideox, pipeline=lambda: fake))
     return fake
 
 
@@ -106,7 +106,7 @@ def never_failing_block_noise(monkeypatch):
     diffusers' pyramid pipeline draws with it in the parity tests."""
     import diffusers
 
-    from vidgen.stages import pyramid
+    from vidgen.families.helios import pyramid
 
     def sample_block_noise(self, batch, channels, frames, height, width, patch_size, device, generator):
         gamma = self.scheduler.config.gamma

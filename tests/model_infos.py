@@ -3,7 +3,7 @@ memory without any model folder."""
 
 from dataclasses import replace
 
-from vidgen.model_info import ModelInfo
+from vidgen.core.model_info import ModelInfo
 
 COGVIDEOX = ModelInfo(
     family="cogvideox",

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from vidgen.live_prompts import LineReader, LiveEnded, LiveSchedule
-from vidgen.prompt_schedule import Cue, prompt_csv, read_prompt_file, text_at
+from vidgen.core.prompt_schedule import Cue, prompt_csv, read_prompt_file, text_at
+from vidgen.ui.live_prompts import LineReader, LiveEnded, LiveSchedule
 
 
 def lines_until_end(reader: LineReader, seconds: float = 10) -> list[str | None]:

@@ -5,7 +5,7 @@ import pytest
 from model_infos import COGVIDEOX, HELIOS
 
 import vidgen.validate.memory as memory
-from vidgen.memory.work import Footprint, least_bytes, read_footprint
+from vidgen.runtime.memory.work import Footprint, least_bytes, read_footprint
 
 FIVE_B = Footprint(inner_dim=48 * 64, decoder_channels=128)
 

@@ -1,13 +1,21 @@
 """Presets: every file parses, the released ones say what MODELS.md says, and each tiny preset agrees with
-the folder vidgen.tiny builds for it."""
+the folder vidgen.weights.tiny builds for it."""
 
 import diffusers
 import pytest
 
-from vidgen import tiny
-from vidgen.model_info import read_cogvideox_info, read_helios_info
-from vidgen.presets import PRESET_DIR, close_names, find_preset, load_preset, load_presets, match_preset
-from vidgen.validate import DTYPES
+from vidgen.families import registry
+from vidgen.families.cogvideox.info import read_cogvideox_info
+from vidgen.families.helios.info import read_helios_info
+from vidgen.validate.runtime import DTYPES
+from vidgen.weights.presets import (
+    PRESET_DIR,
+    close_names,
+    find_preset,
+    load_preset,
+    load_presets,
+    match_preset,
+)
 
 PRESETS = load_presets()
 RELEASED = [p for p in PRESETS.values() if not p.is_tiny]
@@ -96,7 +104,7 @@ def test_helios_presets_sample_as_the_authors_scripts_do():
 @pytest.mark.parametrize("preset", [p for p in TINY if p.family == "helios"], ids=lambda p: p.name)
 def test_tiny_helios_preset_agrees_with_the_folder_built_for_it(preset):
     family, variant = preset.tiny_variant
-    info = read_helios_info(tiny.ensure_tiny(family, variant))
+    info = read_helios_info(registry.ensure_tiny(family, variant))
     assert (info.architecture, info.modes) == (preset.architecture, preset.modes)
     assert (
         preset.dtype == "fp32"
@@ -110,7 +118,7 @@ def test_tiny_helios_preset_agrees_with_the_folder_built_for_it(preset):
 def test_tiny_preset_agrees_with_the_folder_built_for_it(preset):
     family, variant = preset.tiny_variant
     assert (preset.dtype, preset.height, preset.width) == ("fp32", 64, 96) and preset.steps <= 4
-    info = read_cogvideox_info(tiny.ensure_tiny(family, variant))
+    info = read_cogvideox_info(registry.ensure_tiny(family, variant))
     assert (info.architecture, info.modes) == (preset.architecture, preset.modes)
     if info.fixed_size:
         assert (preset.height, preset.width, preset.frames) == info.sample_size

@@ -3,8 +3,8 @@ and the per-chunk text with and without interpolation."""
 
 import pytest
 
-from vidgen.errors import VidgenError
-from vidgen.prompt_schedule import Cue, read_prompt_file, text_at, unused_cues
+from vidgen.core.errors import VidgenError
+from vidgen.core.prompt_schedule import Cue, read_prompt_file, text_at, unused_cues
 
 
 def cues_of(tmp_path, name: str, text: str) -> list[tuple[int, str]]:

@@ -1,12 +1,16 @@
 """The offline tiny-model builder: deterministic folders that diffusers' own pipelines load and run."""
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from vidgen import tiny
+from vidgen.families import registry
+from vidgen.families.cogvideox import tiny as cogvideox_tiny
+from vidgen.families.helios import tiny as helios_tiny
+from vidgen.weights import tiny
 
 
 def _weights(folder, component):
@@ -15,9 +19,9 @@ def _weights(folder, component):
 
 
 def test_same_seed_builds_identical_weights_and_another_seed_differs(tmp_path):
-    first = tiny.build_tiny_cogvideox(tmp_path / "a", seed=3)
-    again = tiny.build_tiny_cogvideox(tmp_path / "b", seed=3)
-    other = tiny.build_tiny_cogvideox(tmp_path / "c", seed=4)
+    first = cogvideox_tiny.build_tiny_cogvideox(tmp_path / "a", seed=3)
+    again = cogvideox_tiny.build_tiny_cogvideox(tmp_path / "b", seed=3)
+    other = cogvideox_tiny.build_tiny_cogvideox(tmp_path / "c", seed=4)
     for component in ("text_encoder", "transformer", "vae"):
         a, b, c = (_weights(f, component) for f in (first, again, other))
         assert a.keys() == b.keys() == c.keys()
@@ -26,13 +30,13 @@ def test_same_seed_builds_identical_weights_and_another_seed_differs(tmp_path):
 
 
 def test_no_transformer_parameter_is_left_all_zero(tmp_path):
-    folder = tiny.build_tiny_helios(tmp_path / "h")
+    folder = helios_tiny.build_tiny_helios(tmp_path / "h")
     weights = _weights(folder, "transformer")
     assert [k for k, v in weights.items() if not v.any()] == []
 
 
 def test_model_index_names_diffusers_and_transformers_classes(tmp_path):
-    folder = tiny.build_tiny_cogvideox(tmp_path / "i2v", variant="i2v")
+    folder = cogvideox_tiny.build_tiny_cogvideox(tmp_path / "i2v", variant="i2v")
     index = json.loads((folder / "model_index.json").read_text())
     assert index["_class_name"] == "CogVideoXImageToVideoPipeline"
     assert index["transformer"] == ["diffusers", "CogVideoXTransformer3DModel"]
@@ -57,7 +61,9 @@ def test_diffusers_runs_every_tiny_cogvideox_variant(tmp_path, variant):
     from diffusers import DiffusionPipeline
     from PIL import Image
 
-    pipe = DiffusionPipeline.from_pretrained(tiny.build_tiny_cogvideox(tmp_path / variant, variant=variant))
+    pipe = DiffusionPipeline.from_pretrained(
+        cogvideox_tiny.build_tiny_cogvideox(tmp_path / variant, variant=variant)
+    )
     pipe.set_progress_bar_config(disable=True)
     frames = 17 if variant.startswith("1.5") else 9
     inputs = dict(prompt="a cat walks", num_inference_steps=1, height=64, width=96, num_frames=frames)
@@ -71,7 +77,7 @@ def test_diffusers_runs_every_tiny_cogvideox_variant(tmp_path, variant):
 def test_diffusers_runs_the_tiny_helios_base_pipeline(tmp_path):
     from diffusers import DiffusionPipeline
 
-    pipe = DiffusionPipeline.from_pretrained(tiny.build_tiny_helios(tmp_path / "helios"))
+    pipe = DiffusionPipeline.from_pretrained(helios_tiny.build_tiny_helios(tmp_path / "helios"))
     pipe.set_progress_bar_config(disable=True)
     video = pipe(
         prompt="a cat walks",
@@ -86,7 +92,7 @@ def test_diffusers_runs_the_tiny_helios_base_pipeline(tmp_path):
 
 
 def test_distilled_helios_folder_is_a_distilled_pyramid_pipeline(tmp_path):
-    folder = tiny.build_tiny_helios(tmp_path / "distilled", variant="distilled")
+    folder = helios_tiny.build_tiny_helios(tmp_path / "distilled", variant="distilled")
     index = json.loads((folder / "model_index.json").read_text())
     assert index["_class_name"] == "HeliosPyramidPipeline"
     assert index["is_distilled"] is True
@@ -98,14 +104,15 @@ def test_distilled_helios_folder_is_a_distilled_pyramid_pipeline(tmp_path):
 
 
 def test_ensure_tiny_builds_once_and_reuses_the_cache(tmp_path, monkeypatch):
-    first = tiny.ensure_tiny("cogvideox", "t2v", cache_dir=tmp_path)
+    first = registry.ensure_tiny("cogvideox", "t2v", cache_dir=tmp_path)
     stamp = (first / "model_index.json").stat().st_mtime_ns
 
     def must_not_build(*args, **kwargs):
         raise AssertionError("rebuilt a cached model")
 
-    monkeypatch.setattr(tiny, "build_tiny_cogvideox", must_not_build)
-    again = tiny.ensure_tiny("cogvideox", "t2v", cache_dir=tmp_path)
+    cogvideox = registry.FAMILIES["cogvideox"]
+    monkeypatch.setitem(registry.FAMILIES, "cogvideox", replace(cogvideox, build_tiny=must_not_build))
+    again = registry.ensure_tiny("cogvideox", "t2v", cache_dir=tmp_path)
     assert again == first and (again / "model_index.json").stat().st_mtime_ns == stamp
 
 
@@ -114,7 +121,8 @@ def test_interrupted_build_leaves_no_folder_under_the_final_name(tmp_path, monke
         (folder / "model_index.json").write_text("{}")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(tiny, "build_tiny_cogvideox", interrupted)
+    cogvideox = registry.FAMILIES["cogvideox"]
+    monkeypatch.setitem(registry.FAMILIES, "cogvideox", replace(cogvideox, build_tiny=interrupted))
     with pytest.raises(KeyboardInterrupt):
-        tiny.ensure_tiny("cogvideox", "t2v", cache_dir=tmp_path)
+        registry.ensure_tiny("cogvideox", "t2v", cache_dir=tmp_path)
     assert list((tmp_path / "tiny").iterdir()) == []

@@ -11,15 +11,16 @@ import typer
 from rich.console import Console
 from rich.table import Column, Table
 
-from vidgen import __version__, console
-from vidgen.errors import INTERRUPTED, VidgenError
-from vidgen.presets import close_names, find_preset, load_presets
-from vidgen.progress import Silent
-from vidgen.signals import exit_code, stop_signals_as_interrupts
+from vidgen import __version__
+from vidgen.core.errors import INTERRUPTED, VidgenError
+from vidgen.core.progress import Silent
+from vidgen.ui import console
+from vidgen.ui.signals import exit_code, stop_signals_as_interrupts
+from vidgen.weights.presets import close_names, find_preset, load_presets
 
 if TYPE_CHECKING:  # torch loads only when a command runs
-    from vidgen.stream import StreamOutcome
-    from vidgen.validate import StreamPlan
+    from vidgen.app.prepare_stream import StreamPlan
+    from vidgen.app.stream import StreamOutcome
 
 EXIT_CODES = (
     "Exit codes: 0 done; 1 the output could not be written (a full disk, a file-size limit, a failed "
@@ -82,7 +83,7 @@ class Cache(str, Enum):
     taylorseer = "taylorseer"
 
 
-class Parallel(str, Enum):  # vidgen.parallel.PARALLEL_CHOICES
+class Parallel(str, Enum):  # vidgen.runtime.parallel.PARALLEL_CHOICES
     auto = "auto"
     ulysses = "ulysses"
     ring = "ring"
@@ -469,11 +470,11 @@ def stream(
     """A long Helios video, each 33-frame chunk written as soon as it is generated."""
     values = {name: value.value if isinstance(value, Enum) else value for name, value in locals().items()}
     console.quiet_libraries()  # before the imports below load them: they log on import
-    from vidgen.live_prompts import LineReader
-    from vidgen.parallel import leave, outcome_speaker
-    from vidgen.stream import stream_video  # torch and the pipelines load only when a command runs
-    from vidgen.stream_progress import SilentStream, StreamProgress
-    from vidgen.validate import StreamOptions, prepare_stream, stream_mode
+    from vidgen.app.prepare_stream import StreamOptions, prepare_stream, stream_mode
+    from vidgen.app.stream import stream_video  # torch and the pipelines load only when a command runs
+    from vidgen.runtime.parallel import leave, outcome_speaker
+    from vidgen.ui.live_prompts import LineReader
+    from vidgen.ui.stream_progress import SilentStream, StreamProgress
 
     quiet = values.pop("quiet")
     with _reported_errors():
@@ -508,9 +509,10 @@ def _streamed(plan: "StreamPlan", outcome: "StreamOutcome") -> str:
 def _generate(mode: str, values: dict[str, Any]) -> None:
     """Check, generate, write, then print the result."""
     console.quiet_libraries()  # before the imports below load them: they log on import
-    from vidgen.parallel import leave, outcome_speaker
-    from vidgen.run import run  # torch and the pipelines load only when a command runs
-    from vidgen.validate import Options, prepare
+    from vidgen.app.prepare import prepare
+    from vidgen.app.run import run  # torch and the pipelines load only when a command runs
+    from vidgen.runtime.parallel import leave, outcome_speaker
+    from vidgen.validate.common import Options
 
     values = {name: value.value if isinstance(value, Enum) else value for name, value in values.items()}
     quiet, json_output = values.pop("quiet"), values.pop("json_output")
@@ -602,7 +604,7 @@ def batch(
 ) -> None:
     """Run many jobs from a JSONL or CSV file with the model loaded once; running it again resumes."""
     values = {name: value.value if isinstance(value, Enum) else value for name, value in locals().items()}
-    from vidgen.batch import BatchOptions, run_batch  # torch loads only when a command runs
+    from vidgen.app.batch import BatchOptions, run_batch  # torch loads only when a command runs
 
     flags = {name: values.pop(name) for name in ("jobs", "outdir", "mode", "dry_run", "overwrite", "quiet")}
     json_output = values.pop("json_output")
@@ -640,9 +642,10 @@ def download(
 
     Only the files vidgen reads (safetensors, configs, tokenizer). Files already cached are kept; an
     interrupted download resumes; a damaged file is fetched again."""
-    from vidgen import download as downloads  # huggingface_hub loads only when a command runs
-    from vidgen.download_progress import DownloadProgress
-    from vidgen.sources import hub_repo
+    from vidgen.families import registry
+    from vidgen.ui.download_progress import DownloadProgress
+    from vidgen.weights import download as downloads  # huggingface_hub loads only when a command runs
+    from vidgen.weights.sources import hub_repo
 
     command = f"vidgen download {model}"
     with _reported_errors():
@@ -651,7 +654,7 @@ def download(
             typer.echo("\n".join(downloads.dry_run(repo_id, command)))
             return
         with DownloadProgress() as progress:
-            snapshot = downloads.download(repo_id, command, progress)
+            snapshot = downloads.download(repo_id, command, progress, registry.WEIGHTS.classes_for)
     typer.echo(f"{repo_id}: complete and verified in {snapshot}")
 
 
@@ -670,11 +673,12 @@ def models(context: typer.Context) -> None:
         Column("source", overflow="fold"),
         Column("cached", max_width=8),
     )
-    from vidgen.download import cached_status  # huggingface_hub loads only when a command runs
+    from vidgen.families import registry
+    from vidgen.weights.download import cached_status  # huggingface_hub loads only when a command runs
 
     for preset in load_presets().values():
         size = f"{preset.height}x{preset.width}, {preset.frames}"
-        status = "built" if preset.is_tiny else cached_status(preset.source)
+        status = "built" if preset.is_tiny else cached_status(preset.source, registry.WEIGHTS.classes_for)
         table.add_row(preset.name, " ".join(preset.modes), size, preset.source, status)
     Console().print(table)
 

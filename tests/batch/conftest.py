@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-import vidgen.pipelines.cogvideox as cogvideox
+import vidgen.families.cogvideox.pipeline as cogvideox
 
 # One frame, one step, 32x32: every job takes a fraction of a second on the tiny model.
 SMALL = ("--model", "tiny-cogvideox", "--steps", "1", "--height", "32", "--width", "32", "--frames", "1")

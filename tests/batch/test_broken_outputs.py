@@ -6,7 +6,7 @@ import os
 import signal
 import time
 
-import vidgen.pipelines.cogvideox as cogvideox
+import vidgen.families.cogvideox.pipeline as cogvideox
 
 
 def test_resume_reruns_a_done_job_whose_output_was_cut_short_or_removed(batch, generated, workdir):

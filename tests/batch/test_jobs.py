@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from vidgen.batch.jobs import JobFile, parse_jobs
-from vidgen.errors import VidgenError
+from vidgen.app.batch.jobs import JobFile, parse_jobs
+from vidgen.core.errors import VidgenError
 
 DEFAULTS = {"model": "tiny-cogvideox", "steps": 1, "negative_prompt": ""}
 

@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from vidgen.batch.manifest import ManifestWriter, Record, is_done, latest, manifest_files
-from vidgen.batch.ranks import Rank
-from vidgen.errors import VidgenError
+from vidgen.app.batch.manifest import ManifestWriter, Record, is_done, latest, manifest_files
+from vidgen.core.errors import VidgenError
 from vidgen.io.writer import VideoWriter
+from vidgen.runtime.ranks import Rank
 
 SPEC = {"prompt": "a cat", "seed": 1}
 

@@ -4,8 +4,8 @@ import io
 
 from rich.console import Console
 
-from vidgen.batch.manifest import Record
-from vidgen.batch.progress import BatchProgress, eta
+from vidgen.app.batch.manifest import Record
+from vidgen.app.batch.progress import BatchProgress, eta
 
 
 def test_eta_is_the_mean_job_time_per_job_left_less_the_current_jobs_time():

@@ -76,7 +76,7 @@ def test_a_csv_cell_of_nan_or_inf_fails_its_line(batch, generated, workdir):
 
 
 def test_a_record_holding_a_non_finite_number_is_still_one_strict_json_line():
-    from vidgen.batch.manifest import Record, record_line
+    from vidgen.app.batch.manifest import Record, record_line
 
     line = record_line(Record("a", 1, "failed", job={"guidance": float("nan"), "sizes": [float("-inf")]}))
     assert line.endswith("\n") and line.count("\n") == 1
@@ -119,7 +119,7 @@ def test_checking_a_batch_decodes_each_distinct_input_file_once(invoke_cli, work
 def test_an_input_file_that_changes_is_read_again(tmp_path):
     from PIL import Image
 
-    from vidgen.validate import InputReader
+    from vidgen.validate.common import InputReader
 
     reader = InputReader()
     Image.new("RGB", (8, 8), (0, 0, 0)).save(tmp_path / "a.png")
@@ -159,7 +159,7 @@ def test_a_torn_manifest_line_is_repaired_on_resume_and_its_job_runs_again(
 
 
 def test_repair_drops_only_torn_lines_and_leaves_a_whole_manifest_alone(tmp_path):
-    from vidgen.batch.manifest import Record, record_line, repair, torn_names
+    from vidgen.app.batch.manifest import Record, record_line, repair, torn_names
 
     path = tmp_path / "manifest.jsonl"
     good = record_line(Record("a", 1, "ok", output="a.mp4"))
@@ -255,9 +255,9 @@ def test_two_batches_started_together_on_one_outdir_never_both_generate(batch, w
 
 
 def test_the_ranks_of_one_torchrun_run_share_the_lock_and_other_runs_are_refused(tmp_path):
-    from vidgen.batch.lock import group_id, outdir_lock
-    from vidgen.batch.ranks import Rank
-    from vidgen.errors import VidgenError
+    from vidgen.app.batch.lock import group_id, outdir_lock
+    from vidgen.core.errors import VidgenError
+    from vidgen.runtime.ranks import Rank
 
     env = {"TORCHELASTIC_RUN_ID": "run-1", "MASTER_ADDR": "node0", "MASTER_PORT": "29500"}
     ours, theirs = group_id(Rank(0, 2), env), group_id(Rank(0, 2), {**env, "TORCHELASTIC_RUN_ID": "run-2"})
@@ -274,7 +274,7 @@ def test_the_ranks_of_one_torchrun_run_share_the_lock_and_other_runs_are_refused
 
 
 def test_a_check_that_raises_unexpectedly_fails_only_its_own_line(batch, generated, workdir, monkeypatch):
-    import vidgen.batch.runner as runner
+    import vidgen.app.batch.runner as runner
 
     real = runner.plan_job
 

@@ -4,7 +4,7 @@ from collections import Counter
 
 import torch
 
-from vidgen.batch.runner import _forget_unused
+from vidgen.app.batch.runner import _forget_unused
 from vidgen.stages.text import PromptEmbedding, TextCache
 
 

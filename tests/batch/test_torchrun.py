@@ -4,13 +4,13 @@ import collections
 import subprocess
 import sys
 
-from vidgen import tiny
+from vidgen.families import registry
 
 
 def test_two_ranks_run_every_job_exactly_once_and_rank_0_reports_for_both(
     workdir, small, write_jobs, manifest
 ):
-    tiny.ensure_tiny("cogvideox", "t2v")  # built once here, not raced by the two ranks
+    registry.ensure_tiny("cogvideox", "t2v")  # built once here, not raced by the two ranks
     write_jobs(
         workdir / "jobs.jsonl",
         *({"prompt": f"a cat {n % 2}", "seed": n} for n in range(1, 4)),

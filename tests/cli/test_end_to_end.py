@@ -17,8 +17,9 @@ from parity import assert_uint8_matches, read_png_folder
 from PIL import Image
 from typer.testing import CliRunner
 
-from vidgen import __version__, tiny
+from vidgen import __version__
 from vidgen.cli import app
+from vidgen.families import registry
 from vidgen.io.media import read_comment, read_video
 
 SEED = 7
@@ -26,7 +27,7 @@ LONG_PROMPT = " ".join(["a red robot dances on the beach at night"] * 30)  # ~30
 
 
 def diffusers_frames(pipeline_class, variant: str, **inputs) -> np.ndarray:
-    pipe = pipeline_class.from_pretrained(tiny.ensure_tiny("cogvideox", variant))
+    pipe = pipeline_class.from_pretrained(registry.ensure_tiny("cogvideox", variant))
     pipe.set_progress_bar_config(disable=True)
     generator = torch.Generator("cpu").manual_seed(SEED)
     frames = pipe(**inputs, generator=generator, output_type="np").frames[0]

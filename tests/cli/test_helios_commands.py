@@ -13,13 +13,13 @@ import torch
 from parity import assert_uint8_matches, read_png_folder
 from PIL import Image
 
-from vidgen import tiny
+from vidgen.families import registry
 
 SEED = 7
 
 
 def diffusers_frames(variant: str, **inputs) -> np.ndarray:
-    pipe = diffusers.DiffusionPipeline.from_pretrained(tiny.ensure_tiny("helios", variant))
+    pipe = diffusers.DiffusionPipeline.from_pretrained(registry.ensure_tiny("helios", variant))
     pipe.set_progress_bar_config(disable=True)
     generator = torch.Generator("cpu").manual_seed(SEED)
     frames = pipe(**inputs, max_sequence_length=512, generator=generator, output_type="np").frames[0]

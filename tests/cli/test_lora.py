@@ -19,10 +19,10 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from vidgen import tiny
-from vidgen.lora import check_lora, fuse_loras
-from vidgen.models.cogvideox import CogVideoXTransformer3DModel
-from vidgen.models.helios import HeliosTransformer3DModel
+from vidgen.families import registry
+from vidgen.families.cogvideox.model import CogVideoXTransformer3DModel
+from vidgen.families.helios.model import HeliosTransformer3DModel
+from vidgen.runtime.lora import check_lora, fuse_loras
 
 SEED = 7
 LORA_B_GAIN = 2.0
@@ -48,7 +48,7 @@ def make_lora(model: str, folder, seed: int, alpha: int = 8):
     """A rank-4 LoRA on the attention and feed-forward projections of a tiny model, saved by diffusers;
     random A and B (PEFT's init leaves B at zero, which would change nothing)."""
     family, variant, pipeline, _ = MODELS[model]
-    base = tiny.ensure_tiny(family, variant)
+    base = registry.ensure_tiny(family, variant)
     transformer = REFERENCE_TRANSFORMERS[family].from_pretrained(base, subfolder="transformer")
     torch.manual_seed(seed)
     config = LoraConfig(
@@ -82,7 +82,7 @@ def loras(tmp_path_factory):
 
 def diffusers_frames(model: str, loras: list, scales: list[float], **inputs) -> np.ndarray:
     family, variant, pipeline, _ = MODELS[model]
-    pipe = pipeline.from_pretrained(tiny.ensure_tiny(family, variant))
+    pipe = pipeline.from_pretrained(registry.ensure_tiny(family, variant))
     pipe.set_progress_bar_config(disable=True)
     names = [f"adapter{index}" for index in range(len(loras))]
     for name, path in zip(names, loras, strict=True):
@@ -159,10 +159,10 @@ def test_helios_stream_with_loras_equals_diffusers_load_lora_weights(vidgen, wor
 @pytest.mark.parametrize("model", ["cogvideox", "helios"])
 def test_fused_equals_unfused_also_into_fused_qkv(loras, model):
     family, variant, _, cls = MODELS[model]
-    folder = tiny.ensure_tiny(family, variant)
+    folder = registry.ensure_tiny(family, variant)
     notes: list[str] = []
     chosen = [
-        check_lora(f"{path}:{scale}", family, folder, notes)
+        check_lora(f"{path}:{scale}", registry.family(family), folder, notes)
         for path, scale in zip(loras[model], (0.7, 1.3), strict=True)
     ]
     assert notes == []  # every layer of these LoRAs is in the model
@@ -206,10 +206,10 @@ def test_keys_without_the_transformer_prefix_load_the_same(loras, tmp_path):
         metadata = file.metadata()  # the rank and alpha diffusers saved
     state = {key.removeprefix("transformer."): value for key, value in load_file(path).items()}
     save_file(state, tmp_path / "bare.safetensors", metadata=metadata)
-    folder = tiny.ensure_tiny("cogvideox", "t2v")
+    folder = registry.ensure_tiny("cogvideox", "t2v")
     fused = []
     for lora_file in (path, tmp_path / "bare.safetensors"):
-        lora = check_lora(str(lora_file), "cogvideox", folder, [])
+        lora = check_lora(str(lora_file), registry.family("cogvideox"), folder, [])
         model = CogVideoXTransformer3DModel.from_pretrained(folder, subfolder="transformer")
         fused.append(fuse_loras(model, (lora,)).state_dict())
     assert fused[0].keys() == fused[1].keys()
@@ -238,10 +238,10 @@ def test_a_wan_layout_helios_lora_is_converted_by_diffusers_and_fuses_the_same(l
     for key in [key for key in state if key.endswith(".lora_down.weight")]:
         state[key.replace(".lora_down.weight", ".alpha")] = torch.tensor(8.0)
     save_file(state, tmp_path / "wan.safetensors")
-    folder = tiny.ensure_tiny("helios", "base")
+    folder = registry.ensure_tiny("helios", "base")
     fused = []
     for lora_file in (path, tmp_path / "wan.safetensors"):
-        lora = check_lora(str(lora_file), "helios", folder, [])
+        lora = check_lora(str(lora_file), registry.family("helios"), folder, [])
         model = HeliosTransformer3DModel.from_pretrained(folder, subfolder="transformer")
         fused.append(fuse_loras(model, (lora,)).state_dict())
     assert fused[0].keys() == fused[1].keys()
@@ -254,7 +254,7 @@ def test_a_wan_layout_helios_lora_is_converted_by_diffusers_and_fuses_the_same(l
 def test_a_batch_alternating_lora_sets_fuses_each_set_once_and_equals_separate_runs(
     vidgen, workdir, loras, monkeypatch
 ):
-    from vidgen import levers, lora
+    from vidgen.runtime import levers, lora
 
     fused_sets, hashed = [], []
     fuse, sha256 = levers.fuse_loras, lora.sha256
@@ -348,12 +348,13 @@ def test_a_lora_matching_only_some_layers_says_how_many(workdir, loras):
     state["transformer.transformer_blocks.9.attn1.to_q.lora_B.weight"] = torch.zeros(32, 4)
     save_file(state, workdir / "partial.safetensors")
     notes: list[str] = []
-    check_lora("partial.safetensors", "cogvideox", tiny.ensure_tiny("cogvideox", "t2v"), notes)
+    folder = registry.ensure_tiny("cogvideox", "t2v")
+    check_lora("partial.safetensors", registry.family("cogvideox"), folder, notes)
     assert len(notes) == 1 and "matches 12 of its 13 layers" in notes[0]
 
 
 def test_a_scale_is_only_a_trailing_number(workdir):
-    from vidgen.lora import parse_lora
+    from vidgen.runtime.lora import parse_lora
 
     (workdir / "a:b").mkdir()
     assert parse_lora("a:b") == ("a:b", 1.0)  # an existing path keeps its colon
@@ -362,7 +363,7 @@ def test_a_scale_is_only_a_trailing_number(workdir):
 
 
 def test_lora_is_a_preset_key(tmp_path):
-    from vidgen.presets import PRESET_DIR, load_preset
+    from vidgen.weights.presets import PRESET_DIR, load_preset
 
     text = (PRESET_DIR / "tiny-cogvideox.toml").read_text() + 'lora = "style.safetensors:0.5"\n'
     (tmp_path / "styled.toml").write_text(text)
@@ -387,12 +388,12 @@ def test_a_hub_repo_id_resolves_through_the_hub_cache_offline(vidgen, workdir, l
 
 
 def test_loras_are_fused_before_quantizing(loras):
-    from vidgen.levers import ready_transformer
-    from vidgen.memory.quantize import FP8_STORAGE_DTYPE
-    from vidgen.request import Runtime
+    from vidgen.core.request import Runtime
+    from vidgen.runtime.levers import ready_transformer
+    from vidgen.runtime.memory.quantize import FP8_STORAGE_DTYPE
 
-    folder = tiny.ensure_tiny("cogvideox", "t2v")
-    lora = check_lora(str(loras["cogvideox"][0]), "cogvideox", folder, [])
+    folder = registry.ensure_tiny("cogvideox", "t2v")
+    lora = check_lora(str(loras["cogvideox"][0]), registry.family("cogvideox"), folder, [])
     expected = fuse_loras(
         CogVideoXTransformer3DModel.from_pretrained(folder, subfolder="transformer"), (lora,)
     )

@@ -8,17 +8,18 @@ import pytest
 import torch
 from parity import read_png_folder
 
-from vidgen import tiny
-from vidgen.errors import OUT_OF_MEMORY, VidgenError
-from vidgen.memory import auto, quantize
-from vidgen.memory.plan import device_peak
-from vidgen.memory.sizes import folder_parts
-from vidgen.memory.work import read_footprint, stage_work
-from vidgen.model_info import read_cogvideox_info
+from vidgen.core.errors import OUT_OF_MEMORY, VidgenError
+from vidgen.core.request import Request, Runtime
+from vidgen.families import registry
+from vidgen.families.cogvideox.info import read_cogvideox_info
 from vidgen.models import CogVideoXTransformer3DModel, HeliosTransformer3DModel
-from vidgen.presets import load_presets
-from vidgen.request import Request, Runtime
-from vidgen.validate import Options, build_runtime
+from vidgen.runtime.memory import auto, quantize
+from vidgen.runtime.memory.plan import device_peak
+from vidgen.runtime.memory.sizes import folder_parts
+from vidgen.runtime.memory.work import read_footprint, stage_work
+from vidgen.validate.common import Options
+from vidgen.validate.runtime import build_runtime
+from vidgen.weights.presets import load_presets
 
 COMMON = ("--seed", "3", "--steps", "2", "--format", "png", "--json")
 # fp8-storage against bf16 on the tiny CogVideoX, 9 frames of 64x96, seeds 1-4 and 3: measured mean
@@ -66,7 +67,7 @@ def test_fp8_storage_stores_the_block_layers_in_one_byte_and_stays_close_to_bf16
     # The cast layers go from 2 bytes to 1 a weight; the kept ones (embeddings, norms, projections)
     # are a large share of a tiny model, so compare against what the cast layers weigh.
     model = CogVideoXTransformer3DModel.from_pretrained(
-        tiny.ensure_tiny("cogvideox", "t2v"), subfolder="transformer", dtype=torch.bfloat16
+        registry.ensure_tiny("cogvideox", "t2v"), subfolder="transformer", dtype=torch.bfloat16
     )
     quantize.quantize(model, "fp8-storage", torch.bfloat16)
     cast = sum(p.numel() for p in model.parameters() if p.dtype == quantize.FP8_STORAGE_DTYPE)
@@ -150,7 +151,7 @@ def test_preset_keys_set_offload_and_quantize_unless_the_options_do():
 def test_auto_on_a_gpu_plans_from_the_folders_headers_and_the_free_memory(monkeypatch):
     # No GPU here: the device's free memory is the planner's input, so a "cuda" runtime is planned with
     # stated amounts free, derived from the tiny folder's own header sizes.
-    folder = tiny.ensure_tiny("cogvideox", "t2v")
+    folder = registry.ensure_tiny("cogvideox", "t2v")
     info = read_cogvideox_info(folder)
     runtime = Runtime(device="cuda", offload="auto", vae_tiling=None)
     request = Request(mode="t2v", prompt="a cat", height=480, width=720, frames=49)
@@ -182,7 +183,7 @@ def test_quantized_weight_bytes_count_the_fp8_storage():
 
 @pytest.mark.parametrize("free_gb, tiled", [(100, False), (0.001, True)])
 def test_auto_on_the_cpu_tiles_the_decode_only_when_the_free_ram_needs_it(monkeypatch, free_gb, tiled):
-    folder = tiny.ensure_tiny("cogvideox", "t2v")
+    folder = registry.ensure_tiny("cogvideox", "t2v")
     monkeypatch.setattr(auto, "free_host", lambda: int(free_gb * 1e9))
     request = Request(mode="t2v", prompt="a cat", height=480, width=720, frames=49)
     settled = auto.settle(

@@ -1,6 +1,6 @@
 """`vidgen models` lists every preset; `vidgen models show NAME` prints one preset's settings."""
 
-from vidgen.presets import load_presets
+from vidgen.weights.presets import load_presets
 
 
 def test_models_lists_every_preset_with_its_source(vidgen):

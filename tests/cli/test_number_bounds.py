@@ -8,6 +8,7 @@ from contextlib import contextmanager
 
 import pytest
 
+from vidgen.families import registry
 from vidgen.validate.limits import MAX_FRAMES, MAX_GUIDANCE, MAX_SIDE
 
 TINY = ("--model", "tiny-cogvideox", "--seed", "1", "--steps", "1", "--frames", "1")
@@ -61,13 +62,13 @@ def test_a_frame_count_in_the_billions_is_refused_at_once_not_searched(vidgen, w
 
 
 def test_the_nearest_valid_frame_count_is_found_in_constant_time():
-    from vidgen.errors import VidgenError
-    from vidgen.model_info import read_cogvideox_info
-    from vidgen.presets import load_presets
-    from vidgen.sources import fetch_configs, parse_model
-    from vidgen.validate.cogvideox import check_frames
+    from vidgen.core.errors import VidgenError
+    from vidgen.families.cogvideox.info import read_cogvideox_info
+    from vidgen.families.cogvideox.rules import check_frames
+    from vidgen.weights.presets import load_presets
+    from vidgen.weights.sources import fetch_configs, parse_model
 
-    info = read_cogvideox_info(fetch_configs(parse_model("tiny-cogvideox", load_presets())))
+    info = read_cogvideox_info(fetch_configs(parse_model("tiny-cogvideox", load_presets()), registry.WEIGHTS))
     with within(5), pytest.raises(VidgenError) as error:
         check_frames(10**15 + 2, info, "t2v", "tiny-cogvideox")
     assert "use --frames 1000000000000001 or 1000000000000009" in str(error.value)

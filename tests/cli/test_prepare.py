@@ -7,9 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
-from vidgen import tiny
+from vidgen.app.prepare import prepare
+from vidgen.families import registry
 from vidgen.io.writer import VideoWriter
-from vidgen.validate import Options, default_output_name, prepare
+from vidgen.validate.common import Options, default_output_name
 
 
 def plan_for(model: str, mode: str = "t2v", **options):
@@ -25,7 +26,7 @@ def test_a_preset_gives_its_own_settings():
 
 
 def test_a_folder_gets_the_released_preset_of_its_shape_with_fp16_made_fp32_on_cpu():
-    plan = plan_for(str(tiny.ensure_tiny("cogvideox", "t2v")), device="cpu")
+    plan = plan_for(str(registry.ensure_tiny("cogvideox", "t2v")), device="cpu")
     assert plan.preset.name == "cogvideox-2b" and plan.source.kind == "folder"
     assert (plan.request.height, plan.request.width, plan.request.frames) == (480, 720, 49)
     assert plan.runtime.dtype == torch.float32
@@ -33,15 +34,15 @@ def test_a_folder_gets_the_released_preset_of_its_shape_with_fp16_made_fp32_on_c
 
 
 def test_an_explicit_dtype_is_kept_on_cpu():
-    plan = plan_for(str(tiny.ensure_tiny("cogvideox", "t2v")), device="cpu", dtype="fp16")
+    plan = plan_for(str(registry.ensure_tiny("cogvideox", "t2v")), device="cpu", dtype="fp16")
     assert plan.runtime.dtype == torch.float16 and not any("fp32" in note for note in plan.notes)
 
 
 def test_a_folder_whose_model_cannot_take_the_presets_size_gets_its_own():
     # A learned-position I2V folder only takes its sample size; a 1.5 folder at most its rotary grid.
-    i2v = plan_for(str(tiny.ensure_tiny("cogvideox", "i2v")), mode="i2v", image=str(_image()))
+    i2v = plan_for(str(registry.ensure_tiny("cogvideox", "i2v")), mode="i2v", image=str(_image()))
     assert (i2v.request.height, i2v.request.width, i2v.request.frames) == (64, 96, 9)
-    t15 = plan_for(str(tiny.ensure_tiny("cogvideox", "1.5-t2v")))
+    t15 = plan_for(str(registry.ensure_tiny("cogvideox", "1.5-t2v")))
     assert t15.preset.name == "cogvideox1.5-5b"
     assert (t15.request.height, t15.request.width, t15.request.frames) == (64, 96, 81)
     assert dict(t15.request.scheduler) == {

@@ -16,7 +16,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from vidgen import tiny
+from vidgen.families import registry
 from vidgen.io.probe import frame_count
 from vidgen.io.writer import VideoWriter
 
@@ -26,7 +26,7 @@ T2V = [*VIDGEN, "t2v", "--model", "tiny-cogvideox", "a cat walks", "--seed", "1"
 
 @pytest.fixture
 def env(tmp_path):
-    tiny.ensure_tiny("cogvideox", "t2v")
+    registry.ensure_tiny("cogvideox", "t2v")
     return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
 
 
@@ -80,7 +80,7 @@ STREAM = [
 
 @pytest.fixture
 def helios_env(env):
-    tiny.ensure_tiny("helios", "base")
+    registry.ensure_tiny("helios", "base")
     return env
 
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 from parity import read_png_folder
 
-from vidgen import tiny
-from vidgen.memory import quantize
+from vidgen.families import registry
 from vidgen.models import CogVideoXTransformer3DModel, HeliosTransformer3DModel
+from vidgen.runtime.memory import quantize
 
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 # torchao's int8 weight-only keeps, per output row of a weight, a float32 scale and an int8 zero point.
@@ -41,7 +41,7 @@ def generate(vidgen, output, model, *options):
 def int8_saving(family: str, variant: str, dtype: torch.dtype) -> int:
     """Bytes int8 saves on a tiny transformer: every weight of the layers `quantize` picks goes from the
     dtype's size to one byte, and each of their output rows gains a scale and a zero point."""
-    folder = tiny.ensure_tiny(family, variant)
+    folder = registry.ensure_tiny(family, variant)
     model = MODELS[family].from_pretrained(folder, subfolder="transformer", dtype=dtype)
     layers = [layer for name, layer in model.named_modules() if quantize._quantizable(layer, name)]
     assert layers

@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vidgen import tiny
+from vidgen.app.prepare_stream import StreamOptions, prepare_stream
+from vidgen.core.model_info import read_helios_info
+from vidgen.core.request import Request, Runtime
+from vidgen.families import registry
+from vidgen.families.helios import pipeline as helios
+from vidgen.families.helios.rules import chunk_count, output_frames
 from vidgen.io.media import read_comment
 from vidgen.io.stream_writer import Mp4Stream
-from vidgen.model_info import read_helios_info
-from vidgen.pipelines import helios
-from vidgen.request import Request, Runtime
-from vidgen.validate import StreamOptions, prepare_stream
-from vidgen.validate.helios import chunk_count, output_frames
 
 TINY = ("--model", "tiny-helios", "--seed", "3")
 
@@ -96,7 +96,7 @@ def test_the_stream_keeps_no_chunk_once_it_is_written(vidgen, workdir, monkeypat
 
 
 def test_frames_round_up_to_whole_chunks_as_the_generator_counts_them():
-    folder = tiny.ensure_tiny("helios", "base")
+    folder = registry.ensure_tiny("helios", "base")
     info, model = read_helios_info(folder), helios.load(folder, Runtime())
     for frames in (1, 32, 33, 34, 66, 99, 100, 1440):
         request = Request(mode="t2v", prompt="x", frames=frames)

@@ -5,8 +5,7 @@ import socket
 import threading
 
 import pytest
-
-from vidgen import tiny_hub
+import tiny_hub
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from vidgen.tiny_hub import COMMIT
+from tiny_hub import COMMIT
 
 
 class FakeHub:

@@ -6,10 +6,9 @@ import shutil
 import time
 
 import pytest
+import tiny_hub
 import torch
 from safetensors.torch import load_file, save_file
-
-from vidgen import tiny_hub
 
 TINY_ARGS = ("--height", "64", "--width", "96", "--frames", "9", "--steps", "1", "--dtype", "fp32")
 TINY_ARGS += ("--seed", "1")
@@ -23,7 +22,7 @@ def t2v(invoke_cli, monkeypatch):
     def never_load(*args, **kwargs):
         raise AssertionError("weights were loaded")
 
-    from vidgen import loading
+    from vidgen.weights import loading
 
     def run(model: str):
         with monkeypatch.context() as patch:
@@ -67,13 +66,14 @@ def test_not_cached_and_hub_never_answers_fails_within_the_timeout(hub_env, t2v,
 
 
 def test_hub_ids_match_the_cache_ignoring_case_and_follow_the_owner_move(hub_env, own_cache, invoke_cli):
-    from vidgen.presets import load_presets
-    from vidgen.sources import fetch_model, parse_model
+    from vidgen.families import registry
+    from vidgen.weights.presets import load_presets
+    from vidgen.weights.sources import fetch_model, parse_model
 
     cache, snapshot = own_cache("cogvideox-2b", repo_id="zai-org/CogVideoX-2b")
     hub_env(cache)
     for model in ("thudm/cogvideox-2b", "ZAI-ORG/cogvideox-2B"):
-        assert fetch_model(parse_model(model, load_presets())).folder == snapshot
+        assert fetch_model(parse_model(model, load_presets()), registry.WEIGHTS).folder == snapshot
     run = invoke_cli("t2v", "--model", "cogvideox-2b", "a cat", *TINY_ARGS, "-o", "out.mp4")
     assert run.exit_code == 0, run.stderr
 

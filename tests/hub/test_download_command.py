@@ -4,9 +4,8 @@ files vidgen reads, resumed and repaired, into the standard cache layout, then v
 import hashlib
 
 import pytest
+import tiny_hub
 from fake_hub import FakeHub
-
-from vidgen import tiny_hub
 
 REPO = "THUDM/CogVideoX-2b"
 # What the published repos hold beside the files vidgen reads: pickled and variant copies, a README.

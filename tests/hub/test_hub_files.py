@@ -1,7 +1,7 @@
 """Which repo files vidgen fetches, and where the cache is: read from the environment at each call."""
 
-from vidgen import hub
-from vidgen.hub import RemoteFile
+from vidgen.weights import hub
+from vidgen.weights.hub import RemoteFile
 
 
 def test_select_keeps_weights_configs_and_tokenizer_files_only():
@@ -67,7 +67,7 @@ def test_cached_snapshot_matches_ignoring_case_and_the_owner_move(monkeypatch, t
 def test_a_bad_hub_timeout_is_a_user_error(monkeypatch):
     import pytest
 
-    from vidgen.errors import VidgenError
+    from vidgen.core.errors import VidgenError
 
     monkeypatch.setenv("VIDGEN_HUB_TIMEOUT", "soon")
     with pytest.raises(VidgenError, match="VIDGEN_HUB_TIMEOUT=soon"):

@@ -4,9 +4,10 @@ so; --preset NAME|none chooses explicitly."""
 import json
 
 import pytest
+import tiny_hub
 
-from vidgen import tiny_hub
-from vidgen.validate import Options, prepare
+from vidgen.app.prepare import prepare
+from vidgen.validate.common import Options
 
 
 @pytest.fixture

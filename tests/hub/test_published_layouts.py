@@ -5,11 +5,13 @@ import json
 
 import numpy as np
 import pytest
+import tiny_hub
 import torch
 from PIL import Image
 
-from vidgen import loading, tiny_hub
-from vidgen.model_check import check_model
+from vidgen.families import registry
+from vidgen.weights import loading
+from vidgen.weights.model_check import check_model
 
 # Tiny sizes each family's tiny model runs at (see presets/tiny-*.toml).
 SIZES = {
@@ -54,7 +56,7 @@ def test_cogvideox_published_layout_has_the_older_tokenizer_set_and_sharded_weig
     config = json.loads((snapshot / "text_encoder" / "config.json").read_text())
     assert config["torch_dtype"] == "float32" and config["dropout_rate"] == 0.1
     assert (snapshot / "transformer" / "diffusion_pytorch_model.safetensors.index.json").is_file()
-    check_model(snapshot, "")
+    check_model(snapshot, "", registry.WEIGHTS.classes_for(snapshot))
 
 
 def test_older_t5_tokenizer_set_loads_and_encodes_as_sentencepiece_does(published_cache):
@@ -73,7 +75,7 @@ def test_protobuf_is_a_dependency_because_transformers_needs_it_for_spiece_model
 
     import google.protobuf  # noqa: F401  the installed dependency
 
-    from vidgen.presets import tomllib
+    from vidgen.weights.presets import tomllib
 
     pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
     assert any(dep.startswith("protobuf") for dep in pyproject["project"]["dependencies"])

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vidgen.errors import VidgenError
+from vidgen.core.errors import VidgenError
 from vidgen.io.media import read_comment, read_image, read_video
 from vidgen.io.writer import VideoWriter
 

@@ -6,9 +6,10 @@ import time
 
 import numpy as np
 
-from vidgen import tiny
+from vidgen.families import registry
 from vidgen.io.partials import Hold, partial_name
 from vidgen.io.writer import VideoWriter, write_sidecar
+from vidgen.weights import tiny
 
 
 def test_writing_an_output_again_removes_the_partials_a_killed_run_left_but_not_a_live_one(tmp_path):
@@ -44,7 +45,7 @@ def test_using_the_cache_again_removes_a_killed_build_but_not_a_running_one(tmp_
         os.utime(folder, (a_while_ago, a_while_ago))
     hold = Hold(running)
     try:
-        assert tiny.ensure_tiny("cogvideox", "t2v", cache_dir=tmp_path) == built
+        assert registry.ensure_tiny("cogvideox", "t2v", cache_dir=tmp_path) == built
     finally:
         hold.release()
     assert sorted(os.listdir(tmp_path / "tiny")) == sorted([built.name, running.name])

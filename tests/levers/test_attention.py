@@ -8,14 +8,14 @@ import pytest
 import torch
 from PIL import Image
 
-import vidgen.run
-from vidgen.errors import VidgenError
-from vidgen.levers import apply_runtime
-from vidgen.models.cogvideox import CogVideoXTransformer3DModel
-from vidgen.models.layers import DispatchedAttention
-from vidgen.request import Runtime
-from vidgen.validate import runtime as runtime_checks
-from vidgen.validate.runtime import ATTENTION_CHOICES, resolve_attention
+import vidgen.app.run
+from vidgen.core.errors import VidgenError
+from vidgen.core.request import Runtime
+from vidgen.families.cogvideox.model import CogVideoXTransformer3DModel
+from vidgen.families.layers import DispatchedAttention
+from vidgen.runtime import attention as runtime_checks
+from vidgen.runtime.attention import ATTENTION_CHOICES, resolve_attention
+from vidgen.runtime.levers import apply_runtime
 
 COMMANDS = {
     "t2v": ("t2v", "--model", "tiny-cogvideox", "a cat", "-o", "out.mp4"),
@@ -56,7 +56,7 @@ def test_a_backend_that_cannot_run_is_one_line_exit_2_before_anything_loads(
 
 
 def vidgen_run_module():
-    return vidgen.run
+    return vidgen.app.run
 
 
 def fake_cuda(monkeypatch, capability, installed=()):
@@ -161,8 +161,9 @@ def test_the_choice_is_in_the_json_summary_and_the_sidecar(vidgen, workdir):
 def test_a_preset_sets_the_default_backend_and_the_option_overrides_it(tmp_path):
     from dataclasses import replace
 
-    from vidgen.presets import load_presets
-    from vidgen.validate import Options, build_runtime
+    from vidgen.validate.common import Options
+    from vidgen.validate.runtime import build_runtime
+    from vidgen.weights.presets import load_presets
 
     preset = replace(load_presets()["tiny-cogvideox"], attention="flex")
     assert build_runtime(Options(mode="t2v", model="m"), preset, "cpu", []).attention == "flex"
@@ -171,7 +172,7 @@ def test_a_preset_sets_the_default_backend_and_the_option_overrides_it(tmp_path)
 
 
 def test_a_preset_file_may_name_its_attention_backend(tmp_path):
-    from vidgen.presets import PRESET_DIR, load_preset
+    from vidgen.weights.presets import PRESET_DIR, load_preset
 
     text = (PRESET_DIR / "tiny-cogvideox.toml").read_text()
     (tmp_path / "mine.toml").write_text(text + '\nattention = "flex"\n')

@@ -6,10 +6,11 @@ import json
 import numpy as np
 import pytest
 
-from vidgen import tiny
-from vidgen.levers import take_skip_count
-from vidgen.pipelines import cogvideox, helios
-from vidgen.request import Request, Runtime
+from vidgen.core.request import Request, Runtime
+from vidgen.families.cogvideox import pipeline as cogvideox
+from vidgen.families.helios import pipeline as helios
+from vidgen.families.helios import tiny as helios_tiny
+from vidgen.runtime.levers import take_skip_count
 
 COGVIDEOX = Request(mode="t2v", prompt="a cat", seed=3, steps=6, guidance=6.0, height=64, width=96, frames=9)
 HELIOS = Request(mode="t2v", prompt="a cat", seed=3, steps=3, guidance=5.0, height=32, width=48, frames=66)
@@ -87,7 +88,7 @@ def test_the_sidecar_records_the_mode_and_the_skipped_calls(invoke_cli, offline_
 def test_pyramid_stages_start_the_cache_over_at_each_size(tmp_path):
     """Helios-Distilled denoises each chunk at three sizes: a cache kept across them compared tensors
     of different shapes and crashed."""
-    folder = tiny.build_tiny_helios(tmp_path / "distilled", variant="distilled")
+    folder = helios_tiny.build_tiny_helios(tmp_path / "distilled", variant="distilled")
     request = Request(mode="t2v", prompt="a cat", seed=3, guidance=1.0, height=64, width=128, frames=33)
     settings = helios.HeliosSettings(pyramid_steps=(2, 2, 2), amplify_first_chunk=False)
 
@@ -106,7 +107,7 @@ def test_pyramid_stages_start_the_cache_over_at_each_size(tmp_path):
 def test_a_streams_sidecar_adds_up_the_calls_and_skips_of_every_chunk(
     invoke_cli, offline_workdir, monkeypatch
 ):
-    from vidgen.models import helios as helios_model
+    from vidgen.families.helios import model as helios_model
 
     calls = []
     forward = helios_model.HeliosTransformer3DModel.forward

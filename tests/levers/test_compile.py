@@ -14,11 +14,14 @@ import pytest
 import torch
 from torch._dynamo.testing import CompileCounterWithBackend
 
-from vidgen import levers, tiny
-from vidgen.models.cogvideox import CogVideoXTransformer3DModel
-from vidgen.models.helios import HeliosTransformer3DModel
-from vidgen.pipelines import cogvideox, helios
-from vidgen.request import Request, Runtime
+from vidgen.core.request import Request, Runtime
+from vidgen.families.cogvideox import pipeline as cogvideox
+from vidgen.families.cogvideox import tiny as cogvideox_tiny
+from vidgen.families.cogvideox.model import CogVideoXTransformer3DModel
+from vidgen.families.helios import pipeline as helios
+from vidgen.families.helios import tiny as helios_tiny
+from vidgen.families.helios.model import HeliosTransformer3DModel
+from vidgen.runtime import levers
 
 
 @pytest.fixture(autouse=True)
@@ -87,7 +90,7 @@ def test_helios_blocks_share_one_graph_without_breaks_and_match_eager(counter):
 
 
 def test_helios_chunks_compile_nothing_once_the_history_window_is_full(counter, tmp_path):
-    folder = tiny.build_tiny_helios(tmp_path / "helios", variant="base")
+    folder = helios_tiny.build_tiny_helios(tmp_path / "helios", variant="base")
     runtime = Runtime(compile=True)
     model = helios.load(folder, runtime)
     request = Request(
@@ -203,7 +206,7 @@ def test_a_failing_compiler_is_one_line_naming_compile(invoke_cli, offline_workd
 def test_the_first_step_after_compiling_is_its_own_progress_stage(counter, tmp_path):
     from parity import Recorder
 
-    folder = tiny.build_tiny_cogvideox(tmp_path / "cogvideox", variant="t2v")
+    folder = cogvideox_tiny.build_tiny_cogvideox(tmp_path / "cogvideox", variant="t2v")
     runtime = Runtime(compile=True)
     model = cogvideox.load(folder, runtime)
     request = Request(

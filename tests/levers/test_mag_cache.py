@@ -7,15 +7,16 @@ import json
 import numpy as np
 import pytest
 
-from vidgen.batch.ranks import Rank
-from vidgen.errors import VidgenError
-from vidgen.levers import take_skip_count
-from vidgen.mag_cache import STORE_FOLDER
-from vidgen.pipelines import cogvideox, helios
-from vidgen.presets import PRESET_DIR, load_preset
-from vidgen.request import Request, Runtime
+from vidgen.core.errors import VidgenError
+from vidgen.core.request import Request, Runtime
+from vidgen.families.cogvideox import pipeline as cogvideox
+from vidgen.families.helios import pipeline as helios
+from vidgen.runtime.levers import take_skip_count
+from vidgen.runtime.mag_cache import STORE_FOLDER
+from vidgen.runtime.ranks import Rank
 from vidgen.validate.common import Options
 from vidgen.validate.runtime import build_runtime, parallel_runtime
+from vidgen.weights.presets import PRESET_DIR, load_preset
 
 COGVIDEOX = Request(mode="t2v", prompt="a cat", seed=3, steps=6, guidance=6.0, height=64, width=96, frames=9)
 HELIOS = Request(mode="t2v", prompt="a cat", seed=3, steps=3, guidance=5.0, height=32, width=48, frames=66)

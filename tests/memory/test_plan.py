@@ -6,10 +6,10 @@ from diffusers import AutoencoderKLCogVideoX, AutoencoderKLWan
 from model_infos import HELIOS_DISTILLED, RELEASED, cogvideox_info
 from transformers import T5Config, T5EncoderModel, UMT5Config, UMT5EncoderModel
 
-from vidgen.errors import OUT_OF_MEMORY, VidgenError
-from vidgen.memory.plan import GB, PLANS, Parts, Work, choose_plan, device_peak, host_need, next_plan
-from vidgen.memory.work import Footprint, stage_work
+from vidgen.core.errors import OUT_OF_MEMORY, VidgenError
 from vidgen.models import CogVideoXTransformer3DModel, HeliosTransformer3DModel
+from vidgen.runtime.memory.plan import GB, PLANS, Parts, Work, choose_plan, device_peak, host_need, next_plan
+from vidgen.runtime.memory.work import Footprint, stage_work
 
 HOST = int(64 * GB)
 # The released transformer configs' differences from the constructor defaults.

@@ -5,14 +5,14 @@ import torch
 from diffusers import AutoencoderKLCogVideoX
 from transformers import T5EncoderModel
 
-from vidgen import tiny
-from vidgen.memory.sizes import folder_parts
+from vidgen.families import registry
 from vidgen.models import CogVideoXTransformer3DModel
+from vidgen.runtime.memory.sizes import folder_parts
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    return tiny.ensure_tiny("cogvideox", "t2v", cache_dir=tmp_path_factory.mktemp("cache"))
+    return registry.ensure_tiny("cogvideox", "t2v", cache_dir=tmp_path_factory.mktemp("cache"))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

@@ -11,7 +11,7 @@ from diffusers.pipelines.cogvideo.pipeline_cogvideox import CogVideoXPipeline
 from model_infos import RELEASED
 from safetensors.torch import load_file
 
-from vidgen.models.cogvideox import CogVideoXTransformer3DModel, rotary_embedding
+from vidgen.families.cogvideox.model import CogVideoXTransformer3DModel, rotary_embedding
 
 # Tiny widths (inner dim 32 keeps the sin-cos table's quarter/eighth splits even), 2 layers.
 TINY = dict(

@@ -6,7 +6,7 @@ import pytest
 import torch
 from diffusers import HeliosTransformer3DModel as DiffusersHelios
 
-from vidgen.models.helios import HeliosCache, HeliosTransformer3DModel
+from vidgen.families.helios.model import HeliosCache, HeliosTransformer3DModel
 
 TINY = {
     "num_attention_heads": 2,

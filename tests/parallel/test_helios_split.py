@@ -5,13 +5,14 @@ from pathlib import Path
 import pytest
 from model_infos import HELIOS_DISTILLED
 
-from vidgen import tiny
-from vidgen.errors import VidgenError
-from vidgen.model_info import read_helios_info
-from vidgen.models import helios as helios_model
-from vidgen.parallel import ParallelPlan
-from vidgen.request import Request
-from vidgen.validate.runtime import check_split, helios_token_counts
+from vidgen.core.errors import VidgenError
+from vidgen.core.request import Request
+from vidgen.families import registry
+from vidgen.families.helios import model as helios_model
+from vidgen.families.helios.info import read_helios_info
+from vidgen.families.helios.rules import helios_token_counts
+from vidgen.runtime.parallel import ParallelPlan
+from vidgen.validate.runtime import check_split
 
 
 def test_released_distilled_at_384x640_splits_over_four_ranks_and_names_the_sizes_that_fit_eight():
@@ -20,15 +21,15 @@ def test_released_distilled_at_384x640_splits_over_four_ranks_and_names_the_size
     # frames at each pyramid stage: 9 x 6 x 10, 9 x 12 x 20, 9 x 24 x 40.
     assert helios_token_counts(request, HELIOS_DISTILLED) == {2400, 540, 2160, 8640}
     four = ParallelPlan(4, ulysses=4)
-    assert check_split(four, request, HELIOS_DISTILLED) == four
+    assert check_split(four, request, HELIOS_DISTILLED, registry.family("helios")) == four
     with pytest.raises(VidgenError) as error:
-        check_split(ParallelPlan(8, ulysses=8), request, HELIOS_DISTILLED)
+        check_split(ParallelPlan(8, ulysses=8), request, HELIOS_DISTILLED, registry.family("helios"))
     assert str(error.value).startswith("8-way ulysses cannot split Helios' sequences at 640x384")
     assert error.value.hint == "use 2, 3, 4, 5, 6, 10, 12, 15 ranks"
 
 
 def test_the_counts_are_the_sequences_the_model_sees(offline_workdir, invoke_cli, monkeypatch):
-    folder = tiny.ensure_tiny("helios", "distilled")
+    folder = registry.ensure_tiny("helios", "distilled")
     seen = set()
     block_forward = helios_model.HeliosTransformerBlock.forward
 

@@ -1,8 +1,8 @@
 """One video on two CPU ranks (torchrun, gloo): the frames equal the one-process run's.
 
 Every mode runs on the CPU: Ulysses and cfg through the dispatcher's SDPA, ring through PyTorch's CPU flash
-kernel (vidgen.parallel.cpu_ring_attention), since diffusers merges ring partial results by the log-sum-exp
-that only that kernel returns on the CPU.
+kernel (vidgen.runtime.parallel.cpu_ring_attention), since diffusers merges ring partial results by the
+log-sum-exp that only that kernel returns on the CPU.
 """
 
 import importlib.util
@@ -17,7 +17,7 @@ import pytest
 from parity import assert_uint8_matches, read_png_folder
 from PIL import Image
 
-from vidgen import tiny
+from vidgen.families import registry
 
 LAUNCHER = Path(__file__).with_name("counting_launcher.py")
 BENCH = Path(__file__).parents[2] / "bench" / "cp_scaling.py"
@@ -56,7 +56,7 @@ def scaling():
 
 
 def test_t2v_ulysses_equals_one_process_and_moves_the_bytes_the_scaling_model_counts(vidgen):
-    tiny.ensure_tiny("cogvideox", "t2v")  # built once here, not raced by the ranks
+    registry.ensure_tiny("cogvideox", "t2v")  # built once here, not raced by the ranks
     reference = one_process(vidgen, "t2v", *COGVIDEOX)
     run = torchrun("t2v", *COGVIDEOX, "--format", "png", "-o", "two")
     assert run.returncode == 0, run.stderr[-3000:]
@@ -80,7 +80,7 @@ def test_t2v_ulysses_equals_one_process_and_moves_the_bytes_the_scaling_model_co
 
 
 def test_t2v_cfg_parallel_equals_one_process(vidgen):
-    tiny.ensure_tiny("cogvideox", "t2v")
+    registry.ensure_tiny("cogvideox", "t2v")
     reference = one_process(vidgen, "t2v", *COGVIDEOX)
     run = torchrun("t2v", *COGVIDEOX, "--parallel", "cfg", "--format", "png", "-o", "two")
     assert run.returncode == 0, run.stderr[-3000:]
@@ -93,7 +93,7 @@ def test_t2v_cfg_parallel_equals_one_process(vidgen):
 
 
 def test_four_ranks_run_two_way_cfg_times_two_way_ulysses_equal_to_one_process(vidgen):
-    tiny.ensure_tiny("cogvideox", "t2v")
+    registry.ensure_tiny("cogvideox", "t2v")
     reference = one_process(vidgen, "t2v", *COGVIDEOX)
     run = torchrun("t2v", *COGVIDEOX, "--parallel", "cfg", "--format", "png", "-o", "four", ranks=4)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -105,7 +105,7 @@ def test_four_ranks_run_two_way_cfg_times_two_way_ulysses_equal_to_one_process(v
 
 @pytest.mark.parametrize("mode", ["ulysses", "ring", "cfg"])
 def test_i2v_equals_one_process(vidgen, mode):
-    tiny.ensure_tiny("cogvideox", "i2v")
+    registry.ensure_tiny("cogvideox", "i2v")
     pixels = np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8)
     Image.fromarray(pixels).save("photo.png")
     argv = ("i2v", "-m", "tiny-cogvideox-i2v", "--image", "photo.png", "a cat", "--seed", "3", "--steps", "2")
@@ -120,7 +120,7 @@ def test_i2v_equals_one_process(vidgen, mode):
     ("mode", "collective"), [("ulysses", "all_to_all_single"), ("ring", "all_gather_tensor")]
 )
 def test_helios_stream_of_three_chunks_equals_one_process(vidgen, mode, collective):
-    tiny.ensure_tiny("helios", "distilled")
+    registry.ensure_tiny("helios", "distilled")
     run = vidgen("stream", *HELIOS, "--format", "png", "-o", "one", "--quiet")
     assert run.exit_code == 0, run.stderr
     run = torchrun("stream", *HELIOS, "--parallel", mode, "--format", "png", "-o", "two")
@@ -135,7 +135,7 @@ def test_helios_stream_of_three_chunks_equals_one_process(vidgen, mode, collecti
 
 
 def test_ranks_started_with_different_options_stop_before_loading():
-    tiny.ensure_tiny("cogvideox", "t2v")
+    registry.ensure_tiny("cogvideox", "t2v")
     run = torchrun("t2v", *COGVIDEOX, "-o", "x.mp4", rank_args="1:--overwrite")
     assert run.returncode != 0
     assert "error: rank 1 was started with different options than rank 0" in run.stderr
@@ -144,7 +144,7 @@ def test_ranks_started_with_different_options_stop_before_loading():
 
 
 def test_live_prompts_are_refused_under_torchrun_before_loading():
-    tiny.ensure_tiny("helios", "distilled")
+    registry.ensure_tiny("helios", "distilled")
     run = torchrun("stream", *HELIOS, "--live", "-o", "x.mp4")
     assert run.returncode != 0
     assert (
@@ -154,7 +154,7 @@ def test_live_prompts_are_refused_under_torchrun_before_loading():
 
 
 def test_a_world_size_that_fits_no_plan_says_which_would():
-    tiny.ensure_tiny("cogvideox", "t2v")
+    registry.ensure_tiny("cogvideox", "t2v")
     run = torchrun("t2v", *COGVIDEOX, "--parallel", "ulysses", "-o", "x.mp4", ranks=3)
     assert run.returncode != 0
     assert (
@@ -164,7 +164,7 @@ def test_a_world_size_that_fits_no_plan_says_which_would():
 
 
 def test_t2v_ring_equals_one_process_and_moves_the_bytes_the_scaling_model_counts(vidgen):
-    tiny.ensure_tiny("cogvideox", "t2v")
+    registry.ensure_tiny("cogvideox", "t2v")
     reference = one_process(vidgen, "t2v", *COGVIDEOX)
     run = torchrun("t2v", *COGVIDEOX, "--parallel", "ring", "--format", "png", "-o", "two")
     assert run.returncode == 0, run.stderr[-3000:]
@@ -182,7 +182,7 @@ def test_t2v_ring_equals_one_process_and_moves_the_bytes_the_scaling_model_count
 
 
 def test_a_rank_that_dies_ends_the_run_with_an_error_and_no_video():
-    tiny.ensure_tiny("cogvideox", "t2v")
+    registry.ensure_tiny("cogvideox", "t2v")
     run = torchrun("t2v", *COGVIDEOX, "-o", "x.mp4", die="1")  # timeout=300 in `torchrun`: no hang
     assert run.returncode != 0
     assert "exitcode  : 1" in run.stderr  # torchrun names the dead rank
@@ -202,8 +202,8 @@ def test_a_rank_that_dies_ends_the_run_with_an_error_and_no_video():
     ],
 )
 def test_plans_for_world_sizes(mode, ranks, heads, guidance, expected):
-    from vidgen.batch.ranks import Rank
-    from vidgen.parallel import choose_plan
+    from vidgen.runtime.parallel import choose_plan
+    from vidgen.runtime.ranks import Rank
 
     plan = choose_plan(mode, Rank(0, ranks), heads, guidance)
     assert (plan.world_size, plan.cfg, plan.ulysses, plan.ring) == expected
@@ -219,9 +219,9 @@ def test_plans_for_world_sizes(mode, ranks, heads, guidance, expected):
     ],
 )
 def test_plans_that_do_not_fit_say_why(mode, ranks, guidance, message):
-    from vidgen.batch.ranks import Rank
-    from vidgen.errors import VidgenError
-    from vidgen.parallel import choose_plan
+    from vidgen.core.errors import VidgenError
+    from vidgen.runtime.parallel import choose_plan
+    from vidgen.runtime.ranks import Rank
 
     with pytest.raises(VidgenError, match=message):
         choose_plan(mode, Rank(0, ranks), 6, guidance)
@@ -236,7 +236,7 @@ def test_parallel_without_torchrun_is_a_usage_error_before_loading(vidgen, monke
 
 
 def test_token_counts_that_do_not_divide_split_unevenly_with_the_same_output():
-    tiny.ensure_tiny("cogvideox", "t2v")
+    registry.ensure_tiny("cogvideox", "t2v")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     run = subprocess.run(
         [*command, str(Path(__file__).with_name("uneven_tokens.py"))],
@@ -250,8 +250,8 @@ def test_token_counts_that_do_not_divide_split_unevenly_with_the_same_output():
 
 
 def test_plans_know_when_tokens_split_unevenly_and_when_they_cannot_split():
-    from vidgen.errors import VidgenError
-    from vidgen.parallel import ParallelPlan, split_tokens
+    from vidgen.core.errors import VidgenError
+    from vidgen.runtime.parallel import ParallelPlan, split_tokens
 
     four = ParallelPlan(4, ulysses=4)
     assert not split_tokens(four, {"text": 224, "video": 17552}).uneven

@@ -4,9 +4,9 @@ tokens (no even split) gives the one-process output; prints the largest differen
 import torch
 import torch.distributed as dist
 
-from vidgen.models.cogvideox import CogVideoXTransformer3DModel
-from vidgen.parallel import ParallelPlan, parallelize
-from vidgen.tiny import ensure_tiny
+from vidgen.families.cogvideox.model import CogVideoXTransformer3DModel
+from vidgen.families.registry import ensure_tiny
+from vidgen.runtime.parallel import ParallelPlan, parallelize
 
 dist.init_process_group("gloo")
 model = CogVideoXTransformer3DModel.from_pretrained(ensure_tiny("cogvideox", "t2v"), subfolder="transformer")

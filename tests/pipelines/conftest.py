@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from vidgen import tiny
+from vidgen.families.cogvideox import tiny as cogvideox_tiny
 
 
 @pytest.fixture(scope="session")
@@ -29,7 +29,7 @@ def tiny_cogvideox(tmp_path_factory):
                 config_path.write_text(json.dumps(config))
                 built[variant] = target
             else:
-                built[variant] = tiny.build_tiny_cogvideox(root / variant, variant=variant)
+                built[variant] = cogvideox_tiny.build_tiny_cogvideox(root / variant, variant=variant)
         return built[variant]
 
     return folder

@@ -21,13 +21,13 @@ import torch
 from parity import Recorder, assert_matches_within_rounding
 from PIL import Image
 
-from vidgen import loading
-from vidgen.errors import VidgenError
-from vidgen.models.cogvideox import CogVideoXTransformer3DModel
-from vidgen.pipelines import cogvideox
-from vidgen.request import Request, Runtime
+from vidgen.core.errors import VidgenError
+from vidgen.core.request import Request, Runtime
+from vidgen.families.cogvideox import pipeline as cogvideox
+from vidgen.families.cogvideox.model import CogVideoXTransformer3DModel
 from vidgen.stages import vae as vae_stage
 from vidgen.stages.text import TextCache
+from vidgen.weights import loading
 
 RNG = np.random.default_rng(0)
 IMAGE = RNG.integers(0, 256, (72, 100, 3), dtype=np.uint8)  # another size: the resize is part of parity

@@ -11,8 +11,8 @@ import pytest
 import torch
 from parity import assert_uint8_matches, to_uint8
 
-from vidgen.models.cogvideox import CogVideoXTransformer3DModel
-from vidgen.models.helios import HeliosTransformer3DModel
+from vidgen.families.cogvideox.model import CogVideoXTransformer3DModel
+from vidgen.families.helios.model import HeliosTransformer3DModel
 
 FLOAT_TOLERANCE = 1e-4
 
@@ -72,7 +72,7 @@ def test_diffusers_pipeline_with_vidgen_transformer_gives_diffusers_frames(
 
 
 def test_diffusers_pipeline_runs_vidgens_transformer_with_a_step_cache(folders, never_failing_block_noise):
-    from vidgen.levers import enable_step_cache, take_skip_count
+    from vidgen.runtime.levers import enable_step_cache, take_skip_count
 
     _, inputs = CASES["cogvideox"]
     plain = CogVideoXTransformer3DModel.from_pretrained(folders["cogvideox"], subfolder="transformer").eval()

@@ -32,12 +32,12 @@ import torch
 from parity import Recorder, assert_matches_within_rounding
 from PIL import Image
 
-from vidgen import tiny
-from vidgen.errors import VidgenError
-from vidgen.pipelines import helios
-from vidgen.request import Request, Runtime
+from vidgen.core.errors import VidgenError
+from vidgen.core.request import Request, Runtime
+from vidgen.families.helios import pipeline as helios
+from vidgen.families.helios import tiny as helios_tiny
+from vidgen.families.helios.history import LatentHistory
 from vidgen.stages import vae as vae_stage
-from vidgen.stages.helios_history import LatentHistory
 from vidgen.stages.text import TextCache
 
 RNG = np.random.default_rng(0)
@@ -106,7 +106,7 @@ def tiny_helios(tmp_path_factory):
 
     def folder(variant: str):
         if variant not in built:
-            built[variant] = tiny.build_tiny_helios(root / variant, variant=variant)
+            built[variant] = helios_tiny.build_tiny_helios(root / variant, variant=variant)
         return built[variant]
 
     return folder

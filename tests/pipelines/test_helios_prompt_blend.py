@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from vidgen import tiny
-from vidgen.pipelines import helios
-from vidgen.request import Request, Runtime
-from vidgen.stages.helios_denoise import Guidance
+from vidgen.core.request import Request, Runtime
+from vidgen.families import registry
+from vidgen.families.helios import pipeline as helios
+from vidgen.families.helios.denoise import Guidance
 from vidgen.stages.text import TextCache
 
 REQUEST = Request(
@@ -29,7 +29,7 @@ REQUEST = Request(
 
 @pytest.fixture(scope="module")
 def base_model():
-    return helios.load(tiny.ensure_tiny("helios", "base"), Runtime())
+    return helios.load(registry.ensure_tiny("helios", "base"), Runtime())
 
 
 def conditioning(model, schedule):

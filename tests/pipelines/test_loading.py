@@ -7,10 +7,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from vidgen import loading
-from vidgen.errors import VidgenError
-from vidgen.pipelines import cogvideox
-from vidgen.request import Runtime
+from vidgen.core.errors import VidgenError
+from vidgen.core.request import Runtime
+from vidgen.families.cogvideox import pipeline as cogvideox
+from vidgen.weights import loading
 
 
 def test_pickled_weights_are_refused_not_unpickled(tiny_cogvideox, tmp_path, monkeypatch):
@@ -53,7 +53,7 @@ def test_place_follows_the_offload_mode():
 
 
 def test_text_encoder_class_comes_from_model_index(tmp_path):
-    from vidgen.tiny import build_tiny_helios
+    from vidgen.families.helios.tiny import build_tiny_helios
 
     folder = build_tiny_helios(tmp_path / "helios")
     assert type(loading.load_text_encoder(folder, torch.float32)).__name__ == "UMT5EncoderModel"

@@ -12,7 +12,7 @@ import pytest
 import torch
 from diffusers import HeliosPyramidPipeline
 
-from vidgen.stages import pyramid
+from vidgen.families.helios import pyramid
 
 SHAPE = (1, 4, 3, 8, 12)  # [B, C, F, H, W]
 

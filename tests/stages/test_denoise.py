@@ -6,7 +6,7 @@ import pytest
 import torch
 from diffusers import CogVideoXDDIMScheduler, CogVideoXDPMScheduler
 
-from vidgen.stages.denoise import Conditioning, Guidance, denoise
+from vidgen.families.cogvideox.denoise import Conditioning, Guidance, denoise
 
 
 class RecordingTransformer(torch.nn.Module):

@@ -2,7 +2,7 @@
 
 import torch
 
-from vidgen.stages.helios_history import LatentHistory
+from vidgen.families.helios.history import LatentHistory
 
 
 def frames(start: int, count: int) -> torch.Tensor:

@@ -18,10 +18,10 @@ import torch
 from diffusers import CogVideoXDDIMScheduler, CogVideoXDPMScheduler
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from vidgen import tiny
-from vidgen.pipelines import helios
-from vidgen.request import Request, Runtime
-from vidgen.stages.denoise import Conditioning, Guidance, denoise
+from vidgen.core.request import Request, Runtime
+from vidgen.families import registry
+from vidgen.families.cogvideox.denoise import Conditioning, Guidance, denoise
+from vidgen.families.helios import pipeline as helios
 
 # aten ops whose result size or value must come back to the host (they synchronise on CUDA).
 SYNCING_OPS = ("_local_scalar_dense", "nonzero", "masked_select", "equal", "is_nonzero")
@@ -110,7 +110,8 @@ def test_cogvideox_loop_reads_the_schedule_once_not_per_step(scheduler_class, dy
 def helios_models(tmp_path_factory):
     cache = tmp_path_factory.mktemp("tiny")
     return {
-        variant: helios.load(tiny.ensure_tiny("helios", variant, cache), Runtime()) for variant in VARIANTS
+        variant: helios.load(registry.ensure_tiny("helios", variant, cache), Runtime())
+        for variant in VARIANTS
     }
 
 

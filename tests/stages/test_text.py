@@ -4,9 +4,9 @@ import pytest
 import torch
 from transformers import T5Config, T5EncoderModel
 
-from vidgen import tiny
-from vidgen.request import Runtime
+from vidgen.core.request import Runtime
 from vidgen.stages.text import TextCache, encode_prompts, truncation_warning
+from vidgen.weights import tiny
 
 
 @pytest.fixture(scope="module")

@@ -6,14 +6,14 @@ import torch
 from diffusers import AutoencoderKLCogVideoX
 from diffusers.image_processor import VaeImageProcessor
 
-from vidgen import tiny
+from vidgen.families.cogvideox import tiny as cogvideox_tiny
 from vidgen.stages import vae as vae_stage
 
 
 @pytest.fixture(scope="module")
 def vae():
     torch.manual_seed(0)
-    model = AutoencoderKLCogVideoX(**tiny.COGVIDEOX_VAE)
+    model = AutoencoderKLCogVideoX(**cogvideox_tiny.COGVIDEOX_VAE)
     return model.eval()
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vidgen.errors import VidgenError
+from vidgen.core.errors import VidgenError
 
 
 def read_image(path: str | Path) -> np.ndarray:

@@ -1,6 +1,6 @@
 """vidgen's own transformer implementations, state-dict compatible with diffusers' checkpoints."""
 
-from vidgen.models.cogvideox import CogVideoXTransformer3DModel
-from vidgen.models.helios import HeliosTransformer3DModel
+from vidgen.families.cogvideox.model import CogVideoXTransformer3DModel
+from vidgen.families.helios.model import HeliosTransformer3DModel
 
 __all__ = ["CogVideoXTransformer3DModel", "HeliosTransformer3DModel"]

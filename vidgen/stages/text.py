@@ -6,8 +6,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from vidgen.loading import on_device
-from vidgen.request import Runtime
+from vidgen.core.request import Runtime
+from vidgen.weights.loading import on_device
 
 
 @dataclass(frozen=True)

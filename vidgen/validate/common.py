@@ -15,14 +15,15 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from vidgen.errors import VidgenError
+from vidgen.core.errors import VidgenError
+from vidgen.core.family import Family
+from vidgen.core.model_info import ModelInfo
+from vidgen.core.request import Request, Runtime
 from vidgen.io.media import read_image, read_video
 from vidgen.io.partials import partial_name
 from vidgen.io.writer import foreign_entries, format_from_path, sidecar_path
-from vidgen.model_info import ModelInfo, detect_family, read_cogvideox_info, read_helios_info
-from vidgen.presets import Preset, close_names, find_preset, match_preset
-from vidgen.request import Request, Runtime
-from vidgen.sources import ModelSource, fetch_configs
+from vidgen.weights.presets import Preset, close_names, find_preset
+from vidgen.weights.sources import ModelSource
 
 MODE_NAMES = {"t2v": "text-to-video", "i2v": "image-to-video", "v2v": "video-to-video"}
 
@@ -92,6 +93,7 @@ class Model:
     """The model every request of a run is checked against: read from its configs, no weights."""
 
     source: ModelSource
+    family: Family
     info: ModelInfo
     preset: Preset  # the named preset, or the one whose defaults a folder or repo gets
     configs: Path  # a folder holding at least the model's JSON configs
@@ -99,36 +101,6 @@ class Model:
 
 
 NO_PRESET = "none"
-
-
-def resolve_model(
-    source: ModelSource,
-    presets: Mapping[str, Preset],
-    cache_dir: Path | None = None,
-    preset_name: str | None = None,
-) -> Model:
-    """What the model can do and its defaults, from its JSON configs (a hub repo's are kilobytes).
-
-    `preset_name` (--preset) chooses whose settings apply; "none" keeps the folder's own scheduler.
-    """
-    configs = fetch_configs(source, cache_dir)
-    info = read_model_info(configs, source.spec)
-    notes = [source.note] if source.note else []
-    matched = match_preset(info.architecture, info.modes, presets)
-    if matched is None:  # presets/ lacks a model with these modes: a new one needs its file
-        raise ValueError(f"no preset matches architecture {info.architecture!r} with modes {info.modes}")
-    if preset_name is not None:
-        preset = chosen_preset(preset_name, matched, info, presets)
-    elif source.preset is not None:
-        preset = source.preset
-    else:
-        preset = matched
-        settings = describe_settings(matched)
-        notes.append(
-            f"'{source.spec}' is shaped like {matched.name}: using its settings ({settings}); "
-            f"--preset NAME or --preset {NO_PRESET} chooses otherwise"
-        )
-    return Model(source, info, preset, configs, tuple(notes))
 
 
 def chosen_preset(name: str, matched: Preset, info: ModelInfo, presets: Mapping[str, Preset]) -> Preset:
@@ -268,11 +240,6 @@ def check_name_length(path: Path) -> None:
             "(vidgen writes NAME.json and hidden partial files beside the output)",
             "choose a shorter -o",
         )
-
-
-def read_model_info(folder: Path, name: str) -> ModelInfo:
-    readers = {"cogvideox": read_cogvideox_info, "helios": read_helios_info}
-    return readers[detect_family(folder)](folder)
 
 
 def check_mode(mode: str, info: ModelInfo, name: str, presets: Mapping[str, Preset]) -> None:

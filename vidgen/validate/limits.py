@@ -10,7 +10,7 @@ pass here but cannot fit this machine.
 
 import math
 
-from vidgen.errors import VidgenError
+from vidgen.core.errors import VidgenError
 from vidgen.validate.common import Options
 
 # The released models use 1.0 (Helios-Distilled) to 6 (CogVideoX); past about 20 a video is burnt out.

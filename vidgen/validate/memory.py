@@ -9,11 +9,11 @@ may still not fit; the allocator's own failure is then caught and explained (exi
 import os
 from pathlib import Path
 
-from vidgen.errors import OUT_OF_MEMORY, VidgenError
-from vidgen.memory.auto import meminfo
-from vidgen.memory.work import least_bytes, read_footprint
-from vidgen.model_info import ModelInfo
-from vidgen.request import Request, Runtime
+from vidgen.core.errors import OUT_OF_MEMORY, VidgenError
+from vidgen.core.model_info import ModelInfo
+from vidgen.core.request import Request, Runtime
+from vidgen.runtime.memory.auto import meminfo
+from vidgen.runtime.memory.work import least_bytes, read_footprint
 
 
 def machine_memory(device: str) -> int | None:

@@ -2,73 +2,27 @@
 speed levers (attention backend, compile, step cache).
 
 Every runtime lever lives here, checked once for every command (t2v, i2v, v2v, stream, batch), so a
-new lever is one function here and one Runtime field, not a branch in each command; `vidgen.levers`
+new lever is one function here and one Runtime field, not a branch in each command; `vidgen.runtime.levers`
 applies them to the loaded models.
 """
 
-import importlib.metadata
-import importlib.util
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
-from vidgen.errors import VidgenError
-from vidgen.memory.quantize import check_quantize
-from vidgen.presets import Preset
-from vidgen.request import Lora, Runtime
+from vidgen.core.errors import VidgenError
+from vidgen.core.family import Family
+from vidgen.core.model_info import ModelInfo
+from vidgen.core.request import DTYPES, Lora, ParallelPlan, Request, Runtime, dtype_name
+from vidgen.runtime.attention import ATTENTION_BACKENDS, attention_problems, resolve_attention
+from vidgen.runtime.memory.quantize import check_quantize
+from vidgen.runtime.ranks import Rank
 from vidgen.validate.common import InputReader, Model, Options
+from vidgen.weights.presets import Preset
 
 DEVICE_KINDS = ("cpu", "cuda", "mps")
-if TYPE_CHECKING:
-    from vidgen.batch.ranks import Rank
-    from vidgen.model_info import ModelInfo
-    from vidgen.parallel import ParallelPlan
-    from vidgen.request import Request
-
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-HALF_DTYPES = (torch.float16, torch.bfloat16)
-
-
-@dataclass(frozen=True)
-class AttentionBackend:
-    """One `--attention` choice: the diffusers dispatcher backend it names and what that needs."""
-
-    diffusers: str  # an `AttentionBackendName` value
-    package: str | None = None  # the import name of the package it needs beyond torch
-    requirement: str = ""  # that package as pip names it, with the least version diffusers takes
-    install: str = ""  # how to install it, when `pip install REQUIREMENT` is not the way
-    cuda_only: bool = False
-    half_only: bool = False  # fp16/bf16 only
-    capability: tuple[int, int] = (0, 0)  # the least CUDA compute capability
-
-
-ATTENTION_BACKENDS = {
-    "sdpa": AttentionBackend("native"),
-    "cudnn": AttentionBackend("_native_cudnn", cuda_only=True, half_only=True, capability=(8, 0)),
-    "flash": AttentionBackend(
-        "flash", "flash_attn", "flash-attn>=2.6.3", cuda_only=True, half_only=True, capability=(8, 0)
-    ),
-    "flash3": AttentionBackend(
-        "_flash_3",
-        "flash_attn_3",
-        "flash_attn_3",
-        "build FlashAttention-3 from the hopper/ folder of github.com/Dao-AILab/flash-attention",
-        cuda_only=True,
-        half_only=True,
-        capability=(9, 0),
-    ),
-    "sage": AttentionBackend(
-        "sage", "sageattention", "sageattention>=2.1.1", cuda_only=True, half_only=True, capability=(8, 0)
-    ),
-    "flex": AttentionBackend("flex"),
-    "xformers": AttentionBackend("xformers", "xformers", "xformers>=0.0.29", cuda_only=True),
-}
-ATTENTION_CHOICES = ("auto", *ATTENTION_BACKENDS)
-# What `auto` tries, fastest first. SageAttention is left out: it quantizes q/k, so frames change.
-AUTO_ATTENTION = ("flash3", "flash", "cudnn", "sdpa")
 
 CACHE_MODES = ("none", "first-block", "mag", "taylorseer")  # --cache: diffusers' step caches
 
@@ -123,20 +77,20 @@ def with_loras(
     """The runtime with the request's LoRAs, checked against the model's transformer config (through
     `reader`, a batch's, once per distinct --lora)."""
     texts = model.preset.lora if given is None or given == [] else tuple(given)
-    return replace(runtime, loras=check_loras(texts, model.info.family, model.configs, notes, reader))
+    return replace(runtime, loras=check_loras(texts, model.family, model.configs, notes, reader))
 
 
 def check_loras(
-    texts: tuple[str, ...], family: str, configs: Path, notes: list[str], reader: InputReader | None = None
+    texts: tuple[str, ...], family: Family, configs: Path, notes: list[str], reader: InputReader | None = None
 ) -> tuple[Lora, ...]:
     """Each `--lora TEXT` found and checked against the transformer's config in `configs` (no weights
     load); raises VidgenError for a file that cannot apply to this model."""
-    from vidgen.lora import check_lora  # diffusers' loaders load only when a LoRA is given
+    from vidgen.runtime.lora import check_lora  # diffusers' loaders load only when a LoRA is given
 
     if reader is None:
         return tuple(check_lora(text, family, configs, notes) for text in texts)
     return tuple(
-        reader.lora(text, family, partial(check_lora, text, family, configs, notes)) for text in texts
+        reader.lora(text, family.name, partial(check_lora, text, family, configs, notes)) for text in texts
     )
 
 
@@ -170,71 +124,6 @@ def check_cache(mode: str) -> str:
     return mode
 
 
-def resolve_attention(name: str, device: str, dtype: torch.dtype) -> str:
-    """The `--attention` backend to run: `name` if it can run here, else a VidgenError naming why;
-    for "auto" the fastest one that can."""
-    if name == "auto":
-        return next(n for n in AUTO_ATTENTION if not attention_problems(ATTENTION_BACKENDS[n], device, dtype))
-    if name not in ATTENTION_BACKENDS:
-        raise VidgenError(f"unknown attention backend '{name}'", f"use one of {', '.join(ATTENTION_CHOICES)}")
-    backend = ATTENTION_BACKENDS[name]
-    problems = attention_problems(backend, device, dtype)
-    if problems:
-        fixes = [backend.install or f"pip install '{backend.requirement}'"] if not _installed(backend) else []
-        fixes.append("or --attention auto (picks what runs here)" if fixes else "use --attention auto")
-        raise VidgenError(f"--attention {name} cannot run: {'; '.join(problems)}", " ".join(fixes))
-    return name
-
-
-def attention_problems(backend: AttentionBackend, device: str, dtype: torch.dtype) -> list[str]:
-    """Why `backend` cannot run on `device` in `dtype` (empty when it can)."""
-    problems = []
-    if backend.package and not _installed(backend):
-        problems.append(f"{backend.requirement} is not installed")
-    kind = torch.device(device).type
-    if backend.cuda_only and kind != "cuda":
-        problems.append(f"it runs on CUDA GPUs only, not on {kind}")
-    elif backend.capability > (0, 0) and kind == "cuda":
-        capability = torch.cuda.get_device_capability(device)
-        if capability < backend.capability:
-            wanted, have = ".".join(map(str, backend.capability)), ".".join(map(str, capability))
-            problems.append(f"it needs a GPU of compute capability {wanted} or newer, this one is {have}")
-    if backend.half_only and dtype not in HALF_DTYPES:
-        problems.append(f"it computes in fp16 or bf16 only, not {dtype_name(dtype)} (pass --dtype bf16)")
-    return problems
-
-
-def _installed(backend: AttentionBackend) -> bool:
-    if backend.package is None:
-        return True
-    if importlib.util.find_spec(backend.package) is None:
-        return False
-    distribution, _, minimum = backend.requirement.partition(">=")
-    if not minimum:
-        return True
-    try:
-        version = importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return True  # installed under another distribution name: let diffusers judge its version
-    return _version_tuple(version) >= _version_tuple(minimum)
-
-
-def _version_tuple(version: str) -> tuple[int, ...]:
-    parts = []
-    for part in version.split("."):
-        digits = "".join(c for c in part if c.isdigit())
-        if not digits:
-            break
-        parts.append(int(digits))
-        if not part.isdigit():
-            break
-    return tuple(parts)
-
-
-def dtype_name(dtype: torch.dtype) -> str:
-    return next(name for name, value in DTYPES.items() if value == dtype)
-
-
 # What `--parallel` can run with. Ulysses goes through any backend diffusers marks as context-parallel;
 # ring attention merges partial results by their log-sum-exp, which PyTorch's SDPA does not return (so
 # on CUDA ring needs cuDNN, FlashAttention or SageAttention; on the CPU vidgen runs each ring step with
@@ -245,10 +134,10 @@ RING_ATTENTION = ("flash", "cudnn", "sage")
 CPU_RING_ATTENTION = ("sdpa",)
 
 
-def parallel_runtime(options: Options, runtime: Runtime, heads: int, guidance: bool, rank: "Rank") -> Runtime:
-    """`runtime` with the `--parallel` plan for this torchrun world (vidgen.parallel.choose_plan) and an
-    attention backend that runs it; levers that cannot run split are one-line errors here."""
-    from vidgen.parallel import choose_plan
+def parallel_runtime(options: Options, runtime: Runtime, heads: int, guidance: bool, rank: Rank) -> Runtime:
+    """`runtime` with the `--parallel` plan for this torchrun world (vidgen.runtime.parallel.choose_plan)
+    and an attention backend that runs it; levers that cannot run split are one-line errors here."""
+    from vidgen.runtime.parallel import choose_plan
 
     plan = choose_plan(options.parallel, rank, heads, guidance)
     if plan.world_size == 1:
@@ -288,66 +177,46 @@ def parallel_runtime(options: Options, runtime: Runtime, heads: int, guidance: b
     return replace(runtime, parallel=plan, attention=attention)
 
 
-def join_ranks(rank: "Rank", device: str, options: object) -> None:
+def join_ranks(rank: Rank, device: str, options: object) -> None:
     """Under torchrun: join the other ranks and check that all were given the same options and prompts
     (before any weights load, so a mistake costs nothing). A lone process does nothing."""
     if not rank.distributed:
         return
-    from vidgen.parallel import agree, start
+    from vidgen.runtime.parallel import agree, start
 
     start(rank, device)
     agree(options, "options")
 
 
-def check_split(plan: "ParallelPlan", request: "Request", info: "ModelInfo") -> "ParallelPlan":
+def check_split(plan: ParallelPlan, request: Request, info: ModelInfo, family: Family) -> ParallelPlan:
     """`plan` made ready for this request's token counts (or a VidgenError where they cannot split)."""
-    if plan.cfg > 1 and info.family == "helios":
+    if plan.cfg > 1 and not family.batched_guidance:
         raise VidgenError(
-            "--parallel cfg does not run Helios: its pipeline runs the guidance branches one after the other",
+            f"--parallel cfg does not run {family.title}: its pipeline runs the guidance branches one after "
+            "the other",
             "use --parallel ulysses or auto",
         )
     if plan.sequence == 1:
         return plan
-    from vidgen.parallel import split_tokens
+    from vidgen.runtime.parallel import split_tokens
 
-    if info.family == "helios":
-        return _check_helios_split(plan, request, info)
+    if family.token_counts is not None:
+        return _check_even_split(plan, request, family.token_counts(request, info), family.title)
     patch, patch_t = info.patch_size, info.patch_size_t or 1
     latent_frames = -(-info.latent_frames(request.frames) // patch_t)
     cells = (request.height // info.spatial_scale // patch) * (request.width // info.spatial_scale // patch)
     return split_tokens(plan, {"text": request.max_sequence_length, "video": latent_frames * cells})
 
 
-def _check_helios_split(plan: "ParallelPlan", request: "Request", info: "ModelInfo") -> "ParallelPlan":
-    """Helios splits its [history; chunk] sequence into equal slices of both parts (the model's
-    `_rank_order`): every one of its token counts must divide by the ranks."""
-    counts = helios_token_counts(request, info)
+def _check_even_split(plan: ParallelPlan, request: Request, counts: set[int], title: str) -> ParallelPlan:
+    """A family that splits each of its sequences into equal slices (Helios' [history; chunk], the
+    model's `_rank_order`): every one of its token counts must divide by the ranks."""
     if all(count % plan.sequence == 0 for count in counts):
         return plan
     fits = [n for n in range(2, 17) if all(count % n == 0 for count in counts)]
     raise VidgenError(
-        f"{plan.describe()} cannot split Helios' sequences at {request.width}x{request.height} (history "
+        f"{plan.describe()} cannot split {title}'s sequences at {request.width}x{request.height} (history "
         f"and each pyramid stage: {', '.join(map(str, sorted(counts)))} tokens) evenly over "
         f"{plan.sequence} ranks",
         f"use {', '.join(map(str, fits))} ranks" if fits else "use another --height/--width",
     )
-
-
-def helios_token_counts(request: "Request", info: "ModelInfo") -> set[int]:
-    """The history's token count and each pyramid stage's chunk token count for this request."""
-    from vidgen.models.helios import history_token_count
-    from vidgen.pipelines.helios_chunks import HeliosSettings
-    from vidgen.stages.helios_history import window_sizes
-
-    settings = HeliosSettings(**dict(request.settings))
-    long, mid, short = window_sizes(settings.history_sizes, settings.keep_first_frame)
-    short += settings.keep_first_frame  # the first frame rides in the short term
-    rows, columns = request.height // info.spatial_scale, request.width // info.spatial_scale
-    patch = (1, info.patch_size, info.patch_size)
-    counts = {history_token_count((long, mid, short), rows, columns, patch)}
-    for stage in range(info.pyramid_stages):
-        shrink = 2 ** (info.pyramid_stages - 1 - stage)
-        counts.add(
-            settings.chunk_latent_frames * (rows // shrink // patch[1]) * (columns // shrink // patch[2])
-        )
-    return counts

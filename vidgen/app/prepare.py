@@ -1,0 +1,118 @@
+"""Turn the command line's options into a checked plan, before any weights load.
+
+The checks themselves live in `vidgen.validate` (what every command checks, how it runs) and in each
+family's rules, which the registry picks; `vidgen.app.prepare_stream` plans `vidgen stream`. The Plan
+that comes out is trusted by everything downstream.
+"""
+
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import TextIO
+
+from vidgen.core.model_info import ModelInfo
+from vidgen.core.request import Request
+from vidgen.families import registry
+from vidgen.runtime.ranks import Rank
+from vidgen.validate.common import (
+    NO_PRESET,
+    InputReader,
+    Model,
+    Options,
+    Plan,
+    check_mode,
+    chosen_preset,
+    describe_settings,
+    plan_output,
+    resolve_prompt,
+    resolve_seed,
+)
+from vidgen.validate.limits import check_frame_count, check_numbers
+from vidgen.validate.memory import check_fits
+from vidgen.validate.runtime import (
+    build_runtime,
+    check_split,
+    join_ranks,
+    parallel_runtime,
+    resolve_device,
+    with_loras,
+)
+from vidgen.weights.presets import Preset, load_presets, match_preset
+from vidgen.weights.sources import ModelSource, fetch_configs, parse_model
+
+
+def resolve_model(
+    source: ModelSource,
+    presets: Mapping[str, Preset],
+    cache_dir: Path | None = None,
+    preset_name: str | None = None,
+) -> Model:
+    """What the model can do and its defaults, from its JSON configs (a hub repo's are kilobytes).
+
+    `preset_name` (--preset) chooses whose settings apply; "none" keeps the folder's own scheduler.
+    """
+    configs = fetch_configs(source, registry.WEIGHTS, cache_dir)
+    family = registry.detect(configs)
+    info = family.read_info(configs)
+    notes = [source.note] if source.note else []
+    matched = match_preset(info.architecture, info.modes, presets)
+    if matched is None:  # presets/ lacks a model with these modes: a new one needs its file
+        raise ValueError(f"no preset matches architecture {info.architecture!r} with modes {info.modes}")
+    if preset_name is not None:
+        preset = chosen_preset(preset_name, matched, info, presets)
+    elif source.preset is not None:
+        preset = source.preset
+    else:
+        preset = matched
+        settings = describe_settings(matched)
+        notes.append(
+            f"'{source.spec}' is shaped like {matched.name}: using its settings ({settings}); "
+            f"--preset NAME or --preset {NO_PRESET} chooses otherwise"
+        )
+    return Model(source, family, info, preset, configs, tuple(notes))
+
+
+def prepare(
+    options: Options,
+    stdin: TextIO | None = None,
+    presets: Mapping[str, Preset] | None = None,
+    cache_dir: Path | None = None,
+) -> Plan:
+    """Check the options against the model's configs and build the plan; raises VidgenError."""
+    presets = load_presets() if presets is None else presets
+    notes: list[str] = []
+    prompt = resolve_prompt(options.prompt_argument, options.prompt, stdin)
+    source = parse_model(options.model, presets)
+    seed = resolve_seed(options.seed, notes)
+    output = plan_output(options.output, options.format, options.overwrite, prompt, seed)
+    rank = Rank.from_env()
+    device = rank.device(resolve_device(options.device))
+    join_ranks(rank, device, (options, prompt))  # the prompt too: stdin may reach one rank only
+    model = resolve_model(source, presets, cache_dir, options.preset)
+    notes.extend(model.notes)
+    check_mode(options.mode, model.info, options.model, presets)
+    request = build_request(options, prompt, seed, model.preset, model.info, notes)
+    runtime = build_runtime(options, model.preset, device, notes)
+    runtime = with_loras(runtime, options.lora, model, notes)
+    runtime = parallel_runtime(options, runtime, model.info.attention_heads, request.guidance > 1, rank)
+    runtime = replace(runtime, parallel=check_split(runtime.parallel, request, model.info, model.family))
+    check_fits(request, model.info, model.configs, runtime)
+    inputs = {name: path for name in ("image", "video") if (path := getattr(options, name))}
+    return Plan(request, runtime, source, model.preset, output, inputs, tuple(notes))
+
+
+def build_request(
+    options: Options,
+    prompt: str,
+    seed: int,
+    preset: Preset,
+    info: ModelInfo,
+    notes: list[str],
+    reader: InputReader | None = None,
+) -> Request:
+    """The checked Request, by the family's rules (Helios: whole chunks, pyramid stages); `reader`
+    reads each input file once across many requests (a batch's jobs)."""
+    check_numbers(options)
+    request = registry.family(info.family).build_request(options, prompt, seed, preset, info, notes, reader)
+    check_frame_count(request.frames)
+    return request

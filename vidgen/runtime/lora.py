@@ -1,0 +1,197 @@
+"""LoRA adapters: `--lora PATH_OR_REPO[:SCALE]` found, checked against the model, and fused into it.
+
+The files are read by diffusers' LoRA loaders (`CogVideoXLoraLoaderMixin`, `HeliosLoraLoaderMixin`),
+which convert the layouts other trainers share into diffusers' PEFT keys; PEFT then injects and merges
+them. Fused, the weights are folded into the transformer's own linear layers and the PEFT wrappers are
+removed, so generation runs at the base model's speed whatever the number of LoRAs. A fused LoRA does
+not come out exactly (subtracting rounds), so another set means reloading the transformer.
+"""
+
+import hashlib
+import math
+import re
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from vidgen.core.errors import VidgenError
+from vidgen.core.family import Family
+from vidgen.core.request import Lora
+
+WEIGHTS_NAME = "pytorch_lora_weights.safetensors"  # what diffusers' save_lora_weights writes
+PREFIX = "transformer."
+# A scale is a trailing ":number" only: a path may hold colons of its own.
+SCALED = re.compile(r"(?P<source>.+):(?P<scale>[^:/]*)")
+REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
+HINT = "pass a .safetensors LoRA file, a folder holding pytorch_lora_weights.safetensors, or a hub repo id"
+
+
+def parse_lora(text: str) -> tuple[str, float]:
+    """(path or repo, scale) from `PATH_OR_REPO[:SCALE]`; the scale defaults to 1.0."""
+    match = SCALED.fullmatch(text)
+    if match is None or Path(text).expanduser().exists():
+        return text, 1.0
+    source, scale_text = match["source"], match["scale"]
+    try:
+        scale = float(scale_text)
+    except ValueError:
+        raise VidgenError(
+            f"--lora '{text}': scale '{scale_text}' is not a number",
+            "write PATH_OR_REPO:SCALE, e.g. style:0.8",
+        ) from None
+    if not math.isfinite(scale):
+        raise VidgenError(f"--lora '{text}': scale {scale_text} is not a finite number", "e.g. style:0.8")
+    return source, scale
+
+
+def locate(source: str) -> Path:
+    """The LoRA's safetensors file: as given, inside a folder, or in the hub cache (fetched if not)."""
+    path = Path(source).expanduser()
+    if path.is_file():
+        return path.resolve()
+    if path.is_dir():
+        if (path / WEIGHTS_NAME).is_file():
+            return (path / WEIGHTS_NAME).resolve()
+        raise VidgenError(f"--lora '{source}': the folder holds no {WEIGHTS_NAME}", HINT)
+    if REPO_ID.fullmatch(source) and not source.startswith((".", "/", "~")):
+        return _from_hub(source)
+    raise VidgenError(f"--lora '{source}': no such file or folder", HINT)
+
+
+def _from_hub(repo_id: str) -> Path:
+    """The repo's LoRA file from the hub cache, downloading only that file when the cache lacks it."""
+    from vidgen.ui.download_progress import DownloadProgress
+    from vidgen.weights import hub
+
+    snapshot = hub.cached_snapshot(repo_id)
+    if snapshot is not None and (snapshot / WEIGHTS_NAME).is_file():
+        return snapshot / WEIGHTS_NAME
+    command = f"vidgen t2v --lora {repo_id} ..."
+    _, commit, files = hub.list_files(repo_id, command)
+    chosen = [file for file in files if file.path == WEIGHTS_NAME]
+    if not chosen:
+        top = [file for file in files if "/" not in file.path and file.path.endswith(".safetensors")]
+        if len(top) != 1:
+            raise VidgenError(f"--lora '{repo_id}': the repo holds no {WEIGHTS_NAME}", HINT)
+        chosen = top
+    with DownloadProgress() as progress:
+        progress.begin(repo_id, chosen, chosen)
+        return hub.fetch_file(repo_id, commit, chosen[0], progress.file(chosen[0]), command)
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_lora(path: Path, transformer_class: type) -> tuple[dict[str, torch.Tensor], dict | None]:
+    """The transformer's LoRA tensors with `transformer.`-prefixed PEFT keys, and their metadata
+    (rank, alpha) where the file has it; other trainers' layouts converted by diffusers' loader."""
+    from vidgen.weights.model_check import read_header
+
+    read_header(path, HINT)  # a clear error for a file that is not safetensors
+    options = {"weight_name": path.name, "use_safetensors": True, "local_files_only": True}
+    state, metadata = _loader(transformer_class).lora_state_dict(
+        str(path.parent), return_lora_metadata=True, **options
+    )
+    if not any(key.startswith(PREFIX) for key in state):
+        state = {PREFIX + key: value for key, value in state.items()}  # saved without the prefix
+    return state, metadata
+
+
+def _loader(transformer_class: type) -> type:
+    """diffusers' LoRA loader mixin whose converters read LoRAs for `transformer_class` (each of
+    vidgen's transformers names it, as `lora_loader`)."""
+    import diffusers.loaders
+
+    return getattr(diffusers.loaders, transformer_class.lora_loader)
+
+
+def targets(state: dict[str, torch.Tensor]) -> dict[str, tuple[int, int]]:
+    """Module name -> (in features, out features) the LoRA was trained for, from its A and B matrices."""
+    from diffusers.utils import convert_unet_state_dict_to_peft
+
+    state = {key.removeprefix(PREFIX): value for key, value in state.items() if key.startswith(PREFIX)}
+    if state and "lora_A" not in next(iter(state)):
+        state = convert_unet_state_dict_to_peft(state)  # as diffusers' load_lora_adapter does
+    shapes: dict[str, list[int]] = {}
+    for key, value in state.items():
+        module, _, rest = key.partition(".lora_")
+        if rest.startswith(("A.", "B.")) and value.ndim == 2:
+            shape = shapes.setdefault(module, [0, 0])
+            shape[0 if rest.startswith("A.") else 1] = value.shape[1 if rest.startswith("A.") else 0]
+    return {module: (shape[0], shape[1]) for module, shape in shapes.items()}
+
+
+def check_lora(text: str, family: Family, config_folder: Path, notes: list[str]) -> Lora:
+    """`--lora TEXT` found, read and matched against the transformer `config_folder` describes (built
+    on the meta device: no weights load); raises VidgenError, notes a LoRA that matches only part."""
+    source, scale = parse_lora(text)
+    path = locate(source)
+    state, _ = read_lora(path, family.transformer())
+    wanted = targets(state)
+    layers = _linear_layers(family.transformer(), config_folder)
+    matched = [name for name in wanted if name in layers]
+    if not matched:
+        example = next(iter(wanted), "no LoRA tensors at all")
+        raise VidgenError(
+            f"--lora '{source}' matches none of this {family.title} transformer's layers "
+            f"(it names '{example}')",
+            "use a LoRA trained for this model family",
+        )
+    for name in matched:
+        (lora_in, lora_out), (model_in, model_out) = wanted[name], layers[name]
+        if (lora_in, lora_out) != (model_in, model_out):
+            raise VidgenError(
+                f"--lora '{source}' was trained for a model of another width: {name} is "
+                f"{lora_in}->{lora_out} features in the LoRA, {model_in}->{model_out} here",
+                "use a LoRA trained for this model (same family and size)",
+            )
+    if len(matched) < len(wanted):
+        notes.append(f"LoRA '{source}' matches {len(matched)} of its {len(wanted)} layers in this model")
+    return Lora(source=source, path=str(path), scale=scale, sha256=sha256(path))
+
+
+def _linear_layers(cls: type, config_folder: Path) -> dict[str, tuple[int, int]]:
+    from accelerate import init_empty_weights
+
+    with init_empty_weights():
+        model = cls.from_config(cls.load_config(config_folder / "transformer"))
+    return {
+        name: (module.in_features, module.out_features)
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear)
+    }
+
+
+def fuse_loras(transformer: nn.Module, loras: tuple[Lora, ...]) -> nn.Module:
+    """Fold `loras`, each at its scale, into a just-loaded `transformer` (before quantizing or placing).
+
+    q/k/v fused into one projection are split for the merge and fused again after, so LoRAs trained on
+    to_q/to_k/to_v land in the fused weight. Returns the transformer; `transformer.vidgen_loras` says
+    which set it holds.
+    """
+    if not loras:
+        transformer.vidgen_loras = ()
+        return transformer
+    fused_qkv = any(name.endswith((".to_qkv", ".to_kv")) for name, _ in transformer.named_modules())
+    if fused_qkv:
+        transformer.unfuse_qkv_projections()
+    names = [f"lora{index}" for index in range(len(loras))]
+    for name, lora in zip(names, loras, strict=True):
+        state, metadata = read_lora(Path(lora.path), type(transformer))
+        with warnings.catch_warnings():  # PEFT warns that a second adapter is a second adapter
+            warnings.simplefilter("ignore", UserWarning)
+            transformer.load_lora_adapter(state, prefix=PREFIX[:-1], metadata=metadata, adapter_name=name)
+    transformer.set_adapters(names, [lora.scale for lora in loras])
+    transformer.fuse_lora(adapter_names=names)
+    transformer.unload_lora()  # the merged weights stay; the PEFT wrappers (and their cost) go
+    if fused_qkv:
+        transformer.fuse_qkv_projections()
+    transformer.vidgen_loras = loras
+    return transformer

@@ -1,0 +1,200 @@
+"""`--cache mag`: diffusers' MagCache, with magnitude ratios measured on the user's own model.
+
+MagCache skips a step when the change it predicts for the blocks' residual, from the step-to-step
+ratios of its magnitude, stays under a threshold. Those ratios depend on the checkpoint and on the
+schedule, and vidgen has no released weights to measure them on, so it ships none. A denoising loop
+whose schedule has no stored ratios runs in diffusers' calibration mode (nothing is skipped: the frames
+equal uncached ones) and its measured ratios are stored in vidgen's cache folder, in one file per
+transformer (keyed by a fingerprint of its weights), one entry per schedule (keyed by its timesteps).
+Every later loop with that model and schedule reads them and skips: the next run, the next job of a
+batch, the next chunk of a Helios stream. A preset's `mag_ratios` are used for every schedule instead
+(diffusers stretches them to the step count).
+"""
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vidgen.core.paths import default_cache_dir
+
+if TYPE_CHECKING:  # torch loads with the models, not with the presets that check `mag_ratios`
+    import torch
+    from torch import nn
+
+STORE_FOLDER = "mag-ratios"  # under $VIDGEN_CACHE (see vidgen.core.paths)
+STORE_FORMAT = "vidgen-mag-ratios/1"
+# diffusers resets a calibrating cache (printing its ratios to stdout, which may be the video stream)
+# once `num_inference_steps` steps are done. vidgen ends every loop itself (`MagSession.begin`), so while
+# it calibrates that count is one no loop reaches.
+NEVER_ENDS = 2**62
+SAMPLES_PER_TENSOR = 256  # weight values read per tensor for the fingerprint
+
+
+def weights_fingerprint(transformer: "nn.Module") -> str:
+    """A hex digest that tells checkpoints apart: each tensor's name, shape and a strided sample of its
+    values, rounded to bf16 so the same weights loaded in fp32, fp16 or bf16 agree. Read before
+    offloading (sequential offload leaves no values on the module); fused LoRAs change it."""
+    import torch
+
+    digest = hashlib.sha256(type(transformer).__name__.encode())
+    with torch.no_grad():
+        for name, tensor in transformer.named_parameters():
+            flat = tensor.detach().reshape(-1)
+            sample = flat[:: max(1, flat.numel() // SAMPLES_PER_TENSOR)][:SAMPLES_PER_TENSOR]
+            digest.update(f"{name}{tuple(tensor.shape)}".encode())
+            digest.update(sample.to("cpu", torch.bfloat16).view(torch.int16).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def schedule_key(timesteps: Sequence[float]) -> str:
+    """The key of a denoising loop's ratios: its timesteps (they carry the scheduler, the step count,
+    v2v's strength, the pyramid stage and Helios' resolution shift), rounded past float noise."""
+    return ",".join(f"{float(t):.3f}" for t in timesteps)
+
+
+def store_path(fingerprint: str, cache_dir: Path | None = None) -> Path:
+    return (cache_dir or default_cache_dir()) / STORE_FOLDER / f"{fingerprint[:32]}.json"
+
+
+@dataclass
+class RatioStore:
+    """One transformer's measured ratios, by schedule key, and the file they live in."""
+
+    path: Path
+    ratios: dict[str, list[float]] = field(default_factory=dict)
+
+    def save(self) -> None:
+        """Write atomically, merged with what another process stored meanwhile; ours win."""
+        stored, _ = read_ratios(self.path)
+        self.ratios = {**stored, **self.ratios}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle, partial = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as file:
+                json.dump({"format": STORE_FORMAT, "schedules": self.ratios}, file, indent=1)
+            os.replace(partial, self.path)
+        except BaseException:
+            Path(partial).unlink(missing_ok=True)
+            raise
+
+
+def read_ratios(path: Path) -> tuple[dict[str, list[float]], str | None]:
+    """The ratios stored in `path` ({} when there is no file) and, for a file that cannot be used,
+    why not (its ratios are then measured again)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}, None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        return {}, f"unreadable ({type(error).__name__})"
+    schedules = data.get("schedules") if isinstance(data, dict) else None
+    if not isinstance(data, dict) or data.get("format") != STORE_FORMAT or not isinstance(schedules, dict):
+        return {}, f"not a {STORE_FORMAT} file"
+    for key, ratios in schedules.items():
+        if not valid_ratios(ratios) or len(ratios) != len(key.split(",")):
+            return {}, f"its ratios for one schedule are not {len(key.split(','))} positive numbers"
+    return schedules, None
+
+
+def valid_ratios(ratios: Any) -> bool:
+    """Whether `ratios` is a non-empty list of finite positive numbers."""
+    return (
+        isinstance(ratios, (list, tuple))
+        and len(ratios) > 0
+        and all(isinstance(r, (int, float)) and not isinstance(r, bool) for r in ratios)
+        and all(math.isfinite(r) and r > 0 for r in ratios)
+    )
+
+
+class MagSession:
+    """The mag cache of one transformer: sets diffusers' config for each denoising loop (ratios to skip
+    with, or calibration), and stores the ratios a calibrating loop measures as soon as it ends.
+
+    `config` is the MagCacheConfig diffusers' hooks hold; it is changed in place per loop. `states`
+    returns the hooks' per-context states (their `calibration_ratios`).
+    """
+
+    def __init__(
+        self,
+        config: Any,
+        states: Callable[[], dict[str, Any]],
+        store: RatioStore,
+        given: tuple[float, ...] = (),
+        problem: str | None = None,
+    ) -> None:
+        self.config, self.states, self.store, self.given = config, states, store, given
+        self.tell: Callable[[str], None] | None = None  # the progress' note, once a run attaches it
+        self.notes: list[str] = []  # every note made, `said` of them told
+        self.said = 0
+        self.loop: list[float] | None = None  # the timesteps of the loop being calibrated, until stored
+        self.measured = False  # since `take`: a loop ran calibrating
+        self.told = False  # the note that ratios are being measured, said once
+        if problem:
+            self.note(f"--cache mag: the stored ratios in {store.path} are {problem}; measuring them again")
+
+    def attach(self, tell: Callable[[str], None]) -> None:
+        """Say notes with `tell` from now on, starting with those not yet said (made at load)."""
+        self.tell = tell
+        for line in self.notes[self.said :]:
+            tell(line)
+        self.said = len(self.notes)
+
+    def note(self, line: str) -> None:
+        self.notes.append(line)
+        if self.tell is not None:
+            self.tell(line)
+            self.said = len(self.notes)
+
+    def begin(self, timesteps: "Sequence[float] | torch.Tensor") -> None:
+        """Set up the cache for a denoising loop over `timesteps`, its state already reset."""
+        import torch
+        from diffusers.hooks.mag_cache import nearest_interp
+
+        steps = timesteps.tolist() if isinstance(timesteps, torch.Tensor) else [float(t) for t in timesteps]
+        ratios = list(self.given) or self.store.ratios.get(schedule_key(steps))
+        self.loop = None if ratios else steps
+        if ratios:
+            self.config.calibrate = False
+            self.config.num_inference_steps = len(steps)
+            self.config.mag_ratios = nearest_interp(torch.tensor(ratios), len(steps))
+            return
+        self.config.calibrate = True
+        self.config.num_inference_steps = NEVER_ENDS
+        self.measured = True
+        if not self.told:
+            self.told = True
+            self.note(
+                f"--cache mag: no magnitude ratios stored for this model and a {len(steps)}-step schedule: "
+                f"measuring them (nothing is skipped until they are measured) into {self.store.path.parent}"
+            )
+
+    def after_call(self) -> None:
+        """After each transformer call: once a calibrating loop's first guidance branch has measured
+        every step, store its ratios (so an interrupted run keeps what it measured)."""
+        if self.loop is None:
+            return
+        for state in self.states().values():
+            measured = state.calibration_ratios
+            if len(measured) >= len(self.loop):
+                self.store.ratios[schedule_key(self.loop)] = [float(r) for r in measured[: len(self.loop)]]
+                self.loop = None
+                self._save()
+                return
+
+    def take(self) -> dict[str, Any]:
+        """What the sidecar says about the ratios since the last call: where they came from."""
+        source = "measured" if self.measured else "preset" if self.given else "stored"
+        self.measured = False
+        return {"ratios": source, "ratios_file": None if self.given else str(self.store.path)}
+
+    def _save(self) -> None:
+        try:
+            self.store.save()
+        except OSError as error:  # the video still finishes; the next run measures again
+            self.note(f"--cache mag: could not store the ratios it measured in {self.store.path}: {error}")

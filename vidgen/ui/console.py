@@ -1,0 +1,159 @@
+"""What the user sees on stderr while vidgen works: stage progress, notes, warnings, errors.
+
+On a terminal each stage is one rich progress line (steps with it/s and ETA); anywhere else (a log
+file, CI, a pipe) plain lines, so logs stay readable. stdout is left to results (`--json`).
+"""
+
+import logging
+import math
+import time
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+
+def error(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+
+
+def warning(message: str) -> None:
+    typer.echo(f"warning: {message}", err=True)
+
+
+def note(message: str) -> None:
+    typer.echo(f"note: {message}", err=True)
+
+
+def quiet_libraries() -> None:
+    """Turn off transformers' and diffusers' own bars and warnings: ours are the only lines.
+
+    Their bars (weights loading) break up the stage lines, and their warnings repeat ours in
+    library terms: a long prompt makes the tokenizer warn of "indexing errors" that truncation
+    prevents, next to our warning that says how many tokens were dropped.
+    """
+    # Before either loads a model: both import torchao (the `[fast]` extra) when it is installed.
+    logging.getLogger("torchao").addFilter(_not_torchao_kernel_notice)
+    logging.getLogger("torch.utils._pytree").addFilter(_not_torchao_enum_notice)
+    import diffusers
+    import transformers
+
+    for library in (transformers, diffusers):
+        library.utils.logging.disable_progress_bar()
+        library.utils.logging.set_verbosity_error()
+
+
+def _not_torchao_kernel_notice(record: logging.LogRecord) -> bool:
+    """False for torchao's notice, on import, that one of its own kernel libraries did not load.
+
+    Its wheels carry CUDA kernels (CUTLASS, MX formats) built against one torch release and CUDA: with
+    any other torch, the CPU build above all, each fails to load (or is skipped) and torchao logs it in
+    every process that imports transformers or diffusers. vidgen's int8 and fp8 never call those
+    kernels; torchao's other logs pass.
+    """
+    message = record.getMessage()
+    return not message.startswith(("Failed to load ", "Skipping import of cpp extensions"))
+
+
+def _not_torchao_enum_notice(record: logging.LogRecord) -> bool:
+    """False for torch's notice that an Enum of torchao's need not be registered as a pytree constant.
+
+    torchao 0.18 registers its Enums as constants on import; torch 2.13 supports Enums natively and logs
+    a deprecation notice for each, which only torchao can act on. Notices about anything else pass.
+    """
+    args = record.args if isinstance(record.args, tuple) else ()
+    of_torchao = any(getattr(arg, "__module__", "").startswith("torchao") for arg in args)
+    return not (of_torchao and "is an Enum subclass" in str(record.msg))
+
+
+class _Rate(ProgressColumn):
+    """Steps per second, for stages that have steps."""
+
+    def render(self, task: Task) -> Text:
+        if not task.total or task.total <= 1 or not task.speed:
+            return Text("")
+        return Text(f"{task.speed:.2f} it/s", style="progress.data.speed")
+
+
+class ConsoleProgress:
+    """`vidgen.core.progress.Progress` on stderr. Use as a context manager so a live display always stops."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True)
+        self._bars: Progress | None = None
+        self._task = None
+        self._name = ""
+        self._total: int | None = None
+        self._done = 0
+        self._started = 0.0
+
+    def __enter__(self) -> "ConsoleProgress":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._bars is not None:
+            self._bars.stop()
+
+    def note(self, line: str) -> None:
+        self.console.print(f"note: {line}", highlight=False, markup=False, soft_wrap=True)
+
+    def start_stage(self, name: str, total: int | None = None) -> None:
+        self._name, self._total, self._done, self._started = name, total, 0, time.perf_counter()
+        if self.console.is_terminal:
+            self._task = self._live().add_task(name, total=total)
+        elif total:
+            self.console.print(f"{name}: {total} steps", highlight=False)
+
+    def advance(self, steps: int = 1) -> None:
+        before, self._done = self._done, self._done + steps
+        if self._task is not None:
+            self._live().advance(self._task, steps)
+        elif self._total and _tenths(before, self._total) != _tenths(self._done, self._total):
+            self.console.print(f"{self._name}: {self._step_line()}", highlight=False)
+
+    def end_stage(self) -> None:
+        seconds = time.perf_counter() - self._started
+        if self._task is not None:
+            total = self._total or 1  # a stage without steps shows as one finished step
+            self._live().update(self._task, total=total, completed=total)
+            self._task = None
+        else:
+            rate = f", {self._done / seconds:.2f} it/s" if self._total and seconds > 0 else ""
+            self.console.print(f"{self._name}: done in {seconds:.1f} s{rate}", highlight=False)
+
+    def _live(self) -> Progress:
+        """The rich display, started on first use so that nothing before it (downloads) is covered."""
+        if self._bars is None:
+            self._bars = Progress(
+                TextColumn("{task.description:<8}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                _Rate(),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=self.console,
+                redirect_stdout=False,  # stdout belongs to results (--json)
+            )
+            self._bars.start()
+        return self._bars
+
+    def _step_line(self) -> str:
+        seconds = time.perf_counter() - self._started
+        rate = self._done / seconds if seconds > 0 else math.inf
+        eta = (self._total - self._done) / rate if rate else 0.0
+        return f"{self._done}/{self._total} steps, {rate:.2f} it/s, ETA {eta:.0f} s"
+
+
+def _tenths(done: int, total: int) -> int:
+    return done * 10 // total
