@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from vidgen.app.prepare_stream import StreamOptions, prepare_stream
-from vidgen.core.model_info import read_helios_info
+from vidgen.families.helios.info import read_helios_info
 from vidgen.core.request import Request, Runtime
 from vidgen.families import registry
 from vidgen.families.helios import pipeline as helios

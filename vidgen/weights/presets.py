@@ -5,6 +5,7 @@ is a new file, not new code.
 """
 
 import difflib
+import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -118,9 +119,10 @@ def load_preset(path: Path) -> Preset:
 
 
 def load_presets(directory: Path = PRESET_DIR) -> dict[str, Preset]:
-    """Every preset in `directory`, by name, in file-name order."""
+    """Every preset in `directory`, by name, in file-name order; then the user's own, from the folder
+    $VIDGEN_PRESETS names (a fine-tune's settings, or a family added beside vidgen's)."""
     presets: dict[str, Preset] = {}
-    for path in sorted(directory.glob("*.toml")):
+    for path in [*sorted(directory.glob("*.toml")), *_user_preset_files()]:
         preset = load_preset(path)
         if preset.name in presets:
             raise ValueError(f"{path}: preset name {preset.name!r} is already used")
@@ -129,6 +131,11 @@ def load_presets(directory: Path = PRESET_DIR) -> dict[str, Preset]:
         # A broken install (presets/ neither in the checkout nor under <prefix>/share/vidgen) must say so.
         raise FileNotFoundError(f"no preset files in {directory}; reinstall vidgen")
     return presets
+
+
+def _user_preset_files() -> list[Path]:
+    folder = os.environ.get("VIDGEN_PRESETS")
+    return sorted(Path(folder).expanduser().glob("*.toml")) if folder else []
 
 
 def find_preset(name: str, presets: Mapping[str, Preset]) -> Preset | None:
