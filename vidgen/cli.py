@@ -650,8 +650,14 @@ def download(
     command = f"vidgen download {model}"
     with _reported_errors():
         repo_id = hub_repo(model)
+        if repo_id is None:
+            typer.echo(
+                f"{model} is a tiny model, built offline on first use (in seconds): nothing to download. "
+                f"Run it directly: vidgen t2v --model {model} ..."
+            )
+            return
         if dry_run:
-            typer.echo("\n".join(downloads.dry_run(repo_id, command)))
+            typer.echo("\n".join(downloads.dry_run(repo_id, command, registry.WEIGHTS.classes_for)))
             return
         with DownloadProgress() as progress:
             snapshot = downloads.download(repo_id, command, progress, registry.WEIGHTS.classes_for)

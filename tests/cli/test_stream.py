@@ -15,10 +15,10 @@ import pytest
 from PIL import Image
 
 from vidgen.app.prepare_stream import StreamOptions, prepare_stream
-from vidgen.families.helios.info import read_helios_info
 from vidgen.core.request import Request, Runtime
 from vidgen.families import registry
 from vidgen.families.helios import pipeline as helios
+from vidgen.families.helios.info import read_helios_info
 from vidgen.families.helios.rules import chunk_count, output_frames
 from vidgen.io.media import read_comment
 from vidgen.io.stream_writer import Mp4Stream

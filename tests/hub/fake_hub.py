@@ -12,7 +12,8 @@ from tiny_hub import COMMIT
 
 class FakeHub:
     """`with FakeHub(repo_id, folder) as hub:` then HF_ENDPOINT=hub.url; `hub.requests` logs
-    (method, path, range) of every request."""
+    (method, path, range) of every request. A test may make it answer as a broken or hostile hub:
+    another `commit` or `etag` (for every file), or a `listing` body (a captive portal's page)."""
 
     def __init__(self, repo_id: str, folder: Path, extra: dict[str, bytes] | None = None) -> None:
         self.repo_id = repo_id
@@ -22,6 +23,9 @@ class FakeHub:
         self.files.update(extra or {})
         self.requests: list[tuple[str, str, str | None]] = []
         self.cut: dict[str, int] = {}  # file -> bytes sent before the next GET of it drops the connection
+        self.commit = COMMIT
+        self.etag: str | None = None  # None: each file's sha256, as the hub gives LFS files
+        self.listing: bytes | None = None  # what the model-info API answers instead of its JSON
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -49,6 +53,8 @@ class FakeHub:
         path = handler.path.split("?")[0]
         self.requests.append((handler.command, path, handler.headers.get("Range")))
         if path.rstrip("/").casefold() == f"/api/models/{self.repo_id}".casefold():
+            if self.listing is not None:
+                return self.send(handler, 200, self.listing, "text/html", body)
             return self.send(handler, 200, json.dumps(self.info()).encode(), "application/json", body)
         prefix = f"/{self.repo_id}/resolve/"
         if path.startswith(prefix):
@@ -59,14 +65,17 @@ class FakeHub:
 
     def info(self) -> dict:
         siblings = [{"rfilename": name, "size": len(data)} for name, data in self.files.items()]
-        return {"id": self.repo_id, "modelId": self.repo_id, "sha": COMMIT, "siblings": siblings}
+        return {"id": self.repo_id, "modelId": self.repo_id, "sha": self.commit, "siblings": siblings}
 
     def send_file(self, handler: BaseHTTPRequestHandler, name: str, body: bool) -> None:
         data = self.files[name]
         start = 0
         if handler.headers.get("Range", "").startswith("bytes="):
             start = int(handler.headers["Range"].removeprefix("bytes=").split("-")[0])
-        headers = {"X-Repo-Commit": COMMIT, "ETag": f'"{hashlib.sha256(data).hexdigest()}"'}
+        etag = self.etag if self.etag is not None else hashlib.sha256(data).hexdigest()
+        headers = {"X-Repo-Commit": self.commit, "ETag": f'"{etag}"'}
+        if start >= len(data) > 0:  # as HTTP servers answer a range past the end
+            return self.send(handler, 416, b"", "text/plain", body, {"Content-Range": f"bytes */{len(data)}"})
         if body and name in self.cut:  # promise the whole file, send part of it, hang up
             handler.send_response(200)
             handler.send_header("Content-Length", str(len(data)))

@@ -55,19 +55,34 @@ def locate(source: str) -> Path:
         if (path / WEIGHTS_NAME).is_file():
             return (path / WEIGHTS_NAME).resolve()
         raise VidgenError(f"--lora '{source}': the folder holds no {WEIGHTS_NAME}", HINT)
-    if REPO_ID.fullmatch(source) and not source.startswith((".", "/", "~")):
+    # A file name is a path, even where it looks like owner/repo (lora/style.safetensors).
+    if REPO_ID.fullmatch(source) and not source.startswith((".", "/", "~")) and path.suffix != ".safetensors":
         return _from_hub(source)
     raise VidgenError(f"--lora '{source}': no such file or folder", HINT)
 
 
 def _from_hub(repo_id: str) -> Path:
     """The repo's LoRA file from the hub cache, downloading only that file when the cache lacks it."""
-    from vidgen.ui.download_progress import DownloadProgress
     from vidgen.weights import hub
 
     snapshot = hub.cached_snapshot(repo_id)
     if snapshot is not None and (snapshot / WEIGHTS_NAME).is_file():
         return snapshot / WEIGHTS_NAME
+    try:
+        return _download(repo_id)
+    except hub.HubUnreachable as error:
+        retry = "unset HF_HUB_OFFLINE and run again" if hub.offline_flag() else "run again once online"
+        raise VidgenError(
+            f"--lora '{repo_id}' is not in the cache at {hub.cache_root()} and cannot be downloaded: "
+            f"{error.why}",
+            f"{retry}, or pass a local file: --lora /path/to/lora.safetensors",
+        ) from None
+
+
+def _download(repo_id: str) -> Path:
+    from vidgen.ui.download_progress import DownloadProgress
+    from vidgen.weights import hub
+
     command = f"vidgen t2v --lora {repo_id} ..."
     _, commit, files = hub.list_files(repo_id, command)
     chosen = [file for file in files if file.path == WEIGHTS_NAME]

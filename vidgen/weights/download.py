@@ -46,15 +46,24 @@ def missing_files(listing: Listing, dry_run: bool = False) -> list[hub.RemoteFil
         if path.is_file() and path.stat().st_size == file.size:
             continue
         if (path.exists() or path.is_symlink()) and not dry_run:
-            _remove_with_blob(path)
+            _remove_with_blob(path, snapshot.parent.parent)
         missing.append(file)
     return missing
 
 
-def _remove_with_blob(path: Path) -> None:
+def _remove_with_blob(path: Path, repo: Path) -> None:
+    """Remove a damaged snapshot entry and the blob it links to, but nothing outside the repo's cache
+    folder: a link to a file elsewhere (a user's own copy) loses only the link."""
+    home = repo.resolve()
+    if not path.parent.resolve().is_relative_to(home):
+        raise VidgenError(
+            f"the cached '{path}' does not match the hub's size, and its folder links outside {home}; "
+            "vidgen changes nothing outside the cache",
+            f"replace the link {path.parent} by a folder, or remove it, and run again",
+        )
     target = path.resolve() if path.is_symlink() else None
     path.unlink()
-    if target is not None and target.is_file():
+    if target is not None and target.is_file() and target.is_relative_to(home):
         target.unlink()
 
 
@@ -65,8 +74,16 @@ def download(
     classes_for: ClassesFor,
     only_configs: bool = False,
 ) -> Path:
-    """Fetch what the cache lacks of `repo_id` and return the verified snapshot folder."""
-    listing = list_needed(repo_id, command, only_configs)
+    """Fetch what the cache lacks of `repo_id` and return the verified snapshot folder; with the hub
+    out of reach, a model complete in the cache is that folder (and a note says it was not updated)."""
+    try:
+        listing = list_needed(repo_id, command, only_configs)
+    except hub.HubUnreachable as error:
+        snapshot = _complete_snapshot(repo_id, classes_for, only_configs)
+        if snapshot is None:
+            raise
+        progress.note(f"{repo_id}: complete in the cache; {_no_updates(error)}")
+        return snapshot
     missing = missing_files(listing)
     progress.begin(listing.repo_id, listing.files, missing)
     for file in missing:
@@ -101,10 +118,49 @@ def is_complete(folder: Path, classes_for: ClassesFor, only_configs: bool = Fals
     return None
 
 
-def dry_run(repo_id: str, command: str) -> list[str]:
+def _complete_snapshot(repo_id: str, classes_for: ClassesFor, only_configs: bool = False) -> Path | None:
+    snapshot = hub.cached_snapshot(repo_id)
+    return (
+        snapshot
+        if snapshot is not None and is_complete(snapshot, classes_for, only_configs) is None
+        else None
+    )
+
+
+def _no_updates(error: hub.HubUnreachable) -> str:
+    return f"the hub could not be asked for updates: {error.why}"
+
+
+def dry_run(repo_id: str, command: str, classes_for: ClassesFor) -> list[str]:
     """What `vidgen download` would fetch, listed (one request to the hub, nothing written)."""
-    listing = list_needed(repo_id, command)
+    try:
+        listing = list_needed(repo_id, command)
+    except hub.HubUnreachable as error:
+        return describe_cache_only(repo_id, command, error, classes_for)
     return describe_listing(listing, missing_files(listing, dry_run=True))
+
+
+def describe_cache_only(
+    repo_id: str, command: str, error: hub.HubUnreachable, classes_for: ClassesFor
+) -> list[str]:
+    """`--dry-run` with the hub out of reach: a model complete in the cache is listed as such; for any
+    other, which files are missing and their size are known only to the hub, and the error says so."""
+    snapshot = _complete_snapshot(repo_id, classes_for)
+    if snapshot is None:
+        cached = hub.cached_snapshot(repo_id)
+        files = [path for path in cached.rglob("*") if path.is_file()] if cached is not None else []
+        held = f"the cache holds {len(files)} of its files" if files else "the cache holds none of it"
+        raise VidgenError(
+            f"'{repo_id}' would need files that the cache lacks, their number and size unknown while the "
+            f"hub cannot be asked: {error.why}; {held}",
+            f"run `{command} --dry-run` once the hub is reachable",
+        )
+    files = sorted(path for path in snapshot.rglob("*") if path.is_file())
+    cached = hub.select(
+        [hub.RemoteFile(path.relative_to(snapshot).as_posix(), path.stat().st_size) for path in files]
+    )
+    name = snapshot.parent.parent.name.removeprefix("models--").replace("--", "/", 1)
+    return describe_listing(Listing(name, snapshot.name, cached), []) + [_no_updates(error)]
 
 
 def describe_listing(listing: Listing, missing: list[hub.RemoteFile]) -> list[str]:

@@ -6,7 +6,9 @@ unreachable or never answers. Every network call has a timeout. The cache is the
 (models--owner--name/snapshots/<commit>/..., refs/main), so other tools share the files.
 """
 
+import json
 import os
+import re
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,14 +18,21 @@ from vidgen.core.errors import VidgenError
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 
-# Seconds a hub request may go unanswered; VIDGEN_HUB_TIMEOUT overrides it.
+# Seconds a hub request may go unanswered; VIDGEN_HUB_TIMEOUT overrides it, up to an hour (beyond that
+# the socket's timeout overflows, and no answer is worth waiting longer for).
 DEFAULT_TIMEOUT = 10.0
+MAX_TIMEOUT = 3600.0
+
+# What a hub answer may become as one part of a cache path (an ETag, a commit id): the hub's are hex
+# digits. Anything else (a "/", a "..") could reach outside the cache, so it is refused.
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
 # Owners that renamed themselves: the old and new ids hold the same files.
 MOVED_OWNERS = {"thudm": "zai-org", "zai-org": "thudm"}
 
 # Base classes of httpx's (and httpx2's) connection and timeout errors.
 NETWORK_ERRORS = {"TransportError", "TimeoutException", "NetworkError", "ConnectError"}
+NOT_THE_HUB = "the answer is not the hub's answer: a captive portal or a proxy's login page?"
 
 COMPONENTS = ("tokenizer", "text_encoder", "transformer", "vae", "scheduler")
 CONFIG_FILES = {"model_index.json", "config.json", "scheduler_config.json"}
@@ -40,6 +49,15 @@ TOKENIZER_FILES = {
 class RemoteFile:
     path: str  # relative to the repo's root
     size: int  # bytes
+
+
+class HubUnreachable(VidgenError):
+    """The hub could not be asked: offline, no answer, or an answer that is not the hub's (a captive
+    portal). `why` says which, for callers that can do without the hub (a model complete in the cache)."""
+
+    def __init__(self, message: str, hint: str, why: str) -> None:
+        super().__init__(message, hint)
+        self.why = why
 
 
 def cache_root() -> Path:
@@ -65,9 +83,10 @@ def timeout() -> float:
         seconds = float(value)
     except ValueError:
         seconds = 0.0
-    if not seconds > 0:
+    if not 0 < seconds <= MAX_TIMEOUT:  # also refuses nan
         raise VidgenError(
-            f"VIDGEN_HUB_TIMEOUT={value} is not a number of seconds", "unset it, or set e.g. 30"
+            f"VIDGEN_HUB_TIMEOUT={value} is not a number of seconds between 0 and {MAX_TIMEOUT:g}",
+            "unset it, or set e.g. 30",
         )
     return seconds
 
@@ -139,15 +158,39 @@ def describe_size(size: int) -> str:
     return f"{size} B"  # unreachable
 
 
-def unreachable(repo_id: str, reason: str, command: str) -> VidgenError:
+def unreachable(repo_id: str, reason: str, command: str) -> HubUnreachable:
     """The error for a model that is not (fully) cached and cannot be fetched now."""
     where = f"the cache at {cache_root()}"
     why = "HF_HUB_OFFLINE is set" if offline_flag() else f"the hub at {endpoint()} is unreachable ({reason})"
     online = "unset HF_HUB_OFFLINE and run" if offline_flag() else "run"
-    return VidgenError(
+    return HubUnreachable(
         f"model '{repo_id}' is not fully in {where} and cannot be downloaded: {why}",
         f"{online} `{command}` once online, or pass a local diffusers folder: --model /path/to/folder",
+        why,
     )
+
+
+def _plain_name(value: object, what: str, repo_id: str) -> str:
+    """`value` from a hub answer, checked to be one plain path part before it names anything in the
+    cache: a hub or mirror is not trusted to say where files go."""
+    if isinstance(value, str) and PLAIN_NAME.fullmatch(value):
+        return value
+    raise VidgenError(
+        f"the hub at {endpoint()} answered for '{repo_id}' with the {what} {value!r}, "
+        "which is not a plain name; vidgen refuses to use it as a path in the cache",
+        "check that HF_ENDPOINT names the Hugging Face Hub or a faithful mirror of it",
+    )
+
+
+def _in_cache(path: Path) -> Path:
+    """`path`, checked to stay inside the cache folder (with every `..` taken as written)."""
+    root = Path(os.path.abspath(cache_root()))
+    if not Path(os.path.abspath(path)).is_relative_to(root):
+        raise VidgenError(
+            f"'{path}' lies outside the cache at {root}; vidgen writes only inside it",
+            "check that HF_ENDPOINT names the Hugging Face Hub or a faithful mirror of it",
+        )
+    return path
 
 
 def list_files(repo_id: str, command: str) -> tuple[str, str, list[RemoteFile]]:
@@ -171,12 +214,17 @@ def list_files(repo_id: str, command: str) -> tuple[str, str, list[RemoteFile]]:
         ) from None
     except HfHubHTTPError as error:
         raise VidgenError(f"listing '{repo_id}' on the hub failed: {error}", "try again later") from None
+    except json.JSONDecodeError:
+        # A captive portal or a proxy's login page answers 200 with HTML: the hub was not reached.
+        raise unreachable(repo_id, NOT_THE_HUB, command) from None
     except Exception as error:  # httpx's connect/read timeouts and connection errors, whatever their class
         if _is_network_error(error):
             raise unreachable(repo_id, _reason(error), command) from None
         raise
+    owner, _, name = (info.id or "").partition("/")
+    hub_name = f"{_plain_name(owner, 'repo id', repo_id)}/{_plain_name(name, 'repo id', repo_id)}"
     files = [RemoteFile(sibling.rfilename, sibling.size or 0) for sibling in info.siblings or []]
-    return info.id, info.sha, files
+    return hub_name, _plain_name(info.sha, "commit id", repo_id), files
 
 
 def _is_network_error(error: Exception) -> bool:
@@ -204,10 +252,13 @@ def fetch_file(
     from huggingface_hub.errors import HfHubHTTPError
 
     url = hf_hub_url(repo_id, file.path, revision=commit, endpoint=endpoint())
+    repo = cache_root() / f"models--{repo_id.replace('/', '--')}"
+    link = _in_cache(snapshot_folder(repo_id, commit) / file.path)
     try:
         metadata = get_hf_file_metadata(url, timeout=timeout(), endpoint=endpoint())
-        repo = cache_root() / f"models--{repo_id.replace('/', '--')}"
-        blob = repo / "blobs" / (metadata.etag or commit + "-" + file.path.replace("/", "-"))
+        if metadata.etag is None:  # the hub names every file; a page without one is not its answer
+            raise unreachable(repo_id, NOT_THE_HUB, command)
+        blob = _in_cache(repo / "blobs" / _plain_name(metadata.etag, "ETag", repo_id))
         _fetch_blob(url, blob, metadata.size, advance)
     except HfHubHTTPError as error:
         message = f"downloading '{file.path}' of '{repo_id}' failed: {error}"
@@ -219,7 +270,6 @@ def fetch_file(
             message = f"writing '{file.path}' into {cache_root()} failed: {error.strerror or error}"
             raise VidgenError(message, "free some space, or point HF_HUB_CACHE elsewhere") from None
         raise
-    link = repo / "snapshots" / commit / file.path
     link.parent.mkdir(parents=True, exist_ok=True)
     link.unlink(missing_ok=True)
     link.symlink_to(Path(*[".."] * (len(Path(file.path).parts) + 1), "blobs", blob.name))
@@ -244,6 +294,11 @@ def _transfer(url: str, blob: Path, size: int | None, advance: Callable[[int], N
     partial = blob.with_name(blob.name + ".incomplete")
     blob.parent.mkdir(parents=True, exist_ok=True)
     start = partial.stat().st_size if partial.is_file() else 0
+    if size is not None and start >= size:
+        # Nothing is left to resume (a partial file as long as the blob, or one of another file): the
+        # server would answer its range with 416 on every run.
+        partial.unlink()
+        start = 0
     headers = {**build_hf_headers(), "Accept-Encoding": "identity"}
     if start:
         headers["Range"] = f"bytes={start}-"
@@ -266,4 +321,4 @@ def _transfer(url: str, blob: Path, size: int | None, advance: Callable[[int], N
 
 def snapshot_folder(repo_id: str, commit: str) -> Path:
     repo = cache_root() / f"models--{repo_id.replace('/', '--')}"
-    return repo / "snapshots" / commit
+    return _in_cache(repo / "snapshots" / _plain_name(commit, "commit id", repo_id))

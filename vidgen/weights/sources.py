@@ -153,17 +153,15 @@ def fetch_hub(source: ModelSource, classes_for: ClassesFor, only_configs: bool =
     return FetchedModel(folder, folder.name)
 
 
-def hub_repo(spec: str) -> str:
-    """The hub repo `vidgen download SPEC` fetches: a released preset's, or a repo id as given."""
+def hub_repo(spec: str) -> str | None:
+    """The hub repo `vidgen download SPEC` fetches: a released preset's, or a repo id as given; None
+    for a tiny preset, which is built, not downloaded."""
     presets = load_presets()
     preset = find_preset(spec, presets)
     # Here a preset name wins over a folder of the same name: only a preset or a repo can be downloaded.
     source = ModelSource(spec, "preset", preset.source, preset) if preset else parse_model(spec, presets)
     if source.preset is not None and source.preset.is_tiny:
-        raise VidgenError(
-            f"'{spec}' is a tiny model that vidgen builds offline on first use; there is nothing to download",
-            f"run it directly: vidgen t2v --model {spec} ...",
-        )
+        return None
     if not source.from_hub:
         raise VidgenError(
             f"'{spec}' is a local folder; there is nothing to download", "pass a preset or repo id"
