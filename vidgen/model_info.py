@@ -4,9 +4,12 @@ Everything the CLI checks before loading (modes, sizes, frame counts) comes from
 is a one-line error in a second, not a crash deep in the transformer after minutes of loading.
 """
 
+import inspect
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from vidgen.errors import VidgenError
 
@@ -60,22 +63,44 @@ class ModelInfo:
 
 
 def read_json(path: Path) -> dict:
+    """A config file of a model folder: a JSON object, or a one-line error naming the file."""
     try:
-        return json.loads(path.read_text())
+        content = json.loads(path.read_text())
     except FileNotFoundError:
         raise VidgenError(
             f"'{path}' is missing: not a complete diffusers-format model folder",
             "pass a folder saved with diffusers' save_pretrained, or a preset name (see `vidgen models`)",
         ) from None
+    except RecursionError:  # a JSON file nested thousands deep: nothing a config ever is
+        raise VidgenError(f"cannot read '{path}': its JSON is nested too deeply", REPAIR) from None
     except (OSError, ValueError) as error:
-        raise VidgenError(f"cannot read '{path}': {error}", "check the file or download it again") from None
+        raise VidgenError(f"cannot read '{path}': {error}", REPAIR) from None
+    if not isinstance(content, dict):
+        raise VidgenError(f"'{path}' holds a JSON {type(content).__name__}, not an object", REPAIR)
+    return content
+
+
+REPAIR = "check the file or download it again"
+
+
+def value(config: dict, key: str, path: Path, kind: type | tuple[type, ...] = int) -> Any:
+    """`config[key]`, which must be there and of `kind` (a whole number is not negative, and a bool is
+    no number here); else an error naming the file and the key."""
+    if key not in config:
+        raise VidgenError(f"'{path}' has no {key!r}: not a config vidgen can read", REPAIR)
+    found = config[key]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    mistyped = not isinstance(found, kinds) or (isinstance(found, bool) and bool not in kinds)
+    if mistyped or (isinstance(found, int) and found < 0):
+        raise VidgenError(f"'{path}': {key} is {found!r}, which no model config holds there", REPAIR)
+    return found
 
 
 def detect_family(folder: Path) -> str:
     """ "cogvideox" or "helios", from model_index.json's pipeline class."""
     pipeline = read_json(folder / "model_index.json").get("_class_name", "")
     for prefix, family in FAMILIES.items():
-        if pipeline.startswith(prefix):
+        if isinstance(pipeline, str) and pipeline.startswith(prefix):
             return family
     raise VidgenError(
         f"'{folder}' holds a {pipeline or 'unnamed'} pipeline, not CogVideoX or Helios",
@@ -96,28 +121,33 @@ def cogvideox_architecture(transformer: dict) -> str:
 
 def read_cogvideox_info(folder: Path) -> ModelInfo:
     pipeline = read_json(folder / "model_index.json")["_class_name"]
-    transformer = read_json(folder / "transformer" / "config.json")
-    vae = read_json(folder / "vae" / "config.json")
-    spatial_scale = 2 ** (len(vae["block_out_channels"]) - 1)  # as diffusers' pipelines compute it
+    transformer_path, vae_path = folder / "transformer" / "config.json", folder / "vae" / "config.json"
+    transformer, vae = read_json(transformer_path), read_json(vae_path)
+
+    def setting(key: str, kind: type | tuple[type, ...] = int) -> Any:
+        return value(transformer, key, transformer_path, kind)
+
+    blocks = value(vae, "block_out_channels", vae_path, list)
+    spatial_scale = 2 ** (len(blocks) - 1)  # as diffusers' pipelines compute it
     # Image-to-video models take the image latents on the channel axis beside the noise.
-    image_conditioned = transformer["in_channels"] == 2 * transformer["out_channels"]
+    image_conditioned = setting("in_channels") == 2 * setting("out_channels")
     return ModelInfo(
         family="cogvideox",
         pipeline=pipeline,
         architecture=cogvideox_architecture(transformer),
         modes=("i2v",) if image_conditioned else ("t2v", "v2v"),
         spatial_scale=spatial_scale,
-        temporal_scale=vae["temporal_compression_ratio"],
-        patch_size=transformer["patch_size"],
-        patch_size_t=transformer.get("patch_size_t"),
+        temporal_scale=value(vae, "temporal_compression_ratio", vae_path),
+        patch_size=setting("patch_size"),
+        patch_size_t=setting("patch_size_t", (int, type(None))) if "patch_size_t" in transformer else None,
         sample_size=(
-            transformer["sample_height"] * spatial_scale,
-            transformer["sample_width"] * spatial_scale,
-            transformer["sample_frames"],
+            setting("sample_height") * spatial_scale,
+            setting("sample_width") * spatial_scale,
+            setting("sample_frames"),
         ),
         fixed_size=bool(transformer.get("use_learned_positional_embeddings")),
-        max_text_tokens=transformer["max_text_seq_length"],
-        attention_heads=transformer.get("num_attention_heads", 0),
+        max_text_tokens=setting("max_text_seq_length"),
+        attention_heads=setting("num_attention_heads") if "num_attention_heads" in transformer else 0,
     )
 
 
@@ -130,23 +160,47 @@ def helios_architecture(index: dict) -> str:
 
 def read_helios_info(folder: Path) -> ModelInfo:
     index = read_json(folder / "model_index.json")
-    transformer = read_json(folder / "transformer" / "config.json")
-    vae = read_json(folder / "vae" / "config.json")
-    scheduler = read_json(folder / "scheduler" / "scheduler_config.json")
+    transformer_path, vae_path = folder / "transformer" / "config.json", folder / "vae" / "config.json"
+    transformer, vae = read_json(transformer_path), read_json(vae_path)
+    scheduler_path = folder / "scheduler" / "scheduler_config.json"
+    scheduler = read_json(scheduler_path)
     pyramid = index["_class_name"] == "HeliosPyramidPipeline"
+    patch = value(transformer, "patch_size", transformer_path, list)
+    if not patch or not isinstance(patch[-1], int) or isinstance(patch[-1], bool):
+        raise VidgenError(f"'{transformer_path}': patch_size is {patch!r}, not a list of numbers", REPAIR)
     return ModelInfo(
         family="helios",
         pipeline=index["_class_name"],
         architecture=helios_architecture(index),
         # One model does all three: an image or a video only seeds the latent history.
         modes=("t2v", "i2v", "v2v"),
-        spatial_scale=vae["scale_factor_spatial"],
-        temporal_scale=vae["scale_factor_temporal"],
-        patch_size=transformer["patch_size"][-1],
+        spatial_scale=value(vae, "scale_factor_spatial", vae_path),
+        temporal_scale=value(vae, "scale_factor_temporal", vae_path),
+        patch_size=patch[-1],
         patch_size_t=None,
         sample_size=(384, 640, 33),  # the authors' size; 33 frames is one chunk
         fixed_size=False,
         max_text_tokens=512,  # UMT5's length in training; diffusers' Helios default (CogVideoX: 226)
-        pyramid_stages=scheduler.get("stages", 1) if pyramid else 1,
-        attention_heads=transformer.get("num_attention_heads", 0),
+        pyramid_stages=value(scheduler, "stages", scheduler_path) if pyramid and "stages" in scheduler else 1,
+        attention_heads=value(transformer, "num_attention_heads", transformer_path)
+        if "num_attention_heads" in transformer
+        else 0,
     )
+
+
+# The transformer class of each family, whose constructor defaults complete a config.
+TRANSFORMER_CLASSES = {"cogvideox": "CogVideoXTransformer3DModel", "helios": "HeliosTransformer3DModel"}
+
+
+def transformer_settings(family: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """Every constructor argument of the family's transformer: `config`'s value, else diffusers'
+    default (a config saved by an older diffusers lacks the switches added since)."""
+    import diffusers
+
+    from vidgen.presets import plain
+
+    cls = getattr(diffusers, TRANSFORMER_CLASSES[family])
+    parameters = inspect.signature(cls.__init__).parameters.values()
+    settings = {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+    settings.update((key, config[key]) for key in settings.keys() & config.keys())
+    return {key: plain(setting) for key, setting in settings.items()}

@@ -19,8 +19,15 @@ from vidgen.errors import VidgenError
 from vidgen.io.media import read_image, read_video
 from vidgen.io.partials import partial_name
 from vidgen.io.writer import foreign_entries, format_from_path, sidecar_path
-from vidgen.model_info import ModelInfo, detect_family, read_cogvideox_info, read_helios_info
-from vidgen.presets import Preset, close_names, find_preset, match_preset
+from vidgen.model_info import (
+    ModelInfo,
+    detect_family,
+    read_cogvideox_info,
+    read_helios_info,
+    read_json,
+    transformer_settings,
+)
+from vidgen.presets import Preset, close_names, closest_preset, find_preset, match_preset
 from vidgen.request import Request, Runtime
 from vidgen.sources import ModelSource, fetch_configs
 
@@ -100,6 +107,10 @@ class Model:
 
 NO_PRESET = "none"
 
+# Steps for a folder that is no released model: enough for its own scheduler to give a fair picture,
+# few enough that a small fine-tune or a copied tiny model answers in seconds, not minutes.
+OWN_STEPS = 20
+
 
 def resolve_model(
     source: ModelSource,
@@ -109,18 +120,32 @@ def resolve_model(
 ) -> Model:
     """What the model can do and its defaults, from its JSON configs (a hub repo's are kilobytes).
 
-    `preset_name` (--preset) chooses whose settings apply; "none" keeps the folder's own scheduler.
+    A folder or repo takes a released preset's settings only when its transformer config is that
+    preset's released one; anything else (a fine-tune of another shape, a copied tiny model) runs on
+    its own scheduler and sample size. `preset_name` (--preset) chooses whose settings apply; "none"
+    keeps the folder's own scheduler.
     """
     configs = fetch_configs(source, cache_dir)
     info = read_model_info(configs, source.spec)
     notes = [source.note] if source.note else []
-    matched = match_preset(info.architecture, info.modes, presets)
-    if matched is None:  # presets/ lacks a model with these modes: a new one needs its file
-        raise ValueError(f"no preset matches architecture {info.architecture!r} with modes {info.modes}")
-    if preset_name is not None:
-        preset = chosen_preset(preset_name, matched, info, presets)
-    elif source.preset is not None:
-        preset = source.preset
+    if source.preset is not None and preset_name is None:
+        return Model(source, info, source.preset, configs, tuple(notes))
+    closest = closest_preset(info.architecture, info.modes, presets)
+    if closest is None:  # presets/ lacks a model with these modes: a new one needs its file
+        raise ValueError(f"no preset has architecture {info.architecture!r} or modes {info.modes}")
+    matched = released_preset(configs, info, presets)
+    if preset_name is not None and preset_name.casefold() != NO_PRESET:
+        preset = chosen_preset(preset_name, matched or closest, info, presets)
+    elif matched is None:
+        preset = own_defaults(closest, info)
+        notes.append(
+            f"'{source.spec}' matches no released model's transformer config: running on its own defaults: "
+            f"its scheduler and sample size ({preset.height}x{preset.width}, {preset.frames} frames), "
+            f"{preset.steps} steps, guidance {preset.guidance:g}; --steps, --height, --width, --frames or "
+            "--preset NAME choose otherwise"
+        )
+    elif preset_name is not None:
+        preset = replace(matched, name=NO_PRESET, scheduler=(), dynamic_cfg=False, amplify_first_chunk=False)
     else:
         preset = matched
         settings = describe_settings(matched)
@@ -131,11 +156,40 @@ def resolve_model(
     return Model(source, info, preset, configs, tuple(notes))
 
 
+def released_preset(configs: Path, info: ModelInfo, presets: Mapping[str, Preset]) -> Preset | None:
+    """The released preset whose transformer config the folder's is, if any."""
+    folder_settings = transformer_settings(info.family, read_json(configs / "transformer" / "config.json"))
+
+    def released_config(preset: Preset) -> bool:
+        return transformer_settings(preset.family, dict(preset.transformer or ())) == folder_settings
+
+    return match_preset(info.architecture, info.modes, presets, released_config)
+
+
+def own_defaults(closest: Preset, info: ModelInfo) -> Preset:
+    """The settings of a folder that is no released model: its own scheduler and sample size, OWN_STEPS
+    steps; guidance, fps, precision and frame rules from the closest preset, none of its extras (LoRAs,
+    cache ratios measured on another model)."""
+    height, width, frames = info.sample_size
+    return replace(
+        closest,
+        name=NO_PRESET,
+        height=height,
+        width=width,
+        frames=frames,
+        max_frames=max(closest.max_frames, frames),
+        steps=OWN_STEPS,
+        scheduler=(),
+        dynamic_cfg=False,
+        amplify_first_chunk=False,
+        lora=(),
+        mag_ratios=(),
+        transformer=None,
+    )
+
+
 def chosen_preset(name: str, matched: Preset, info: ModelInfo, presets: Mapping[str, Preset]) -> Preset:
-    """The preset --preset names; "none": the matched preset's sizes and steps with the folder's own
-    scheduler, no dynamic guidance and no amplified first chunk."""
-    if name.casefold() == NO_PRESET:
-        return replace(matched, name=NO_PRESET, scheduler=(), dynamic_cfg=False, amplify_first_chunk=False)
+    """The preset --preset names (not "none"), which must be of the model's family."""
     preset = find_preset(name, presets)
     if preset is None:
         close = close_names(name, presets)
