@@ -13,16 +13,16 @@ from vidgen.errors import VidgenError
 from vidgen.model_info import detect_family
 
 # The classes vidgen runs, per family and component (model_index.json and each component's own file).
+# The tokenizer may be any class transformers loads (see `check_tokenizer_class`): the text encoder's
+# vocabulary, not the class, is what the model depends on.
 CLASSES: dict[str, dict[str, tuple[str, ...]]] = {
     "cogvideox": {
-        "tokenizer": ("T5Tokenizer", "T5TokenizerFast"),
         "text_encoder": ("T5EncoderModel",),
         "transformer": ("CogVideoXTransformer3DModel",),
         "vae": ("AutoencoderKLCogVideoX",),
         "scheduler": ("CogVideoXDDIMScheduler", "CogVideoXDPMScheduler"),
     },
     "helios": {
-        "tokenizer": ("T5Tokenizer", "T5TokenizerFast", "AutoTokenizer"),
         "text_encoder": ("UMT5EncoderModel",),
         "transformer": ("HeliosTransformer3DModel",),
         "vae": ("AutoencoderKLWan",),
@@ -57,26 +57,62 @@ def check_configs(folder: Path, repair: str, tokenizer_files: bool = True) -> st
     `tokenizer_files`: also check the tokenizer's vocabulary file is there (not a JSON file)."""
     family = detect_family(folder)
     index = read(folder, "model_index.json", repair)
-    for component, allowed in CLASSES[family].items():
+    for component in ("tokenizer", *CLASSES[family]):
         entry = index.get(component)
         if not isinstance(entry, list) or len(entry) != 2:
             raise VidgenError(f"'{folder / 'model_index.json'}' names no {component}", repair)
-        check_class(entry[1], allowed, folder / "model_index.json", component)
+        check_component_class(entry[1], family, folder / "model_index.json", component)
         if not (folder / component).is_dir():
             raise VidgenError(f"'{folder}' has no {component}/ folder: the model is incomplete", repair)
         file_name, key = CLASS_KEYS[component]
         if component == "tokenizer" and not (folder / component / file_name).is_file():
             continue  # a tokenizer.json alone is a complete tokenizer; its class comes from model_index
         named = read(folder / component, file_name, repair).get(key)
-        check_class(
+        if component == "tokenizer" and named is None:
+            continue  # transformers then takes the class from the folder's other files
+        check_component_class(
             named[0] if isinstance(named, list) and named else named,
-            allowed,
+            family,
             folder / component / file_name,
             component,
         )
     if tokenizer_files:
         check_tokenizer_files(folder / "tokenizer", repair)
     return family
+
+
+def check_component_class(name: object, family: str, path: Path, component: str) -> None:
+    if component == "tokenizer":
+        check_tokenizer_class(name, path)
+    else:
+        check_class(name, CLASSES[family][component], path, component)
+
+
+def check_tokenizer_class(name: object, path: Path) -> None:
+    """`name` is a tokenizer class transformers has (as AutoTokenizer resolves it: PreTrainedTokenizerFast
+    is the generic tokenizers-backed class, saved by transformers 5 as TokenizersBackend)."""
+    import transformers
+
+    if tokenizer_class(name) is None:
+        raise VidgenError(
+            f"'{path}' names tokenizer class {name!r}, which transformers {transformers.__version__} "
+            "does not have",
+            "name a transformers tokenizer class (e.g. T5TokenizerFast), or re-save the tokenizer with "
+            "save_pretrained",
+        )
+
+
+def tokenizer_class(name: object) -> type | None:
+    """The transformers tokenizer class called `name` (AutoTokenizer included), else None."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerBase
+    from transformers.models.auto.tokenization_auto import tokenizer_class_from_name
+
+    if not isinstance(name, str) or not name:
+        return None
+    if name == "AutoTokenizer":
+        return AutoTokenizer
+    cls = tokenizer_class_from_name(name)  # falls back to any transformers attribute of that name
+    return cls if isinstance(cls, type) and issubclass(cls, PreTrainedTokenizerBase) else None
 
 
 def check_class(name: object, allowed: tuple[str, ...], path: Path, component: str) -> None:
