@@ -76,8 +76,14 @@ def read_json(path: Path) -> dict:
     except (OSError, ValueError) as error:
         raise VidgenError(f"cannot read '{path}': {error}", REPAIR) from None
     if not isinstance(content, dict):
-        raise VidgenError(f"'{path}' holds a JSON {type(content).__name__}, not an object", REPAIR)
+        raise VidgenError(f"'{path}' holds a JSON {json_kind(content)}, not an object", REPAIR)
     return content
+
+
+def json_kind(value: object) -> str:
+    """What JSON calls a value's type, for messages ("array", not Python's "list")."""
+    kinds = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "null" if value is None else kinds.get(type(value), type(value).__name__)
 
 
 REPAIR = "check the file or download it again"
