@@ -168,8 +168,8 @@ def released_preset(configs: Path, info: ModelInfo, presets: Mapping[str, Preset
 
 def own_defaults(closest: Preset, info: ModelInfo) -> Preset:
     """The settings of a folder that is no released model: its own scheduler and sample size, OWN_STEPS
-    steps; guidance, fps, precision and frame rules from the closest preset, none of its extras (LoRAs,
-    cache ratios measured on another model)."""
+    steps; guidance, fps and precision from the closest preset, none of its extras (LoRAs, cache ratios
+    measured on another model)."""
     height, width, frames = info.sample_size
     return replace(
         closest,
@@ -177,6 +177,8 @@ def own_defaults(closest: Preset, info: ModelInfo) -> Preset:
         height=height,
         width=width,
         frames=frames,
+        # Any frame count the VAE takes: which ones a fine-tune was trained on, no preset knows.
+        frame_step=info.temporal_scale,
         max_frames=max(closest.max_frames, frames),
         steps=OWN_STEPS,
         scheduler=(),
