@@ -11,6 +11,7 @@ from vidgen.validate.runtime import DTYPES
 from vidgen.weights.presets import (
     PRESET_DIR,
     close_names,
+    closest_preset,
     find_preset,
     load_preset,
     load_presets,
@@ -125,15 +126,20 @@ def test_tiny_preset_agrees_with_the_folder_built_for_it(preset):
 
 
 def test_a_folder_gets_the_released_preset_of_its_architecture():
-    assert match_preset("cogvideox-sincos", ("t2v", "v2v"), PRESETS).name == "cogvideox-2b"
-    assert match_preset("cogvideox-learned", ("i2v",), PRESETS).name == "cogvideox-5b-i2v"
-    assert match_preset("cogvideox1.5", ("i2v",), PRESETS).name == "cogvideox1.5-5b-i2v"
-    # A CogVideoX shape no preset has (an I2V fine-tune of 2b, say) still gets a preset of its modes.
-    assert match_preset("cogvideox-sincos", ("i2v",), PRESETS).name == "cogvideox-5b-i2v"
-    assert match_preset("helios", ("t2v",), PRESETS) is None
+    def released(preset):
+        return True
+
+    assert match_preset("cogvideox-sincos", ("t2v", "v2v"), PRESETS, released).name == "cogvideox-2b"
+    assert match_preset("cogvideox-learned", ("i2v",), PRESETS, released).name == "cogvideox-5b-i2v"
+    assert match_preset("cogvideox1.5", ("i2v",), PRESETS, released).name == "cogvideox1.5-5b-i2v"
+    # A CogVideoX shape no preset has (an I2V fine-tune of 2b, say) gets no preset, but starts from the
+    # general settings of one with its modes.
+    assert match_preset("cogvideox-sincos", ("i2v",), PRESETS, released) is None
+    assert closest_preset("cogvideox-sincos", ("i2v",), PRESETS).name == "cogvideox-5b-i2v"
+    assert match_preset("helios", ("t2v",), PRESETS, released) is None
     everything = ("t2v", "i2v", "v2v")
     for name in ("helios-base", "helios-mid", "helios-distilled"):
-        assert match_preset(name, everything, PRESETS).name == name
+        assert match_preset(name, everything, PRESETS, released).name == name
 
 
 def test_names_are_found_ignoring_case_and_close_names_are_suggested():
@@ -152,9 +158,11 @@ def test_a_preset_file_with_an_unknown_or_missing_key_is_named(tmp_path):
         load_preset(tmp_path / "typo.toml")
 
 
-def test_two_presets_with_one_name_are_refused(tmp_path):
+def test_two_presets_with_one_name_keep_the_first_and_warn(tmp_path):
     text = (PRESET_DIR / "tiny-cogvideox.toml").read_text()
     (tmp_path / "a.toml").write_text(text)
-    (tmp_path / "b.toml").write_text(text)
-    with pytest.raises(ValueError, match="already used"):
-        load_presets(tmp_path)
+    (tmp_path / "b.toml").write_text(text.replace("steps = 4", "steps = 3"))
+    warnings = []
+    presets = load_presets(tmp_path, warn=warnings.append)
+    assert presets["tiny-cogvideox"].steps == 4
+    assert len(warnings) == 1 and "b.toml" in warnings[0] and "already used" in warnings[0]

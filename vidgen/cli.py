@@ -21,6 +21,7 @@ from vidgen.weights.presets import close_names, find_preset, load_presets
 if TYPE_CHECKING:  # torch loads only when a command runs
     from vidgen.app.prepare_stream import StreamPlan
     from vidgen.app.stream import StreamOutcome
+    from vidgen.weights.presets import Preset
 
 EXIT_CODES = (
     "Exit codes: 0 done; 1 the output could not be written (a full disk, a file-size limit, a failed "
@@ -677,16 +678,27 @@ def models(context: typer.Context) -> None:
         Column("modes", max_width=7),
         "size, frames",
         Column("source", overflow="fold"),
-        Column("cached", max_width=8),
+        Column("cached", max_width=10),
     )
-    from vidgen.families import registry
-    from vidgen.weights.download import cached_status  # huggingface_hub loads only when a command runs
-
     for preset in load_presets().values():
         size = f"{preset.height}x{preset.width}, {preset.frames}"
-        status = "built" if preset.is_tiny else cached_status(preset.source, registry.WEIGHTS.classes_for)
-        table.add_row(preset.name, " ".join(preset.modes), size, preset.source, status)
+        table.add_row(preset.name, " ".join(preset.modes), size, preset.source, _on_disk(preset))
     Console().print(table)
+
+
+def _on_disk(preset: "Preset") -> str:
+    """The `cached` column: how much of a released model the hub cache holds ("damaged" for a cache
+    folder that cannot be read), or whether a tiny model is built yet."""
+    from vidgen.families import registry  # torch and huggingface_hub load only when a command runs
+    from vidgen.weights import tiny
+    from vidgen.weights.download import cached_status
+
+    if preset.is_tiny:
+        return "built" if tiny.is_built(*preset.tiny_variant) else "built on first use"
+    try:
+        return cached_status(preset.source, registry.WEIGHTS.classes_for)
+    except VidgenError:
+        return "damaged"
 
 
 @models_app.command("show")
@@ -701,6 +713,6 @@ def show(name: str = typer.Argument(..., help="A preset name from `vidgen models
             raise VidgenError(f"unknown preset '{name}'", hint)
     table = Table("setting", "value", show_header=False)
     for setting, value in vars(preset).items():
-        shown = dict(value) if setting == "scheduler" else value
+        shown = dict(value) if setting in ("scheduler", "transformer") and value is not None else value
         table.add_row(setting, " ".join(shown) if setting == "modes" else str(shown))
     Console().print(table)

@@ -1,7 +1,11 @@
 """What `prepare` fills in when the user leaves it to the model: defaults, dtype, output name, seed."""
 
+import inspect
 import io
+import json
+import shutil
 
+import diffusers
 import numpy as np
 import pytest
 import torch
@@ -25,8 +29,18 @@ def test_a_preset_gives_its_own_settings():
     assert plan.output.path.name == "a-cat-walks-1.mp4" and plan.output.format == "mp4"
 
 
-def test_a_folder_gets_the_released_preset_of_its_shape_with_fp16_made_fp32_on_cpu():
-    plan = plan_for(str(registry.ensure_tiny("cogvideox", "t2v")), device="cpu")
+def released_2b(tmp_path):
+    """The tiny folder with CogVideoX-2b's released transformer config (diffusers' defaults); only its
+    configs are read."""
+    folder = shutil.copytree(registry.ensure_tiny("cogvideox", "t2v"), tmp_path / "released-2b")
+    parameters = inspect.signature(diffusers.CogVideoXTransformer3DModel.__init__).parameters.values()
+    config = {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+    (folder / "transformer" / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_a_folder_gets_the_released_preset_of_its_config_with_fp16_made_fp32_on_cpu(tmp_path):
+    plan = plan_for(str(released_2b(tmp_path)), device="cpu")
     assert plan.preset.name == "cogvideox-2b" and plan.source.kind == "folder"
     assert (plan.request.height, plan.request.width, plan.request.frames) == (480, 720, 49)
     assert plan.runtime.dtype == torch.float32
@@ -38,17 +52,16 @@ def test_an_explicit_dtype_is_kept_on_cpu():
     assert plan.runtime.dtype == torch.float16 and not any("fp32" in note for note in plan.notes)
 
 
-def test_a_folder_whose_model_cannot_take_the_presets_size_gets_its_own():
-    # A learned-position I2V folder only takes its sample size; a 1.5 folder at most its rotary grid.
+def test_a_folder_that_is_no_released_model_runs_at_its_own_sample_size():
+    # Tiny folders are shaped like released models but are none: their own sample size and scheduler
+    # (tests/hub/test_own_defaults.py has the rest).
     i2v = plan_for(str(registry.ensure_tiny("cogvideox", "i2v")), mode="i2v", image=str(_image()))
     assert (i2v.request.height, i2v.request.width, i2v.request.frames) == (64, 96, 9)
     t15 = plan_for(str(registry.ensure_tiny("cogvideox", "1.5-t2v")))
-    assert t15.preset.name == "cogvideox1.5-5b"
-    assert (t15.request.height, t15.request.width, t15.request.frames) == (64, 96, 81)
-    assert dict(t15.request.scheduler) == {
-        "_class_name": "CogVideoXDPMScheduler",
-        "timestep_spacing": "trailing",
-    }
+    assert t15.preset.name == "none"
+    assert (t15.request.height, t15.request.width, t15.request.frames) == (64, 96, 9)
+    assert dict(t15.request.scheduler) == {}
+    assert not any("trained on" in note for note in t15.notes)
 
 
 def _image():

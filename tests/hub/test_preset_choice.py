@@ -1,10 +1,13 @@
-"""A folder or repo without a preset name takes the settings of the preset it is shaped like, and says
-so; --preset NAME|none chooses explicitly."""
+"""A folder or repo without a preset name takes the settings of the released preset whose transformer
+config it has, and says so; --preset NAME|none chooses explicitly."""
 
+import inspect
 import json
 
+import diffusers
 import pytest
 import tiny_hub
+from model_infos import RELEASED
 
 from vidgen.app.prepare import prepare
 from vidgen.validate.common import Options
@@ -15,12 +18,26 @@ def folder_5b(tmp_path):
     return tiny_hub.write_published(tmp_path / "my-5b", "cogvideox-5b")
 
 
+@pytest.fixture
+def released_5b(folder_5b):
+    """The 5b layout with the released transformer config, as diffusers 0.30 wrote it: without the
+    switches added since (1.5's), whose defaults then apply. Only its configs are read."""
+    parameters = inspect.signature(diffusers.CogVideoXTransformer3DModel.__init__).parameters.values()
+    defaults = {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+    config = {"_class_name": "CogVideoXTransformer3DModel", "_diffusers_version": "0.30.0"}
+    config.update(defaults, **RELEASED["5b"])
+    for added_later in ("patch_size_t", "ofs_embed_dim", "patch_bias"):
+        del config[added_later]
+    (folder_5b / "transformer" / "config.json").write_text(json.dumps(config))
+    return folder_5b
+
+
 def plan_for(folder, preset=None):
     return prepare(Options(mode="t2v", model=str(folder), prompt="a cat", seed=1, preset=preset))
 
 
-def test_a_folder_shaped_like_a_preset_says_which_settings_it_took(folder_5b, hub_env):
-    plan = plan_for(folder_5b)
+def test_a_folder_shaped_like_a_preset_says_which_settings_it_took(released_5b, hub_env):
+    plan = plan_for(released_5b)
     assert plan.preset.name == "cogvideox-5b"
     assert dict(plan.request.scheduler)["_class_name"] == "CogVideoXDPMScheduler"
     note = next(note for note in plan.notes if "shaped like" in note)
@@ -28,8 +45,8 @@ def test_a_folder_shaped_like_a_preset_says_which_settings_it_took(folder_5b, hu
     assert "--preset" in note
 
 
-def test_preset_none_keeps_the_folders_own_scheduler(folder_5b, hub_env):
-    plan = plan_for(folder_5b, "none")
+def test_preset_none_keeps_the_folders_own_scheduler(released_5b, hub_env):
+    plan = plan_for(released_5b, "none")
     assert plan.preset.name == "none"
     assert "_class_name" not in dict(plan.request.scheduler)
     assert not plan.request.dynamic_cfg

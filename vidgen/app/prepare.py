@@ -23,7 +23,9 @@ from vidgen.validate.common import (
     check_mode,
     chosen_preset,
     describe_settings,
+    own_defaults,
     plan_output,
+    released_preset,
     resolve_prompt,
     resolve_seed,
 )
@@ -37,7 +39,7 @@ from vidgen.validate.runtime import (
     resolve_device,
     with_loras,
 )
-from vidgen.weights.presets import Preset, load_presets, match_preset
+from vidgen.weights.presets import Preset, closest_preset, load_presets
 from vidgen.weights.sources import ModelSource, fetch_configs, parse_model
 
 
@@ -49,19 +51,33 @@ def resolve_model(
 ) -> Model:
     """What the model can do and its defaults, from its JSON configs (a hub repo's are kilobytes).
 
-    `preset_name` (--preset) chooses whose settings apply; "none" keeps the folder's own scheduler.
+    A folder or repo takes a released preset's settings only when its transformer config is that
+    preset's released one; anything else (a fine-tune of another shape, a copied tiny model) runs on
+    its own scheduler and sample size. `preset_name` (--preset) chooses whose settings apply; "none"
+    keeps the folder's own scheduler.
     """
     configs = fetch_configs(source, registry.WEIGHTS, cache_dir)
     family = registry.detect(configs)
     info = family.read_info(configs)
     notes = [source.note] if source.note else []
-    matched = match_preset(info.architecture, info.modes, presets)
-    if matched is None:  # presets/ lacks a model with these modes: a new one needs its file
-        raise ValueError(f"no preset matches architecture {info.architecture!r} with modes {info.modes}")
-    if preset_name is not None:
-        preset = chosen_preset(preset_name, matched, info, presets)
-    elif source.preset is not None:
-        preset = source.preset
+    if source.preset is not None and preset_name is None:
+        return Model(source, family, info, source.preset, configs, tuple(notes))
+    closest = closest_preset(info.architecture, info.modes, presets, family.name)
+    if closest is None:  # presets/ lacks a model with these modes: a new one needs its file
+        raise ValueError(f"no preset has architecture {info.architecture!r} or modes {info.modes}")
+    matched = released_preset(configs, family, info, presets)
+    if preset_name is not None and preset_name.casefold() != NO_PRESET:
+        preset = chosen_preset(preset_name, matched or closest, info, presets)
+    elif matched is None:
+        preset = own_defaults(closest, info)
+        notes.append(
+            f"'{source.spec}' matches no released model's transformer config: running on its own defaults: "
+            f"its scheduler and sample size ({preset.height}x{preset.width}, {preset.frames} frames), "
+            f"{preset.steps} steps, guidance {preset.guidance:g}; --steps, --height, --width, --frames or "
+            "--preset NAME choose otherwise"
+        )
+    elif preset_name is not None:
+        preset = replace(matched, name=NO_PRESET, scheduler=(), dynamic_cfg=False, amplify_first_chunk=False)
     else:
         preset = matched
         settings = describe_settings(matched)

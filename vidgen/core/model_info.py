@@ -4,9 +4,12 @@ Everything the CLI checks before loading (modes, sizes, frame counts) comes from
 is a one-line error in a second, not a crash deep in the transformer after minutes of loading.
 """
 
+import inspect
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from vidgen.core.errors import VidgenError
 
@@ -65,12 +68,54 @@ class ModelInfo:
 
 
 def read_json(path: Path) -> dict:
+    """A config file of a model folder: a JSON object, or a one-line error naming the file."""
     try:
-        return json.loads(path.read_text())
+        content = json.loads(path.read_text())
     except FileNotFoundError:
         raise VidgenError(
             f"'{path}' is missing: not a complete diffusers-format model folder",
             "pass a folder saved with diffusers' save_pretrained, or a preset name (see `vidgen models`)",
         ) from None
+    except RecursionError:  # a JSON file nested thousands deep: nothing a config ever is
+        raise VidgenError(f"cannot read '{path}': its JSON is nested too deeply", REPAIR) from None
     except (OSError, ValueError) as error:
-        raise VidgenError(f"cannot read '{path}': {error}", "check the file or download it again") from None
+        raise VidgenError(f"cannot read '{path}': {error}", REPAIR) from None
+    if not isinstance(content, dict):
+        raise VidgenError(f"'{path}' holds a JSON {json_kind(content)}, not an object", REPAIR)
+    return content
+
+
+def json_kind(value: object) -> str:
+    """What JSON calls a value's type, for messages ("array", not Python's "list")."""
+    kinds = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "null" if value is None else kinds.get(type(value), type(value).__name__)
+
+
+REPAIR = "check the file or download it again"
+
+
+def value(config: dict, key: str, path: Path, kind: type | tuple[type, ...] = int) -> Any:
+    """`config[key]`, which must be there and of `kind` (a whole number is not negative, and a bool is
+    no number here); else an error naming the file and the key."""
+    if key not in config:
+        raise VidgenError(f"'{path}' has no {key!r}: not a config vidgen can read", REPAIR)
+    found = config[key]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    mistyped = not isinstance(found, kinds) or (isinstance(found, bool) and bool not in kinds)
+    if mistyped or (isinstance(found, int) and found < 0):
+        raise VidgenError(f"'{path}': {key} is {found!r}, which no model config holds there", REPAIR)
+    return found
+
+
+def transformer_settings(class_name: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """Every constructor argument of diffusers' transformer `class_name`: `config`'s value, else
+    diffusers' default (a config saved by an older diffusers lacks the switches added since)."""
+    import diffusers
+
+    from vidgen.weights.presets import plain
+
+    cls = getattr(diffusers, class_name)
+    parameters = inspect.signature(cls.__init__).parameters.values()
+    settings = {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+    settings.update((key, config[key]) for key in settings.keys() & config.keys())
+    return {key: plain(setting) for key, setting in settings.items()}

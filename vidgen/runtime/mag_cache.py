@@ -91,7 +91,7 @@ def read_ratios(path: Path) -> tuple[dict[str, list[float]], str | None]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return {}, None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
         return {}, f"unreadable ({type(error).__name__})"
     schedules = data.get("schedules") if isinstance(data, dict) else None
     if not isinstance(data, dict) or data.get("format") != STORE_FORMAT or not isinstance(schedules, dict):

@@ -17,12 +17,12 @@ import numpy as np
 
 from vidgen.core.errors import VidgenError
 from vidgen.core.family import Family
-from vidgen.core.model_info import ModelInfo
+from vidgen.core.model_info import ModelInfo, read_json, transformer_settings
 from vidgen.core.request import Request, Runtime
 from vidgen.io.media import read_image, read_video
 from vidgen.io.partials import partial_name
 from vidgen.io.writer import foreign_entries, format_from_path, sidecar_path
-from vidgen.weights.presets import Preset, close_names, find_preset
+from vidgen.weights.presets import Preset, close_names, find_preset, match_preset
 from vidgen.weights.sources import ModelSource
 
 MODE_NAMES = {"t2v": "text-to-video", "i2v": "image-to-video", "v2v": "video-to-video"}
@@ -102,12 +102,52 @@ class Model:
 
 NO_PRESET = "none"
 
+# Steps for a folder that is no released model: enough for its own scheduler to give a fair picture,
+# few enough that a small fine-tune or a copied tiny model answers in seconds, not minutes.
+OWN_STEPS = 20
+
+
+def released_preset(
+    configs: Path, family: Family, info: ModelInfo, presets: Mapping[str, Preset]
+) -> Preset | None:
+    """The released preset whose transformer config the folder's is, if any."""
+    class_name = family.classes["transformer"][0]
+    folder_settings = transformer_settings(class_name, read_json(configs / "transformer" / "config.json"))
+
+    def released_config(preset: Preset) -> bool:
+        if preset.family != family.name:
+            return False
+        return transformer_settings(class_name, dict(preset.transformer or ())) == folder_settings
+
+    return match_preset(info.architecture, info.modes, presets, released_config)
+
+
+def own_defaults(closest: Preset, info: ModelInfo) -> Preset:
+    """The settings of a folder that is no released model: its own scheduler and sample size, OWN_STEPS
+    steps; guidance, fps and precision from the closest preset, none of its extras (LoRAs, cache ratios
+    measured on another model)."""
+    height, width, frames = info.sample_size
+    return replace(
+        closest,
+        name=NO_PRESET,
+        height=height,
+        width=width,
+        frames=frames,
+        # Any frame count the VAE takes: which ones a fine-tune was trained on, no preset knows.
+        frame_step=info.temporal_scale,
+        max_frames=max(closest.max_frames, frames),
+        steps=OWN_STEPS,
+        scheduler=(),
+        dynamic_cfg=False,
+        amplify_first_chunk=False,
+        lora=(),
+        mag_ratios=(),
+        transformer=None,
+    )
+
 
 def chosen_preset(name: str, matched: Preset, info: ModelInfo, presets: Mapping[str, Preset]) -> Preset:
-    """The preset --preset names; "none": the matched preset's sizes and steps with the folder's own
-    scheduler, no dynamic guidance and no amplified first chunk."""
-    if name.casefold() == NO_PRESET:
-        return replace(matched, name=NO_PRESET, scheduler=(), dynamic_cfg=False, amplify_first_chunk=False)
+    """The preset --preset names (not "none"), which must be of the model's family."""
     preset = find_preset(name, presets)
     if preset is None:
         close = close_names(name, presets)

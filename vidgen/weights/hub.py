@@ -112,15 +112,42 @@ def cached_repo(repo_id: str) -> Path | None:
 
 
 def cached_snapshot(repo_id: str) -> Path | None:
-    """The cached snapshot of `repo_id`: the commit refs/main names, else the newest snapshot."""
+    """The cached snapshot of `repo_id`: the commit refs/main names, else the newest snapshot.
+
+    A cache another tool or a crash damaged (refs/main not a commit id, snapshots that are links to
+    nowhere or to themselves) is one VidgenError naming what is wrong; `vidgen download` repairs it.
+    """
     repo = cached_repo(repo_id)
     if repo is None:
         return None
+    repair = f"run `vidgen download {repo_id}` to repair it, or delete '{repo}'"
     ref = repo / "refs" / "main"
-    if ref.is_file() and (repo / "snapshots" / ref.read_text().strip()).is_dir():
-        return repo / "snapshots" / ref.read_text().strip()
-    snapshots = sorted((repo / "snapshots").iterdir(), key=lambda path: path.stat().st_mtime)
-    return snapshots[-1] if snapshots else None
+    commit = None
+    if ref.is_file():
+        try:
+            commit = ref.read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            commit = ""
+        if not commit.isalnum():
+            raise VidgenError(f"the hub cache of '{repo_id}' is damaged: '{ref}' names no commit", repair)
+    try:
+        entries = list((repo / "snapshots").iterdir())
+    except OSError as error:
+        message = f"the hub cache of '{repo_id}' is damaged: cannot list its snapshots ({error.strerror})"
+        raise VidgenError(message, repair) from None
+    snapshots = [path for path in entries if path.is_dir()]  # is_dir: False for a link to nowhere
+    named = repo / "snapshots" / commit if commit else None
+    if named is not None and named in snapshots:
+        return named
+    if snapshots:
+        return max(snapshots, key=lambda path: path.stat().st_mtime)
+    if entries:
+        raise VidgenError(
+            f"the hub cache of '{repo_id}' is damaged: '{entries[0]}' is a broken link (to nowhere or to "
+            "itself)",
+            repair,
+        )
+    return None
 
 
 def needed(path: str) -> bool:

@@ -31,12 +31,25 @@ def model_index(folder: Path) -> dict:
 
 
 def load_tokenizer(folder: Path) -> transformers.PreTrainedTokenizerBase:
-    """The tokenizer class model_index.json names (as diffusers loads it), from folder/tokenizer."""
+    """The tokenizer class model_index.json names (as diffusers loads it), from folder/tokenizer; any
+    class transformers has, as long as it loads the folder's files."""
+    from vidgen.weights.model_check import tokenizer_class
+
     _, name = model_index(folder).get("tokenizer", ("transformers", "AutoTokenizer"))
-    cls = getattr(transformers, name, None)
-    if cls is None or not hasattr(cls, "from_pretrained") or "Tokenizer" not in name:
-        raise VidgenError(f"{folder}/model_index.json names an unknown tokenizer class {name!r}")
-    return cls.from_pretrained(folder / "tokenizer")
+    cls = tokenizer_class(name)
+    if cls is None:
+        raise VidgenError(
+            f"{folder}/model_index.json names tokenizer class {name!r}, which transformers does not have",
+            "name a transformers tokenizer class, e.g. T5TokenizerFast",
+        )
+    try:
+        return cls.from_pretrained(folder / "tokenizer")
+    except Exception as error:  # whatever a tokenizer class raises on files it cannot read
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise VidgenError(
+            f"the tokenizer in '{folder / 'tokenizer'}' does not load as {name}: {reason}",
+            "re-save the tokenizer with save_pretrained, or name the class that saved it in model_index.json",
+        ) from None
 
 
 # The text encoders the supported families ship: T5 v1.1 (CogVideoX) and UMT5 (Helios).

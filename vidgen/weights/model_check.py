@@ -11,8 +11,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from vidgen.core.errors import VidgenError
+from vidgen.core.model_info import json_kind
 
-# A folder -> the classes its family runs, per component (the registry's answer, passed down).
+# A folder -> the classes its family runs, per component (the registry's answer, passed down). The
+# tokenizer is not among them: it may be any class transformers loads (see `check_tokenizer_class`),
+# since the text encoder's vocabulary, not the class, is what the model depends on.
 ClassesFor = Callable[[Path], Mapping[str, tuple[str, ...]]]
 
 # Where each component names its own class: (file, key).
@@ -31,6 +34,9 @@ WEIGHTS = {
     "vae": "diffusion_pytorch_model",
 }
 
+# Tokenizer classes every transformers release has (the released models' own).
+COMMON_TOKENIZERS = ("T5Tokenizer", "T5TokenizerFast", "AutoTokenizer")
+
 PICKLED_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
 
 # A safetensors header is JSON of at most 100 MB (the format's own limit).
@@ -44,25 +50,65 @@ def check_configs(
     the classes its family runs). `tokenizer_files`: also check the tokenizer's vocabulary file is
     there (not a JSON file)."""
     index = read(folder, "model_index.json", repair)
-    for component, allowed in classes.items():
+    for component in ("tokenizer", *classes):
         entry = index.get(component)
         if not isinstance(entry, list) or len(entry) != 2:
             raise VidgenError(f"'{folder / 'model_index.json'}' names no {component}", repair)
-        check_class(entry[1], allowed, folder / "model_index.json", component)
+        check_component_class(entry[1], classes, folder / "model_index.json", component)
         if not (folder / component).is_dir():
             raise VidgenError(f"'{folder}' has no {component}/ folder: the model is incomplete", repair)
         file_name, key = CLASS_KEYS[component]
         if component == "tokenizer" and not (folder / component / file_name).is_file():
             continue  # a tokenizer.json alone is a complete tokenizer; its class comes from model_index
         named = read(folder / component, file_name, repair).get(key)
-        check_class(
+        if component == "tokenizer" and named is None:
+            continue  # transformers then takes the class from the folder's other files
+        check_component_class(
             named[0] if isinstance(named, list) and named else named,
-            allowed,
+            classes,
             folder / component / file_name,
             component,
         )
     if tokenizer_files:
         check_tokenizer_files(folder / "tokenizer", repair)
+
+
+def check_component_class(
+    name: object, classes: Mapping[str, tuple[str, ...]], path: Path, component: str
+) -> None:
+    if component == "tokenizer":
+        check_tokenizer_class(name, path)
+    else:
+        check_class(name, classes[component], path, component)
+
+
+def check_tokenizer_class(name: object, path: Path) -> None:
+    """`name` is a tokenizer class transformers has (as AutoTokenizer resolves it: PreTrainedTokenizerFast
+    is the generic tokenizers-backed class, saved by transformers 5 as TokenizersBackend)."""
+    if name in COMMON_TOKENIZERS:
+        return  # what the released models name: no need to import transformers to know them
+    import transformers
+
+    if tokenizer_class(name) is None:
+        raise VidgenError(
+            f"'{path}' names tokenizer class {name!r}, which transformers {transformers.__version__} "
+            "does not have",
+            "name a transformers tokenizer class (e.g. T5TokenizerFast), or re-save the tokenizer with "
+            "save_pretrained",
+        )
+
+
+def tokenizer_class(name: object) -> type | None:
+    """The transformers tokenizer class called `name` (AutoTokenizer included), else None."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerBase
+    from transformers.models.auto.tokenization_auto import tokenizer_class_from_name
+
+    if not isinstance(name, str) or not name:
+        return None
+    if name == "AutoTokenizer":
+        return AutoTokenizer
+    cls = tokenizer_class_from_name(name)  # falls back to any transformers attribute of that name
+    return cls if isinstance(cls, type) and issubclass(cls, PreTrainedTokenizerBase) else None
 
 
 def check_class(name: object, allowed: tuple[str, ...], path: Path, component: str) -> None:
@@ -95,10 +141,12 @@ def read(folder: Path, name: str, repair: str) -> dict:
         raise VidgenError(f"'{path}' is missing: the model is incomplete", repair)
     try:
         content = json.loads(path.read_text())
+    except RecursionError:  # thousands of nested brackets: no config is shaped so
+        raise VidgenError(f"'{path}' is not a model config: its JSON is nested too deeply", repair) from None
     except (OSError, ValueError) as error:
         raise VidgenError(f"'{path}' is not valid JSON ({error})", repair) from None
     if not isinstance(content, dict):
-        raise VidgenError(f"'{path}' is not a JSON object", repair)
+        raise VidgenError(f"'{path}' is not a JSON object but a JSON {json_kind(content)}", repair)
     return content
 
 
@@ -110,6 +158,8 @@ def weight_files(folder: Path, component: str, repair: str) -> list[Path]:
         weight_map = read(directory, index_path.name, repair).get("weight_map")
         if not isinstance(weight_map, dict) or not weight_map:
             raise VidgenError(f"'{index_path}' has no weight_map: the index is broken", repair)
+        if not all(isinstance(name, str) and name for name in weight_map.values()):
+            raise VidgenError(f"'{index_path}' maps a tensor to no file name: the index is broken", repair)
         files = [directory / name for name in sorted(set(weight_map.values()))]
         for path in files:
             if not path.is_file():
@@ -138,10 +188,18 @@ def read_header(path: Path, repair: str) -> dict[str, tuple[str, list[int]]]:
             if length > min(MAX_HEADER, size - 8):
                 raise ValueError("header length past the end of the file")
             header = json.loads(file.read(length))
+        if not isinstance(header, dict):
+            raise ValueError(f"its header is a JSON {json_kind(header)}, not an object")
         header.pop("__metadata__", None)
         tensors = {name: (entry["dtype"], list(entry["shape"])) for name, entry in header.items()}
         end = max((entry["data_offsets"][1] for entry in header.values()), default=0)
-    except (OSError, ValueError, KeyError, TypeError, struct.error) as error:
+        if not isinstance(end, int):
+            raise ValueError(f"a tensor's data offset is {end!r}")
+    except RecursionError:
+        raise VidgenError(
+            f"'{path}' is not a readable safetensors file (its header is nested too deeply)", repair
+        ) from None
+    except (OSError, ValueError, KeyError, TypeError, IndexError, struct.error) as error:
         raise VidgenError(f"'{path}' is not a readable safetensors file ({error})", repair) from None
     if 8 + length + end > size:
         raise VidgenError(
@@ -161,8 +219,44 @@ def check_weights(folder: Path, repair: str) -> dict[str, dict[str, tuple[str, l
     return components
 
 
+def check_layer_counts(folder: Path, tensors: dict, repair: str) -> None:
+    """A config's layer count is no more than the blocks its weights hold: checked from the headers
+    before a model is built from the config, which for `num_layers: 1000000000` would never finish."""
+    for component in WEIGHTS:
+        path = folder / component / CLASS_KEYS[component][0]
+        config = read(folder / component, path.name, repair)
+        held = blocks_held(tensors[component])
+        for key in LAYER_COUNTS:
+            count = config.get(key)
+            if key in config and (not isinstance(count, int) or isinstance(count, bool) or count < 0):
+                raise VidgenError(f"'{path}': {key} is {count!r}, not a number of layers", repair)
+            if key in config and count > held:
+                raise VidgenError(
+                    f"'{path}' says {key} {count}, but the {component} weights hold {held} blocks: the "
+                    "config does not belong to these weights",
+                    repair,
+                )
+
+
+# The config keys that say how many blocks a model builds (diffusers' and transformers' names).
+LAYER_COUNTS = ("num_layers", "num_hidden_layers")
+
+
+def blocks_held(tensors: dict) -> int:
+    """The most entries of any numbered list of modules in the tensor names (`blocks.41.attn.weight`
+    and 41 others under `blocks`: 42)."""
+    lists: dict[str, set[str]] = {}
+    for name in tensors:
+        parts = name.split(".")
+        for position, part in enumerate(parts):
+            if part.isdigit():
+                lists.setdefault(".".join(parts[:position]), set()).add(part)
+    return max(map(len, lists.values()), default=0)
+
+
 def check_shapes(folder: Path, classes: Mapping[str, tuple[str, ...]], tensors: dict, repair: str) -> None:
     """Each tensor has the shape the component's config implies (a model built on the meta device)."""
+    check_layer_counts(folder, tensors, repair)
     for component, expected in expected_shapes(folder, classes).items():
         for name, (_, shape, path) in tensors[component].items():
             if name in expected and list(expected[name]) != shape:

@@ -7,12 +7,13 @@ is a new file, not new code.
 import difflib
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from vidgen.runtime.mag_cache import valid_ratios
+from vidgen.ui.console import warning
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -43,7 +44,36 @@ OPTIONAL_KEYS = {
     "lora",
     "cache",
     "mag_ratios",
+    "transformer",
 }
+
+# The types of the keys a preset file sets directly (the others are checked where they are read).
+KEY_TYPES = {
+    "name": str,
+    "family": str,
+    "source": str,
+    "description": str,
+    "architecture": str,
+    "dtype": str,
+    "height": int,
+    "width": int,
+    "frames": int,
+    "fps": int,
+    "steps": int,
+    "guidance": (int, float),
+    "dynamic_cfg": bool,
+    "vae_tiling": bool,
+    "frame_step": int,
+    "max_frames": int,
+    "amplify_first_chunk": bool,
+    "offload": str,
+    "quantize": str,
+    "attention": str,
+    "cache": str,
+    "scheduler": dict,
+    "transformer": dict,
+}
+MODES = ("t2v", "i2v", "v2v")
 
 
 @dataclass(frozen=True)
@@ -85,6 +115,10 @@ class Preset:
     # Magnitude ratios for `--cache mag`, one per step of a calibrating run (stretched to the step count);
     # empty: vidgen measures them on the user's first run with each schedule.
     mag_ratios: tuple[float, ...] = ()
+    # A released model's transformer/config.json as (key, value) pairs, only those that differ from
+    # diffusers' class defaults (lists as tuples). A folder takes this preset's settings by itself only
+    # when its transformer config is this one; None (tiny presets) never matches a folder.
+    transformer: tuple[tuple[str, Any], ...] | None = None
 
     @property
     def is_tiny(self) -> bool:
@@ -98,7 +132,7 @@ class Preset:
 
 
 def load_preset(path: Path) -> Preset:
-    """Read one preset file; a missing or unknown key is an error in the file, named in the message."""
+    """Read one preset file; a missing, unknown or mistyped key is a ValueError naming the file."""
     with open(path, "rb") as file:
         data = tomllib.load(file)
     known = {f.name for f in fields(Preset)}
@@ -106,11 +140,23 @@ def load_preset(path: Path) -> Preset:
     missing = sorted(known - set(data) - OPTIONAL_KEYS)
     if unknown or missing:
         raise ValueError(f"{path}: unknown keys {unknown}, missing keys {missing}")
-    data["modes"] = tuple(data["modes"])
+    for key, kind in KEY_TYPES.items():
+        # bool is an int in Python; a preset saying `steps = true` is still a mistake.
+        wrong_bool = isinstance(data.get(key), bool) and kind is not bool
+        if key in data and (wrong_bool or not isinstance(data[key], kind)):
+            raise ValueError(f"{path}: {key} = {data[key]!r} is not a {_type_name(kind)}")
+    modes = data["modes"]
+    if not isinstance(modes, list) or not modes or not set(modes) <= set(MODES):
+        raise ValueError(f"{path}: modes must be a list of {', '.join(MODES)}, got {modes!r}")
+    data["modes"] = tuple(modes)
     data["scheduler"] = tuple(sorted(data.get("scheduler", {}).items()))
+    if "transformer" in data:
+        data["transformer"] = tuple(sorted((key, plain(value)) for key, value in data["transformer"].items()))
     data["guidance"] = float(data["guidance"])
     lora = data.get("lora", ())
     data["lora"] = (lora,) if isinstance(lora, str) else tuple(lora)
+    if not all(isinstance(item, str) for item in data["lora"]):
+        raise ValueError(f"{path}: lora must be a string or a list of strings, got {lora!r}")
     ratios = data.get("mag_ratios", [])
     if not isinstance(ratios, list) or (ratios and not valid_ratios(ratios)):
         raise ValueError(f"{path}: mag_ratios must be a list of positive numbers, got {ratios!r}")
@@ -118,14 +164,38 @@ def load_preset(path: Path) -> Preset:
     return Preset(**data)
 
 
-def load_presets(directory: Path = PRESET_DIR) -> dict[str, Preset]:
-    """Every preset in `directory`, by name, in file-name order; then the user's own, from the folder
-    $VIDGEN_PRESETS names (a fine-tune's settings, or a family added beside vidgen's)."""
+def _type_name(kind: type | tuple[type, ...]) -> str:
+    names = {str: "string", int: "whole number", bool: "true or false", dict: "table", float: "number"}
+    return names[kind] if isinstance(kind, type) else "number"
+
+
+def plain(value: Any) -> Any:
+    """A config value in one comparable, hashable form: JSON and TOML lists become tuples."""
+    return tuple(plain(item) for item in value) if isinstance(value, (list, tuple)) else value
+
+
+def load_presets(
+    directory: Path | None = None, warn: Callable[[str], None] | None = None
+) -> dict[str, Preset]:
+    """Every preset in `directory` (default PRESET_DIR), by name, in file-name order; then the user's
+    own, from the folder $VIDGEN_PRESETS names (a fine-tune's settings, or a family added beside vidgen's).
+
+    A broken file (bad TOML, an unknown key, a name already taken) is reported through `warn` (default:
+    a warning line on stderr) and skipped: one bad file must not stop commands using the others.
+    """
+    directory = PRESET_DIR if directory is None else directory
+    warn = warning if warn is None else warn
     presets: dict[str, Preset] = {}
     for path in [*sorted(directory.glob("*.toml")), *_user_preset_files()]:
-        preset = load_preset(path)
+        try:
+            preset = load_preset(path)
+        except (OSError, ValueError, TypeError) as error:  # TOMLDecodeError and UnicodeDecodeError too
+            message = str(error) if str(error).startswith(str(path)) else f"{path}: {error}"
+            warn(f"preset file skipped: {message}")
+            continue
         if preset.name in presets:
-            raise ValueError(f"{path}: preset name {preset.name!r} is already used")
+            warn(f"preset file skipped: {path}: preset name {preset.name!r} is already used")
+            continue
         presets[preset.name] = preset
     if not presets:
         # A broken install (presets/ neither in the checkout nor under <prefix>/share/vidgen) must say so.
@@ -153,14 +223,31 @@ def close_names(name: str, presets: Mapping[str, Preset]) -> list[str]:
     return [names[match] for match in matches[:3]]
 
 
-def match_preset(architecture: str, modes: tuple[str, ...], presets: Mapping[str, Preset]) -> Preset | None:
-    """The preset whose defaults suit a model folder of this architecture and modes.
-
-    Released models come first, so a real checkpoint gets its authors' settings; a tiny preset is only
-    used when no released one matches. A shape no preset has (a fine-tune with another position
-    scheme) gets a preset with the same modes; the CLI then fits the size to the model's limits.
+def match_preset(
+    architecture: str,
+    modes: tuple[str, ...],
+    presets: Mapping[str, Preset],
+    released_config: Callable[[Preset], bool],
+) -> Preset | None:
+    """The released preset a model folder is: same architecture and modes, and `released_config(preset)`
+    (its transformer config is that preset's released one). None for anything else: a fine-tune with
+    another shape, a copy of a tiny model, which must not run at a released model's size and steps.
     """
-    ordered = sorted(presets.values(), key=lambda preset: preset.is_tiny)
+    for preset in presets.values():
+        if preset.transformer is None or preset.architecture != architecture or preset.modes != modes:
+            continue
+        if released_config(preset):
+            return preset
+    return None
+
+
+def closest_preset(
+    architecture: str, modes: tuple[str, ...], presets: Mapping[str, Preset], family: str
+) -> Preset | None:
+    """The preset whose general settings (guidance, fps, precision, frame rules) a folder that matches
+    no released config starts from: of its family, same architecture and modes, else same modes;
+    released first."""
+    ordered = sorted((p for p in presets.values() if p.family == family), key=lambda preset: preset.is_tiny)
     exact = [p for p in ordered if p.architecture == architecture and p.modes == modes]
     same_modes = [p for p in ordered if p.modes == modes]
     return (exact or same_modes or [None])[0]

@@ -140,10 +140,21 @@ def ensure_tiny(
         ) from None
 
 
+def tiny_folder(family: str, variant: str, cache_dir: Path | None = None, seed: int = 0) -> Path:
+    """Where `ensure_tiny` builds (or has built) a tiny model."""
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    return cache_dir / "tiny" / f"{family}-{variant}-seed{seed}-v{BUILDER_VERSION}"
+
+
+def is_built(family: str, variant: str, cache_dir: Path | None = None, seed: int = 0) -> bool:
+    """Whether the tiny model is in the cache already (a build is only ever renamed in when whole)."""
+    return (tiny_folder(family, variant, cache_dir, seed) / "model_index.json").is_file()
+
+
 def _ensure_tiny(
     family: str, build: Callable[[Path, str, int], Path], variant: str, cache_dir: Path, seed: int
 ) -> Path:
-    target = cache_dir / "tiny" / f"{family}-{variant}-seed{seed}-v{BUILDER_VERSION}"
+    target = tiny_folder(family, variant, cache_dir, seed)
     remove_stale_folders(target.parent, ".building-")  # builds that a killed process left
     if (target / "model_index.json").is_file():
         return target

@@ -67,7 +67,6 @@ FAMILY = Family(
     title="StandIn",
     pipeline_prefixes=("StandIn",),
     classes={
-        "tokenizer": ("T5Tokenizer", "T5TokenizerFast"),
         "text_encoder": ("T5EncoderModel",),
         "transformer": ("CogVideoXTransformer3DModel",),
         "vae": ("AutoencoderKLCogVideoX",),

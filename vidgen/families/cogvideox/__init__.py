@@ -25,7 +25,6 @@ FAMILY = Family(
     title="CogVideoX",
     pipeline_prefixes=("CogVideoX",),
     classes={
-        "tokenizer": ("T5Tokenizer", "T5TokenizerFast"),
         "text_encoder": ("T5EncoderModel",),
         "transformer": ("CogVideoXTransformer3DModel",),
         "vae": ("AutoencoderKLCogVideoX",),

@@ -62,6 +62,7 @@ def load(folder: Path, runtime: Runtime) -> CogVideoX:
     folder = Path(folder)
     loading.model_index(folder)  # a clear error for a folder that is not a model
     dtype = runtime.dtype
+    tokenizer = loading.load_tokenizer(folder)  # first: a tokenizer that cannot load fails in seconds
     text_encoder = loading.load_text_encoder(folder, dtype)
     transformer = loading.load_diffusers_model(
         CogVideoXTransformer3DModel, folder, "transformer", runtime.dtype
@@ -69,7 +70,7 @@ def load(folder: Path, runtime: Runtime) -> CogVideoX:
     vae = loading.load_diffusers_model(AutoencoderKLCogVideoX, folder, "vae", dtype)
     return CogVideoX(
         folder=folder,
-        tokenizer=loading.load_tokenizer(folder),
+        tokenizer=tokenizer,
         text_encoder=loading.place(text_encoder, runtime),
         transformer=ready_transformer(transformer, runtime),
         vae=loading.place(vae, runtime),

@@ -31,7 +31,6 @@ FAMILY = Family(
     title="Helios",
     pipeline_prefixes=("Helios",),
     classes={
-        "tokenizer": ("T5Tokenizer", "T5TokenizerFast", "AutoTokenizer"),
         "text_encoder": ("UMT5EncoderModel",),
         "transformer": ("HeliosTransformer3DModel",),
         "vae": ("AutoencoderKLWan",),

@@ -92,12 +92,13 @@ def load(folder: str | Path, runtime: Runtime) -> Helios:
     """
     folder = Path(folder)
     sampler = sampler_for(loading.model_index(folder), folder)
+    tokenizer = loading.load_tokenizer(folder)  # first: a tokenizer that cannot load fails in seconds
     text_encoder = loading.load_text_encoder(folder, runtime.dtype)
     transformer = loading.load_diffusers_model(HeliosTransformer3DModel, folder, "transformer", runtime.dtype)
     vae = loading.load_diffusers_model(AutoencoderKLWan, folder, "vae", torch.float32)
     return Helios(
         folder=folder,
-        tokenizer=loading.load_tokenizer(folder),
+        tokenizer=tokenizer,
         text_encoder=loading.place(text_encoder, runtime),
         transformer=ready_transformer(transformer, runtime),
         vae=loading.place(vae, runtime),

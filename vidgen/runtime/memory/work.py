@@ -65,7 +65,7 @@ def read_footprint(folder: Path) -> Footprint:
 def _config(path: Path) -> dict:
     try:
         values = json.loads(path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # the folder check names a broken file, later
         return {}
     return values if isinstance(values, dict) else {}
 
