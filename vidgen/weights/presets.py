@@ -242,12 +242,13 @@ def match_preset(
 
 
 def closest_preset(
-    architecture: str, modes: tuple[str, ...], presets: Mapping[str, Preset], family: str
+    architecture: str, modes: tuple[str, ...], presets: Mapping[str, Preset], family: str | None = None
 ) -> Preset | None:
     """The preset whose general settings (guidance, fps, precision, frame rules) a folder that matches
-    no released config starts from: of its family, same architecture and modes, else same modes;
-    released first."""
-    ordered = sorted((p for p in presets.values() if p.family == family), key=lambda preset: preset.is_tiny)
+    no released config starts from: of its family (when given), same architecture and modes, else same
+    modes; released first."""
+    candidates = [p for p in presets.values() if family is None or p.family == family]
+    ordered = sorted(candidates, key=lambda preset: preset.is_tiny)
     exact = [p for p in ordered if p.architecture == architecture and p.modes == modes]
     same_modes = [p for p in ordered if p.modes == modes]
     return (exact or same_modes or [None])[0]
