@@ -644,8 +644,8 @@ def download(
     Only the files vidgen reads (safetensors, configs, tokenizer). Files already cached are kept; an
     interrupted download resumes; a damaged file is fetched again."""
     from vidgen.families import registry
-    from vidgen.ui.download_progress import DownloadProgress
     from vidgen.weights import download as downloads  # huggingface_hub loads only when a command runs
+    from vidgen.weights.download_progress import DownloadProgress
     from vidgen.weights.sources import hub_repo
 
     command = f"vidgen download {model}"

@@ -112,10 +112,13 @@ def transformer_settings(class_name: str, config: Mapping[str, Any]) -> dict[str
     diffusers' default (a config saved by an older diffusers lacks the switches added since)."""
     import diffusers
 
-    from vidgen.weights.presets import plain
-
     cls = getattr(diffusers, class_name)
     parameters = inspect.signature(cls.__init__).parameters.values()
     settings = {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
     settings.update((key, config[key]) for key in settings.keys() & config.keys())
     return {key: plain(setting) for key, setting in settings.items()}
+
+
+def plain(value: Any) -> Any:
+    """A config value in one comparable, hashable form: JSON and TOML lists become tuples."""
+    return tuple(plain(item) for item in value) if isinstance(value, (list, tuple)) else value

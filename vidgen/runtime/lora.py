@@ -80,8 +80,8 @@ def _from_hub(repo_id: str) -> Path:
 
 
 def _download(repo_id: str) -> Path:
-    from vidgen.ui.download_progress import DownloadProgress
     from vidgen.weights import hub
+    from vidgen.weights.download_progress import DownloadProgress
 
     command = f"vidgen t2v --lora {repo_id} ..."
     _, commit, files = hub.list_files(repo_id, command)

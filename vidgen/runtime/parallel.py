@@ -145,8 +145,6 @@ def _context_parallel(transformer: nn.Module, plan: ParallelPlan, mesh: Any, dev
     from diffusers.hooks.context_parallel import apply_context_parallel
     from diffusers.models._modeling_parallel import ContextParallelConfig, ParallelConfig
 
-    from vidgen.families.layers import DispatchedAttention
-
     config = ParallelConfig(
         context_parallel_config=ContextParallelConfig(
             ring_degree=plan.ring,
@@ -160,7 +158,8 @@ def _context_parallel(transformer: nn.Module, plan: ParallelPlan, mesh: Any, dev
     transformer._parallel_config = config
     on_cpu = torch.device(device).type == "cpu"
     for module in transformer.modules():
-        if isinstance(module, DispatchedAttention) and module.splits_sequence:
+        # The models' DispatchedAttention layers say whether they attend over the split sequence.
+        if getattr(module, "splits_sequence", False):
             module.parallel_config = config
             if plan.ring > 1 and on_cpu:
                 module.cpu_ring = cpu_ring_attention

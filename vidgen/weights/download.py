@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vidgen.core.errors import VidgenError
-from vidgen.ui.download_progress import DownloadProgress
 from vidgen.weights import hub, model_check
+from vidgen.weights.download_progress import DownloadProgress
 from vidgen.weights.model_check import ClassesFor
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from vidgen.core.model_info import plain
 from vidgen.runtime.mag_cache import valid_ratios
 from vidgen.ui.console import warning
 
@@ -167,11 +168,6 @@ def load_preset(path: Path) -> Preset:
 def _type_name(kind: type | tuple[type, ...]) -> str:
     names = {str: "string", int: "whole number", bool: "true or false", dict: "table", float: "number"}
     return names[kind] if isinstance(kind, type) else "number"
-
-
-def plain(value: Any) -> Any:
-    """A config value in one comparable, hashable form: JSON and TOML lists become tuples."""
-    return tuple(plain(item) for item in value) if isinstance(value, (list, tuple)) else value
 
 
 def load_presets(

@@ -134,8 +134,8 @@ def fetch_hub(source: ModelSource, classes_for: ClassesFor, only_configs: bool =
     A cache that is incomplete or damaged is repaired by downloading; when that cannot happen (offline,
     hub unreachable) the error names the missing or damaged file and the command that fetches it.
     """
-    from vidgen.ui.download_progress import DownloadProgress
     from vidgen.weights import download, hub
+    from vidgen.weights.download_progress import DownloadProgress
 
     command = f"vidgen download {source.spec}"
     snapshot = hub.cached_snapshot(source.location)
