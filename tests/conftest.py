@@ -11,6 +11,21 @@ from vidgen.cli import app
 from vidgen.families import registry
 
 
+def pytest_configure(config):
+    for name in registry.FAMILIES:
+        config.addinivalue_line("markers", f"{name}: a test of the {name} family (`pytest -m {name}`)")
+
+
+def pytest_collection_modifyitems(items):
+    """Each test that names a family (in its file, its name or its parameters) carries that family's
+    marker, so `pytest -m helios` runs one family's tests alone."""
+    for item in items:
+        words = item.nodeid.lower()
+        for name in registry.FAMILIES:
+            if name in words:
+                item.add_marker(getattr(pytest.mark, name))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _tiny_model_cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:

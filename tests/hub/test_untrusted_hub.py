@@ -6,10 +6,11 @@ success with a note)."""
 import hashlib
 
 import pytest
+import tiny_hub
 from fake_hub import FakeHub
 
 from vidgen.core.errors import VidgenError
-from vidgen.weights import hub, tiny_hub
+from vidgen.weights import hub
 
 REPO = "THUDM/CogVideoX-2b"
 
