@@ -152,10 +152,12 @@ def read_header(path: Path, repair: str) -> dict[str, tuple[str, list[int]]]:
             if length > min(MAX_HEADER, size - 8):
                 raise ValueError("header length past the end of the file")
             header = json.loads(file.read(length))
+        if not isinstance(header, dict):  # `null`, a list, a number: JSON, but no tensor table
+            raise ValueError(f"its header is {json.dumps(header)[:40]}, not a JSON object")
         header.pop("__metadata__", None)
         tensors = {name: (entry["dtype"], list(entry["shape"])) for name, entry in header.items()}
         end = max((entry["data_offsets"][1] for entry in header.values()), default=0)
-    except (OSError, ValueError, KeyError, TypeError, struct.error) as error:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError, struct.error) as error:
         raise VidgenError(f"'{path}' is not a readable safetensors file ({error})", repair) from None
     if 8 + length + end > size:
         raise VidgenError(

@@ -82,7 +82,8 @@ def with_loras(loaded: Any, runtime: Runtime) -> Any:
     """`loaded` with its transformer holding `runtime.loras`: when it holds another set, reloaded from
     its folder and made ready again (a fused LoRA cannot be taken out exactly). A batch calls this
     per job; its jobs come grouped by LoRA set, so each set is fused once."""
-    if getattr(loaded.transformer, "vidgen_loras", ()) == runtime.loras:
+    # None when the last set could not be fused (its job failed): the next job loads a fresh copy.
+    if getattr(loaded.transformer, "vidgen_loras", None) == runtime.loras:
         return loaded
     from vidgen import loading
     from vidgen.levers import ready_transformer
