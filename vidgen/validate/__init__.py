@@ -23,6 +23,7 @@ from vidgen.validate.common import (
     Output,
     Plan,
     check_mode,
+    check_text,
     default_output_name,
     plan_output,
     resolve_model,
@@ -113,6 +114,8 @@ def build_request(
     """The checked Request, by the family's rules (Helios: whole chunks, pyramid stages); `reader`
     reads each input file once across many requests (a batch's jobs)."""
     check_numbers(options)
+    check_text(prompt, "the prompt")  # a batch job's, or --prompt's for every job
+    check_text(options.negative_prompt, "--negative-prompt")
     family_request = helios_request if info.family == "helios" else cogvideox_request
     request = family_request(options, prompt, seed, preset, info, notes, reader)
     check_frame_count(request.frames)

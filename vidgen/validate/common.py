@@ -166,13 +166,32 @@ def resolve_prompt(argument: str | None, option: str | None, stdin: TextIO | Non
         raise VidgenError("two prompts given", "pass the prompt either as an argument or with --prompt")
     prompt = argument if argument is not None else option
     if prompt == "-" and stdin is not None:
-        prompt = stdin.read()
+        try:
+            prompt = stdin.read()
+        except UnicodeDecodeError as error:
+            raise VidgenError(
+                f"the prompt on stdin is not valid UTF-8 text (byte 0x{error.object[error.start]:02x})",
+                "pipe in UTF-8 text",
+            ) from None
     if prompt is None or not prompt.strip():
         raise VidgenError(
             "the prompt is empty",
             'pass one, e.g. vidgen t2v --model tiny-cogvideox "a cat walks on the beach", or - to read stdin',
         )
-    return prompt.strip()
+    return check_text(prompt.strip(), "the prompt")
+
+
+def check_text(text: str, what: str) -> str:
+    """`text` if it is Unicode text. Python reads bytes that are not UTF-8 in argv (and, in the C
+    locale, stdin) as lone surrogates, and a JSON escape can write one: the tokenizer and every
+    file vidgen writes would fail on them once the model has loaded."""
+    where = next((index for index, char in enumerate(text) if "\ud800" <= char <= "\udfff"), None)
+    if where is None:
+        return text
+    char = ord(text[where])
+    # surrogateescape maps an undecodable byte B to U+DC00 + B (B >= 0x80)
+    found = f"byte 0x{char - 0xDC00:02x}" if 0xDC80 <= char <= 0xDCFF else f"a lone surrogate \\u{char:04x}"
+    raise VidgenError(f"{what} is not valid UTF-8 text ({found} at character {where + 1})", "pass UTF-8 text")
 
 
 def resolve_seed(seed: int | None, notes: list[str]) -> int:

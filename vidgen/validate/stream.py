@@ -17,6 +17,7 @@ from vidgen.validate.common import (
     Output,
     Plan,
     check_mode,
+    check_text,
     plan_output,
     resolve_model,
     resolve_prompt,
@@ -93,6 +94,7 @@ def prepare_stream(
         )
     check_mode(options.mode, model.info, options.model, presets)
     check_numbers(options)
+    check_text(options.negative_prompt, "--negative-prompt")
     request = helios_request(options, cues[0].prompt, seed, model.preset, model.info, notes)
     check_frame_count(request.frames)
     runtime = build_runtime(options, model.preset, device, notes)
