@@ -49,7 +49,7 @@ def settle_runtime(runtime: Runtime, model: FetchedModel, request: Request, prog
     from vidgen.memory.auto import settle  # reads safetensors headers: only once the files are here
 
     settled = settle(runtime, model.folder, request, read_model_info(model.folder, str(model.folder)))
-    if runtime.offload == "auto" and torch.device(runtime.device).type != "cpu":
+    if runtime.offload == "auto":  # on the CPU too: it says why nothing is offloaded there
         progress.note(settled.plan)
     return settled
 
