@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from vidgen.errors import VidgenError
+from vidgen.errors import VidgenError, article
 
 # model_index.json `_class_name` prefixes -> family.
 FAMILIES = {"CogVideoX": "cogvideox", "Helios": "helios"}
@@ -77,8 +77,9 @@ def detect_family(folder: Path) -> str:
     for prefix, family in FAMILIES.items():
         if pipeline.startswith(prefix):
             return family
+    pipeline = pipeline or "unnamed"
     raise VidgenError(
-        f"'{folder}' holds a {pipeline or 'unnamed'} pipeline, not CogVideoX or Helios",
+        f"'{folder}' holds {article(pipeline)} {pipeline} pipeline, not CogVideoX or Helios",
         "pass a CogVideoX or Helios folder, or a preset name (see `vidgen models`)",
     )
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vidgen.errors import VidgenError
+from vidgen.errors import VidgenError, article
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -99,7 +99,7 @@ def _existing_file(path: str | Path, what: str) -> Path:
     if not path.exists():
         raise VidgenError(f"{what} '{path}' does not exist", f"check the path to the {what}")
     if not path.is_file():
-        raise VidgenError(f"{what} '{path}' is not a file", f"pass the path to a {what} file")
+        raise VidgenError(f"{what} '{path}' is not a file", f"pass the path to {article(what)} {what} file")
     return path
 
 

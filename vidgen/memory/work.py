@@ -31,7 +31,7 @@ DECODE_LATENT_FRAMES = 2
 # Live activations of the decoder at full resolution: a floor of 3 (a resnet block's input, output and
 # the normalised copy between them), a typical peak of 6 (two convolutions and the causal cache too).
 DECODE_FLOOR_COPIES, DECODE_PEAK_COPIES = 3, 6
-# The decoder's tile when tiling is on: diffusers' defaults, half CogVideoX's 480x720 sample, Wan's 256.
+# The decoder's tile when tiling is on: diffusers' defaults, half CogVideoX's 720x480 sample, Wan's 256.
 TILE_PIXELS = {"cogvideox": 240 * 360, "helios": 256 * 256}
 FP32 = 4  # the VAE runs, and the output video is assembled, in fp32
 

@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from vidgen.errors import VidgenError
+from vidgen.errors import VidgenError, article
 from vidgen.io.media import read_image, read_video
 from vidgen.io.partials import partial_name
 from vidgen.io.writer import foreign_entries, format_from_path, sidecar_path
@@ -249,7 +249,9 @@ def check_writable(path: Path, format: str, overwrite: bool) -> None:
     wants_folder = format == "png"
     if path.exists() and path.is_dir() != wants_folder:
         kind = "folder" if path.is_dir() else "file"
-        raise VidgenError(f"'{path}' is a {kind}; a {format} output cannot replace it", "choose another -o")
+        raise VidgenError(
+            f"'{path}' is a {kind}; {article(format)} {format} output cannot replace it", "choose another -o"
+        )
     foreign = foreign_entries(path) if path.is_dir() else []
     if foreign:  # --overwrite replaces frames vidgen wrote, never the user's own files
         raise VidgenError(
@@ -303,7 +305,8 @@ def check_mode(mode: str, info: ModelInfo, name: str, presets: Mapping[str, Pres
     what = "has no image input" if mode == "i2v" else "only animates an image"
     raise VidgenError(
         f"'{name}' cannot do {MODE_NAMES[mode]}: it {what} (modes: {', '.join(info.modes)})",
-        f"use `vidgen {info.modes[0]}` with it, or a {mode} model such as {' or '.join(examples)}",
+        f"use `vidgen {info.modes[0]}` with it, or {article(mode)} {mode} model such as "
+        f"{' or '.join(examples)}",
     )
 
 
@@ -325,7 +328,7 @@ def check_size(height: int, width: int, info: ModelInfo, name: str) -> None:
     limit = info.max_size
     if limit and (height > limit[0] or width > limit[1]):
         raise VidgenError(
-            f"'{name}' generates at most {limit[0]}x{limit[1]} (height x width); {height}x{width} is larger",
+            f"'{name}' generates at most {limit[1]}x{limit[0]} (width x height); {width}x{height} is larger",
             "pass a smaller --height/--width",
         )
 
@@ -333,7 +336,7 @@ def check_size(height: int, width: int, info: ModelInfo, name: str) -> None:
 def fixed_size_message(name: str, info: ModelInfo) -> str:
     height, width, frames = info.sample_size
     return (
-        f"'{name}' only generates {height}x{width} with {frames} frames: its learned position "
+        f"'{name}' only generates {width}x{height} with {frames} frames: its learned position "
         "embeddings fix the size"
     )
 
