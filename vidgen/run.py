@@ -83,13 +83,16 @@ def with_loras(loaded: Any, runtime: Runtime) -> Any:
     its folder and made ready again (a fused LoRA cannot be taken out exactly). A batch calls this
     per job; its jobs come grouped by LoRA set, so each set is fused once."""
     # None when the last set could not be fused (its job failed): the next job loads a fresh copy.
-    if getattr(loaded.transformer, "vidgen_loras", None) == runtime.loras:
+    if loaded.transformer is not None and getattr(loaded.transformer, "vidgen_loras", ()) == runtime.loras:
         return loaded
     from vidgen import loading
     from vidgen.levers import ready_transformer
     from vidgen.lora import FAMILIES, transformer_class
 
-    cls = transformer_class(FAMILIES[type(loaded.transformer).__name__])
+    name = type(loaded.transformer).__name__
+    if loaded.transformer is None:
+        name = json.loads((Path(loaded.folder) / "transformer" / "config.json").read_text())["_class_name"]
+    cls = transformer_class(FAMILIES[name])
     loaded.transformer = None  # freed before the new copy loads
     transformer = loading.load_diffusers_model(cls, loaded.folder, "transformer", runtime.dtype)
     loaded.transformer = ready_transformer(transformer, runtime)

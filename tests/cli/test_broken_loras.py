@@ -112,3 +112,27 @@ def test_a_batch_job_decoded_to_nan_is_recorded_failed_not_ok(vidgen, workdir, n
     (*_, record) = [json.loads(line) for line in (workdir / "out" / "manifest.jsonl").open()]
     assert record["status"] == "failed" and "the decoded video is NaN" in record["error"]
     assert not (workdir / "out" / "00001.mp4").exists()
+
+
+def test_a_batch_job_whose_lora_fails_to_fuse_fails_alone_and_the_next_set_still_runs(vidgen, workdir):
+    # Each number fits fp32, but B @ A is 4e38 per weight: past fp32's 3.4e38. Jobs run grouped by LoRA
+    # set: none, then strong (fails as it fuses), then weak (loads a fresh transformer).
+    strong = write_lora(workdir / "strong.safetensors", *small(1e19))
+    weak = write_lora(workdir / "weak.safetensors", *small(0.01))
+    jobs = [
+        {"prompt": "a cat", "name": "weak", "lora": str(weak)},
+        {"prompt": "a cat", "name": "strong", "lora": str(strong)},
+        {"prompt": "a cat", "name": "plain"},
+    ]
+    (workdir / "jobs.jsonl").write_text("".join(json.dumps(job) + "\n" for job in jobs))
+    run = vidgen("batch", "jobs.jsonl", "-o", "out", "--model", "tiny-cogvideox", "--steps", "1",
+                 "--height", "32", "--width", "32", "--frames", "1", "--quiet")  # fmt: skip
+    assert run.exit_code == 1, (run.stderr, run.exception)
+    records = [json.loads(line) for line in (workdir / "out" / "manifest.jsonl").open()]
+    done = {record["name"]: record for record in records if record["status"] != "started"}
+    assert {name: record["status"] for name, record in done.items()} == {
+        "plain": "ok",
+        "strong": "failed",
+        "weak": "ok",
+    }
+    assert "fused into the transformer gives weights past fp32's range" in done["strong"]["error"]
