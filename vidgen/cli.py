@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Column, Table
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from vidgen import __version__
 from vidgen.core.errors import INTERRUPTED, VidgenError
@@ -33,6 +35,44 @@ EXIT_CODES = (
     "written."
 )
 
+
+def _flags_take_no_value(params: list) -> None:
+    """Typer's help shows a <bool> type beside a flag (--version <bool>), as if it took a value."""
+    for param in params:
+        if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
+            param.metavar = ""  # the type column stays empty
+
+
+class Group(TyperGroup):
+    """A command group whose help shows its flags as flags."""
+
+    def get_params(self, ctx: typer.Context) -> list:
+        params = super().get_params(ctx)  # --help is made here
+        _flags_take_no_value(params)
+        return params
+
+
+class Command(TyperCommand):
+    """A command whose help shows its flags as flags and its usage line as command lines read:
+    `vidgen batch [OPTIONS] JOBS`, not Typer's `{JOBS}`."""
+
+    def get_params(self, ctx: typer.Context) -> list:
+        params = super().get_params(ctx)
+        _flags_take_no_value(params)
+        return params
+
+    def collect_usage_pieces(self, ctx: typer.Context) -> list[str]:
+        arguments = [param for param in self.get_params(ctx) if isinstance(param, TyperArgument)]
+        return [self.options_metavar or "", *(_usage_name(argument) for argument in arguments)]
+
+
+def _usage_name(argument: TyperArgument) -> str:
+    """JOBS when required, [PROMPT] when not, as click and most command lines write them."""
+    name = argument.metavar or (argument.name or "").upper()
+    name = name if argument.required else f"[{name}]"
+    return name + ("..." if argument.nargs != 1 else "")
+
+
 app = typer.Typer(
     name="vidgen",
     help="Generate videos with CogVideoX and Helios on your own GPU.",
@@ -40,8 +80,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=Group,
 )
-models_app = typer.Typer(help="List the model presets, or show one's settings.")
+models_app = typer.Typer(help="List the model presets, or show one's settings.", cls=Group)
 app.add_typer(models_app, name="models")
 
 
@@ -202,8 +243,11 @@ QUANTIZE = typer.Option(
     None,
     "--quantize",
     show_default="the preset's, else none",
-    help="Transformer weights in fewer bytes: fp8 (GPUs with fp8 matmuls) and int8 need torchao "
-    '(pip install "vidgen[fast]"); fp8-storage runs anywhere.',
+    # escaped: Typer reads help as Rich markup, in which [fast] is a style tag and vanishes
+    help=escape(
+        "Transformer weights in fewer bytes: fp8 (GPUs with fp8 matmuls) and int8 need torchao "
+        '(pip install "vidgen[fast]"); fp8-storage runs anywhere.'
+    ),
 )
 VAE_TILING = typer.Option(
     None,
@@ -276,7 +320,7 @@ STRENGTH = typer.Option(
 OUTPUT_HELP = "Writes the video and, beside it, OUTPUT.json with every setting (the .mp4 carries it too)."
 
 
-@app.command(epilog=OUTPUT_HELP)
+@app.command(epilog=OUTPUT_HELP, cls=Command)
 def t2v(
     prompt_argument: str | None = PROMPT_ARGUMENT,
     model: str = MODEL,
@@ -311,7 +355,7 @@ def t2v(
     _generate("t2v", locals())
 
 
-@app.command(epilog=OUTPUT_HELP)
+@app.command(epilog=OUTPUT_HELP, cls=Command)
 def i2v(
     prompt_argument: str | None = PROMPT_ARGUMENT,
     model: str = MODEL,
@@ -347,7 +391,7 @@ def i2v(
     _generate("i2v", locals())
 
 
-@app.command(epilog=OUTPUT_HELP)
+@app.command(epilog=OUTPUT_HELP, cls=Command)
 def v2v(
     prompt_argument: str | None = PROMPT_ARGUMENT,
     model: str = MODEL,
@@ -399,7 +443,7 @@ STREAM_HELP = (
 )
 
 
-@app.command(epilog=STREAM_HELP)
+@app.command(epilog=STREAM_HELP, cls=Command)
 def stream(
     prompt_argument: str | None = PROMPT_ARGUMENT,
     model: str = MODEL,
@@ -549,9 +593,10 @@ class Mode(str, Enum):
 BATCH_HELP = (
     "JOBS holds one JSON object per line, or CSV under a header row. Its keys are the long option names "
     "(prompt, negative_prompt, seed, steps, guidance, dynamic_cfg, height, width, frames, fps, image, "
-    "video, strength, format, mode) and name; they override the options given here. Relative image "
-    "and video paths are relative to the job file. Each video goes to OUTDIR/NAME.mp4 (NAME: the "
-    "job's line number, 00007, unless set) with NAME.mp4.json beside it, and OUTDIR/manifest.jsonl "
+    "video, strength, format, mode, lora) and name; they override the options given here (lora: what "
+    "--lora takes, or a list of them). Relative image, video and lora paths are relative to the job "
+    "file. Each video goes to OUTDIR/NAME.mp4 (NAME: the job's line number, 00007, unless set) with "
+    "NAME.mp4.json beside it, and OUTDIR/manifest.jsonl "
     "records every job. The same command again skips finished jobs and runs the rest. Under torchrun "
     "each rank runs its share and writes manifest.rankN.jsonl. Exit codes: 0 every job done; 1 some "
     "jobs failed (the manifest says why); 2 a mistake in the options, or with --dry-run in JOBS, or "
@@ -560,7 +605,7 @@ BATCH_HELP = (
 )
 
 
-@app.command(epilog=BATCH_HELP)
+@app.command(epilog=BATCH_HELP, cls=Command)
 def batch(
     jobs: str = typer.Argument(..., metavar="JOBS", help="A JSONL or CSV job file; - reads stdin."),
     outdir: str = typer.Option(..., "--output", "-o", help="The folder for the videos and the manifest."),
@@ -634,9 +679,11 @@ def _reported_errors() -> Iterator[None]:
             raise typer.Exit(exit_code(INTERRUPTED, received)) from None
 
 
-@app.command()
+@app.command(cls=Command)
 def download(
-    model: str = typer.Argument(..., help="A preset (see `vidgen models`) or a hub repo id."),
+    model: str = typer.Argument(
+        ..., metavar="MODEL", help="A preset (see `vidgen models`) or a hub repo id."
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the files and sizes; download nothing."),
 ) -> None:
     """Download a model's weights into the Hugging Face cache (HF_HUB_CACHE or HF_HOME), then verify them.
@@ -681,7 +728,7 @@ def models(context: typer.Context) -> None:
         Column("cached", max_width=10),
     )
     for preset in load_presets().values():
-        size = f"{preset.height}x{preset.width}, {preset.frames}"
+        size = f"{preset.width}x{preset.height}, {preset.frames}"
         table.add_row(preset.name, " ".join(preset.modes), size, preset.source, _on_disk(preset))
     Console().print(table)
 
@@ -701,8 +748,8 @@ def _on_disk(preset: "Preset") -> str:
         return "damaged"
 
 
-@models_app.command("show")
-def show(name: str = typer.Argument(..., help="A preset name from `vidgen models`.")) -> None:
+@models_app.command("show", cls=Command)
+def show(name: str = typer.Argument(..., metavar="NAME", help="A preset name from `vidgen models`.")) -> None:
     """Print one preset's settings."""
     presets = load_presets()
     preset = find_preset(name, presets)

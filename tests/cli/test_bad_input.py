@@ -176,12 +176,12 @@ def test_more_frames_than_the_input_video_has_is_refused(vidgen, inputs):
 )
 def test_learned_position_model_refuses_another_size(vidgen, inputs, args):
     run = vidgen("i2v", "--model", "tiny-cogvideox-i2v", "--image", "photo.png", "a cat", *args)
-    assert_refused(run, "only generates 64x96 with 9 frames", "learned position")
+    assert_refused(run, "only generates 96x64 with 9 frames", "learned position")
 
 
 def test_cogvideox_1_5_refuses_sizes_beyond_its_rotary_grid(vidgen):
     run = vidgen("t2v", "--model", "tiny-cogvideox1.5", "a cat", "--height", "128")
-    assert_refused(run, "at most 64x96", "128x96")
+    assert_refused(run, "at most 96x64 (width x height)", "96x128 is larger")
 
 
 def test_cogvideox_1_5_video_to_video_needs_whole_latent_patches(vidgen, inputs):

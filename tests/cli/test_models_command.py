@@ -8,7 +8,7 @@ def test_models_lists_every_preset_with_its_source(vidgen):
     assert run.exit_code == 0, run.stderr
     for preset in load_presets().values():
         assert preset.name in run.stdout
-    assert "THUDM/CogVideoX" in run.stdout and "768x1360, 81" in run.stdout
+    assert "THUDM/CogVideoX" in run.stdout and "1360x768, 81" in run.stdout
 
 
 def test_models_show_prints_the_settings(vidgen):

@@ -335,7 +335,7 @@ def test_learned_positions_reject_other_sizes_clearly(frames, height, width, tex
     ours, reference = build_pair("5b-i2v")
     inputs = make_inputs(reference, frames, height, width)
     inputs["encoder_hidden_states"] = inputs["encoder_hidden_states"][:, :text_tokens]
-    with pytest.raises(ValueError, match=r"fix its input size to 3 latent frames of 8x12 latents and 7 text"):
+    with pytest.raises(ValueError, match=r"fix its input size to 3 latent frames of 12x8 latents and 7 text"):
         ours(**inputs)
 
 
@@ -350,7 +350,7 @@ def test_1_5_odd_latent_frames_raise_clearly():
 
 def test_odd_latent_height_raises_clearly():
     ours, reference = build_pair("5b")
-    with pytest.raises(ValueError, match="multiples of 2, got 9x12"):
+    with pytest.raises(ValueError, match="multiples of 2, got 12x9"):
         ours(**make_inputs(reference, frames=3, height=9))
 
 

@@ -21,6 +21,7 @@ from vidgen.validate.common import (
     Options,
     Plan,
     check_mode,
+    check_text,
     chosen_preset,
     describe_settings,
     own_defaults,
@@ -129,6 +130,8 @@ def build_request(
     """The checked Request, by the family's rules (Helios: whole chunks, pyramid stages); `reader`
     reads each input file once across many requests (a batch's jobs)."""
     check_numbers(options)
+    check_text(prompt, "the prompt")  # a batch job's, or --prompt's for every job
+    check_text(options.negative_prompt, "--negative-prompt")
     request = registry.family(info.family).build_request(options, prompt, seed, preset, info, notes, reader)
     check_frame_count(request.frames)
     return request

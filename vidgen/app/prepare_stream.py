@@ -18,6 +18,7 @@ from vidgen.validate.common import (
     Output,
     Plan,
     check_mode,
+    check_text,
     plan_output,
     resolve_prompt,
     resolve_seed,
@@ -93,6 +94,7 @@ def prepare_stream(
         )
     check_mode(options.mode, model.info, options.model, presets)
     check_numbers(options)
+    check_text(options.negative_prompt, "--negative-prompt")
     request = model.family.build_request(options, cues[0].prompt, seed, model.preset, model.info, notes)
     check_frame_count(request.frames)
     runtime = build_runtime(options, model.preset, device, notes)

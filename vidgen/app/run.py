@@ -50,7 +50,7 @@ def settle_runtime(runtime: Runtime, model: FetchedModel, request: Request, prog
     from vidgen.runtime.memory.auto import settle  # reads safetensors headers: only once the files are here
 
     settled = settle(runtime, model.folder, request, registry.read_info(model.folder))
-    if runtime.offload == "auto" and torch.device(runtime.device).type != "cpu":
+    if runtime.offload == "auto":  # on the CPU too: it says why nothing is offloaded there
         progress.note(settled.plan)
     return settled
 
@@ -83,12 +83,14 @@ def with_loras(loaded: Any, runtime: Runtime) -> Any:
     """`loaded` with its transformer holding `runtime.loras`: when it holds another set, reloaded from
     its folder and made ready again (a fused LoRA cannot be taken out exactly). A batch calls this
     per job; its jobs come grouped by LoRA set, so each set is fused once."""
-    if getattr(loaded.transformer, "vidgen_loras", ()) == runtime.loras:
+    # None when the last set could not be fused (its job failed): the next job loads a fresh copy.
+    if loaded.transformer is not None and getattr(loaded.transformer, "vidgen_loras", ()) == runtime.loras:
         return loaded
     from vidgen.runtime.levers import ready_transformer
     from vidgen.weights import loading
 
-    cls = type(loaded.transformer)
+    # The class from the folder: after a failed fuse the transformer is gone.
+    cls = registry.detect(Path(loaded.folder)).transformer()
     loaded.transformer = None  # freed before the new copy loads
     transformer = loading.load_diffusers_model(cls, loaded.folder, "transformer", runtime.dtype)
     loaded.transformer = ready_transformer(transformer, runtime)

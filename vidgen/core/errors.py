@@ -1,5 +1,7 @@
 """The one error type for user mistakes: the CLI prints it as one line and exits with its code."""
 
+import re
+
 # Exit codes, documented in `vidgen --help`'s epilog.
 WRITE_FAILED = 1  # the output could not be written (disk full, file-size limit, encoder failure)
 USAGE = 2  # a mistake in the options or inputs; nothing was generated
@@ -19,3 +21,13 @@ class VidgenError(Exception):
 
     def __str__(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+def article(word: str) -> str:
+    """ "a" or "an" before `word` as it is read aloud: an i2v model, an image, an mp4, an 8-step or an
+    11-step schedule; a t2v model, a png, a 10-step schedule."""
+    digits = re.match(r"\d+", word)
+    if digits:  # 8, 80, 800: "eight..."; 11, 18, 11000: "eleven", "eighteen (thousand)"
+        number = digits.group()
+        return "an" if number[0] == "8" or (len(number) % 3 == 2 and number[:2] in ("11", "18")) else "a"
+    return "an" if word[:1].lower() in "aeiou" or word.lower().startswith("mp4") else "a"

@@ -108,6 +108,8 @@ def _json_cues(text: str, path: Path) -> tuple[Cue, ...]:
         entries = json.loads(text)
     except json.JSONDecodeError as error:
         raise _bad(path, error.lineno, f"not JSON: {error.msg}") from None
+    except RecursionError:  # brackets nested thousands deep
+        raise _bad(path, 1, "not JSON this reader can take: nested too deeply") from None
     if not isinstance(entries, list):
         raise _bad(path, 1, "the JSON is not a list")
     cues = []
@@ -134,9 +136,14 @@ def _chunk(value: str, path: Path, line: int) -> int:
 
 
 def _prompt(value: str, path: Path, line: int, what: str = "line") -> str:
+    from vidgen.validate.common import check_text  # vidgen.validate imports this module
+
     if not value.strip():
         raise _bad(path, line, "the prompt is empty", what=what)
-    return value.strip()
+    try:
+        return check_text(value.strip(), "the prompt")  # a JSON escape may write half a character
+    except VidgenError as error:
+        raise _bad(path, line, error.message, what=what) from None
 
 
 def _check_order(cues: tuple[Cue, ...], path: Path) -> None:

@@ -6,7 +6,7 @@ gathered in a `FAMILY` row), one line in FAMILIES, and its preset files.
 
 from pathlib import Path
 
-from vidgen.core.errors import VidgenError
+from vidgen.core.errors import VidgenError, article
 from vidgen.core.family import Family
 from vidgen.core.model_info import ModelInfo, read_json
 from vidgen.families.cogvideox import FAMILY as COGVIDEOX
@@ -32,8 +32,9 @@ def detect(folder: Path) -> Family:
     for candidate in FAMILIES.values():
         if pipeline.startswith(candidate.pipeline_prefixes):
             return candidate
+    pipeline = pipeline or "unnamed"
     raise VidgenError(
-        f"'{folder}' holds a {pipeline or 'unnamed'} pipeline, which vidgen does not run",
+        f"'{folder}' holds {article(pipeline)} {pipeline} pipeline, which vidgen does not run",
         f"pass a folder of a family vidgen runs ({_names()}), or a preset name (see `vidgen models`)",
     )
 

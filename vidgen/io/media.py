@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vidgen.core.errors import VidgenError
+from vidgen.core.errors import VidgenError, article
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -41,14 +41,27 @@ def _image_to_rgb(image) -> np.ndarray:
 def read_video(path: str | Path, max_frames: int | None = None) -> np.ndarray:
     """A video file (or animated GIF) as uint8 [F, H, W, 3] RGB, at most `max_frames` frames."""
     import imageio.v3 as iio
+    from PIL import Image
 
     path = _existing_file(path, "video")
     frames = []
     try:
         for frame in iio.imiter(path):
             frames.append(_to_rgb(np.asarray(frame)))
+            if frames[-1].shape != frames[0].shape:  # a multi-page TIFF may hold pages of any size
+                height, width = frames[0].shape[:2]
+                raise VidgenError(
+                    f"video '{path}' changes size: frame {len(frames)} is {frames[-1].shape[1]}x"
+                    f"{frames[-1].shape[0]}, the first {width}x{height}",
+                    "pass a video whose frames are all one size",
+                )
             if max_frames is not None and len(frames) == max_frames:
                 break
+    except Image.DecompressionBombError:  # Pillow's guard, as in read_image: GIFs and TIFFs go through it
+        raise VidgenError(
+            f"video '{path}' is too large to read (frames over {2 * Image.MAX_IMAGE_PIXELS} pixels)",
+            "pass a smaller video; vidgen resizes it to the video's size anyway",
+        ) from None
     except (OSError, ValueError, RuntimeError) as error:
         raise VidgenError(
             f"cannot read video '{path}': {_reason(error)}", "pass an MP4, WebM or GIF video"
@@ -86,7 +99,7 @@ def _existing_file(path: str | Path, what: str) -> Path:
     if not path.exists():
         raise VidgenError(f"{what} '{path}' does not exist", f"check the path to the {what}")
     if not path.is_file():
-        raise VidgenError(f"{what} '{path}' is not a file", f"pass the path to a {what} file")
+        raise VidgenError(f"{what} '{path}' is not a file", f"pass the path to {article(what)} {what} file")
     return path
 
 

@@ -18,7 +18,7 @@ from torch import nn
 
 from vidgen.core.errors import VidgenError
 from vidgen.core.family import Family
-from vidgen.core.request import Lora
+from vidgen.core.request import Lora, dtype_name
 
 WEIGHTS_NAME = "pytorch_lora_weights.safetensors"  # what diffusers' save_lora_weights writes
 PREFIX = "transformer."
@@ -129,26 +129,75 @@ def _loader(transformer_class: type) -> type:
 
 def targets(state: dict[str, torch.Tensor]) -> dict[str, tuple[int, int]]:
     """Module name -> (in features, out features) the LoRA was trained for, from its A and B matrices."""
+    return {
+        module: (pair["A"][1] if "A" in pair else 0, pair["B"][0] if "B" in pair else 0)
+        for module, pair in matrices(state).items()
+    }
+
+
+def matrices(state: dict[str, torch.Tensor]) -> dict[str, dict[str, tuple[int, ...]]]:
+    """Module name -> the shapes of its LoRA's A ([rank, in]) and B ([out, rank]) matrices."""
     from diffusers.utils import convert_unet_state_dict_to_peft
 
     state = {key.removeprefix(PREFIX): value for key, value in state.items() if key.startswith(PREFIX)}
     if state and "lora_A" not in next(iter(state)):
         state = convert_unet_state_dict_to_peft(state)  # as diffusers' load_lora_adapter does
-    shapes: dict[str, list[int]] = {}
+    shapes: dict[str, dict[str, tuple[int, ...]]] = {}
     for key, value in state.items():
         module, _, rest = key.partition(".lora_")
         if rest.startswith(("A.", "B.")) and value.ndim == 2:
-            shape = shapes.setdefault(module, [0, 0])
-            shape[0 if rest.startswith("A.") else 1] = value.shape[1 if rest.startswith("A.") else 0]
-    return {module: (shape[0], shape[1]) for module, shape in shapes.items()}
+            shapes.setdefault(module, {})[rest[0]] = tuple(value.shape)
+    return shapes
 
 
-def check_lora(text: str, family: Family, config_folder: Path, notes: list[str]) -> Lora:
+def check_matrices(state: dict[str, torch.Tensor], source: str) -> None:
+    """Each layer has both matrices, of one rank: PEFT would fail on them only after the model loads."""
+    for module, pair in matrices(state).items():
+        if len(pair) < 2:
+            have, lack = ("A", "B") if "A" in pair else ("B", "A")
+            raise VidgenError(
+                f"--lora '{source}' is broken: {module} has a lora_{have} matrix but no lora_{lack}",
+                "use another LoRA file (or export this one again)",
+            )
+        if pair["A"][0] != pair["B"][1]:
+            raise VidgenError(
+                f"--lora '{source}' is broken: {module}'s lora_A has rank {pair['A'][0]}, its lora_B "
+                f"rank {pair['B'][1]}",
+                "use another LoRA file (or export this one again)",
+            )
+
+
+def check_values(state: dict[str, torch.Tensor], source: str, dtype: torch.dtype) -> None:
+    """Every LoRA number is finite and fits `dtype`, the run's: a NaN or an overflow fused into the
+    transformer makes every frame NaN, which a video writer turns into black."""
+    for key, value in state.items():
+        if not value.is_floating_point() or value.numel() == 0:
+            continue
+        if not torch.isfinite(value).all():
+            raise VidgenError(
+                f"--lora '{source}' holds NaN or infinite numbers ({key.removeprefix(PREFIX)})",
+                "the file is broken: use another LoRA (or export this one again)",
+            )
+        largest = value.abs().max().item()
+        if largest > torch.finfo(dtype).max:
+            raise VidgenError(
+                f"--lora '{source}' holds numbers too large for {dtype_name(dtype)} "
+                f"({key.removeprefix(PREFIX)} reaches {largest:.3g}, past {torch.finfo(dtype).max:.3g})",
+                "run in --dtype bf16 or fp32, or use another LoRA",
+            )
+
+
+def check_lora(
+    text: str, family: Family, config_folder: Path, notes: list[str], dtype: torch.dtype = torch.float32
+) -> Lora:
     """`--lora TEXT` found, read and matched against the transformer `config_folder` describes (built
-    on the meta device: no weights load); raises VidgenError, notes a LoRA that matches only part."""
+    on the meta device: no weights load) and the run's `dtype`; raises VidgenError, notes a LoRA that
+    matches only part."""
     source, scale = parse_lora(text)
     path = locate(source)
     state, _ = read_lora(path, family.transformer())
+    check_values(state, source, dtype)
+    check_matrices(state, source)
     wanted = targets(state)
     layers = _linear_layers(family.transformer(), config_folder)
     matched = [name for name in wanted if name in layers]
@@ -204,9 +253,28 @@ def fuse_loras(transformer: nn.Module, loras: tuple[Lora, ...]) -> nn.Module:
             warnings.simplefilter("ignore", UserWarning)
             transformer.load_lora_adapter(state, prefix=PREFIX[:-1], metadata=metadata, adapter_name=name)
     transformer.set_adapters(names, [lora.scale for lora in loras])
-    transformer.fuse_lora(adapter_names=names)
+    try:
+        # Safe fusing checks each merged weight: finite LoRA numbers whose product (times the scale)
+        # overflows the dtype would otherwise make every frame NaN.
+        transformer.fuse_lora(adapter_names=names, safe_fusing=True)
+    except ValueError as error:  # PEFT's words: "NaNs detected ... The adapter lora0 seems to be broken"
+        if "NaNs detected" not in str(error):
+            raise
+        raise overflowed(transformer, names, loras, str(error)) from None
     transformer.unload_lora()  # the merged weights stay; the PEFT wrappers (and their cost) go
     if fused_qkv:
         transformer.fuse_qkv_projections()
     transformer.vidgen_loras = loras
     return transformer
+
+
+def overflowed(transformer: nn.Module, names: list[str], loras: tuple[Lora, ...], error: str) -> VidgenError:
+    """The error for a LoRA whose fused weights are not finite numbers in the transformer's dtype."""
+    from vidgen.validate.runtime import dtype_name
+
+    lora = next((lora for name, lora in zip(names, loras, strict=True) if f" {name} " in error), loras[0])
+    return VidgenError(
+        f"--lora '{lora.source}' at scale {lora.scale:g} fused into the transformer gives weights past "
+        f"{dtype_name(transformer.dtype)}'s range (or NaN)",
+        "use a smaller scale, --dtype bf16 or fp32, or another LoRA",
+    )

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vidgen.core.errors import article
 from vidgen.core.paths import default_cache_dir
 
 if TYPE_CHECKING:  # torch loads with the models, not with the presets that check `mag_ratios`
@@ -170,7 +171,8 @@ class MagSession:
         if not self.told:
             self.told = True
             self.note(
-                f"--cache mag: no magnitude ratios stored for this model and a {len(steps)}-step schedule: "
+                f"--cache mag: no magnitude ratios stored for this model and {article(str(len(steps)))} "
+                f"{len(steps)}-step schedule: "
                 f"measuring them (nothing is skipped until they are measured) into {self.store.path.parent}"
             )
 

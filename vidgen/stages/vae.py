@@ -10,6 +10,8 @@ from diffusers.video_processor import VideoProcessor
 from PIL import Image
 from torch import nn
 
+from vidgen.core.errors import VidgenError
+
 
 def video_processor(vae: nn.Module) -> VideoProcessor:
     """Resizing/normalisation for this VAE (its spatial factor: 2 per down block after the first)."""
@@ -48,7 +50,16 @@ def decode(vae: nn.Module, latents: torch.Tensor, processor: VideoProcessor) -> 
 
 
 def to_uint8(frames: np.ndarray) -> np.ndarray:
-    """float [0, 1] -> uint8, rounded to nearest the way diffusers turns frames into PIL images."""
+    """float [0, 1] -> uint8, rounded to nearest the way diffusers turns frames into PIL images.
+
+    NaN would become 0: an overflow anywhere upstream (a broken LoRA, fp16) would give a black video
+    that looks like a success, so it is an error here instead."""
+    if np.isnan(frames).any():
+        raise VidgenError(
+            f"the decoded video is NaN (not a number) in {np.isnan(frames).mean():.0%} of its values: "
+            "the model's numbers overflowed",
+            "try --dtype bf16 or fp32, or without --lora",
+        )
     return (frames * 255).round().astype(np.uint8)
 
 

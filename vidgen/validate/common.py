@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from vidgen.core.errors import VidgenError
+from vidgen.core.errors import VidgenError, article
 from vidgen.core.family import Family
 from vidgen.core.model_info import ModelInfo, read_json, transformer_settings
 from vidgen.core.request import Request, Runtime
@@ -178,13 +178,32 @@ def resolve_prompt(argument: str | None, option: str | None, stdin: TextIO | Non
         raise VidgenError("two prompts given", "pass the prompt either as an argument or with --prompt")
     prompt = argument if argument is not None else option
     if prompt == "-" and stdin is not None:
-        prompt = stdin.read()
+        try:
+            prompt = stdin.read()
+        except UnicodeDecodeError as error:
+            raise VidgenError(
+                f"the prompt on stdin is not valid UTF-8 text (byte 0x{error.object[error.start]:02x})",
+                "pipe in UTF-8 text",
+            ) from None
     if prompt is None or not prompt.strip():
         raise VidgenError(
             "the prompt is empty",
             'pass one, e.g. vidgen t2v --model tiny-cogvideox "a cat walks on the beach", or - to read stdin',
         )
-    return prompt.strip()
+    return check_text(prompt.strip(), "the prompt")
+
+
+def check_text(text: str, what: str) -> str:
+    """`text` if it is Unicode text. Python reads bytes that are not UTF-8 in argv (and, in the C
+    locale, stdin) as lone surrogates, and a JSON escape can write one: the tokenizer and every
+    file vidgen writes would fail on them once the model has loaded."""
+    where = next((index for index, char in enumerate(text) if "\ud800" <= char <= "\udfff"), None)
+    if where is None:
+        return text
+    char = ord(text[where])
+    # surrogateescape maps an undecodable byte B to U+DC00 + B (B >= 0x80)
+    found = f"byte 0x{char - 0xDC00:02x}" if 0xDC80 <= char <= 0xDCFF else f"a lone surrogate \\u{char:04x}"
+    raise VidgenError(f"{what} is not valid UTF-8 text ({found} at character {where + 1})", "pass UTF-8 text")
 
 
 def resolve_seed(seed: int | None, notes: list[str]) -> int:
@@ -242,7 +261,9 @@ def check_writable(path: Path, format: str, overwrite: bool) -> None:
     wants_folder = format == "png"
     if path.exists() and path.is_dir() != wants_folder:
         kind = "folder" if path.is_dir() else "file"
-        raise VidgenError(f"'{path}' is a {kind}; a {format} output cannot replace it", "choose another -o")
+        raise VidgenError(
+            f"'{path}' is a {kind}; {article(format)} {format} output cannot replace it", "choose another -o"
+        )
     foreign = foreign_entries(path) if path.is_dir() else []
     if foreign:  # --overwrite replaces frames vidgen wrote, never the user's own files
         raise VidgenError(
@@ -291,7 +312,8 @@ def check_mode(mode: str, info: ModelInfo, name: str, presets: Mapping[str, Pres
     what = "has no image input" if mode == "i2v" else "only animates an image"
     raise VidgenError(
         f"'{name}' cannot do {MODE_NAMES[mode]}: it {what} (modes: {', '.join(info.modes)})",
-        f"use `vidgen {info.modes[0]}` with it, or a {mode} model such as {' or '.join(examples)}",
+        f"use `vidgen {info.modes[0]}` with it, or {article(mode)} {mode} model such as "
+        f"{' or '.join(examples)}",
     )
 
 
@@ -313,7 +335,7 @@ def check_size(height: int, width: int, info: ModelInfo, name: str) -> None:
     limit = info.max_size
     if limit and (height > limit[0] or width > limit[1]):
         raise VidgenError(
-            f"'{name}' generates at most {limit[0]}x{limit[1]} (height x width); {height}x{width} is larger",
+            f"'{name}' generates at most {limit[1]}x{limit[0]} (width x height); {width}x{height} is larger",
             "pass a smaller --height/--width",
         )
 
@@ -321,7 +343,7 @@ def check_size(height: int, width: int, info: ModelInfo, name: str) -> None:
 def fixed_size_message(name: str, info: ModelInfo) -> str:
     height, width, frames = info.sample_size
     return (
-        f"'{name}' only generates {height}x{width} with {frames} frames: its learned position "
+        f"'{name}' only generates {width}x{height} with {frames} frames: its learned position "
         "embeddings fix the size"
     )
 

@@ -48,7 +48,7 @@ def check_fits(request: Request, info: ModelInfo, folder: Path, runtime: Runtime
         return
     less = "a smaller --height/--width/--frames" + ("" if tiling else ", or --vae-tiling")
     raise VidgenError(
-        f"{request.height}x{request.width} with {request.frames} frames needs at least "
+        f"{request.width}x{request.height} with {request.frames} frames needs at least "
         f"{needed / 2**30:.1f} GiB, more than the {total / 2**30:.1f} GiB {runtime.device} has",
         f"use less memory: {less}",
         exit_code=OUT_OF_MEMORY,

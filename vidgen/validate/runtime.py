@@ -74,24 +74,30 @@ def with_loras(
     notes: list[str],
     reader: InputReader | None = None,
 ) -> Runtime:
-    """The runtime with the request's LoRAs, checked against the model's transformer config (through
-    `reader`, a batch's, once per distinct --lora)."""
+    """The runtime with the request's LoRAs, checked against the model's transformer config and the
+    runtime's dtype (through `reader`, a batch's, once per distinct --lora)."""
     texts = model.preset.lora if given is None or given == [] else tuple(given)
-    return replace(runtime, loras=check_loras(texts, model.family, model.configs, notes, reader))
+    loras = check_loras(texts, model.family, model.configs, notes, reader, runtime.dtype)
+    return replace(runtime, loras=loras)
 
 
 def check_loras(
-    texts: tuple[str, ...], family: Family, configs: Path, notes: list[str], reader: InputReader | None = None
+    texts: tuple[str, ...],
+    family: Family,
+    configs: Path,
+    notes: list[str],
+    reader: InputReader | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> tuple[Lora, ...]:
     """Each `--lora TEXT` found and checked against the transformer's config in `configs` (no weights
-    load); raises VidgenError for a file that cannot apply to this model."""
+    load) and the run's `dtype`; raises VidgenError for a file that cannot apply to this model."""
     from vidgen.runtime.lora import check_lora  # diffusers' loaders load only when a LoRA is given
 
+    check = partial(check_lora, family=family, config_folder=configs, notes=notes, dtype=dtype)
     if reader is None:
-        return tuple(check_lora(text, family, configs, notes) for text in texts)
-    return tuple(
-        reader.lora(text, family.name, partial(check_lora, text, family, configs, notes)) for text in texts
-    )
+        return tuple(check(text) for text in texts)
+    # A batch runs in one dtype, so a LoRA's check holds for every job that names it.
+    return tuple(reader.lora(text, family.name, partial(check, text)) for text in texts)
 
 
 OFFLOADS = ("auto", "none", "model", "group", "sequential")

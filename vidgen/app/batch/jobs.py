@@ -20,7 +20,16 @@ from vidgen.app.prepare import build_request
 from vidgen.core.errors import VidgenError
 from vidgen.core.request import Runtime
 from vidgen.io.writer import sidecar_path
-from vidgen.validate.common import InputReader, Model, Options, Output, Plan, check_mode, resolve_seed
+from vidgen.validate.common import (
+    InputReader,
+    Model,
+    Options,
+    Output,
+    Plan,
+    check_mode,
+    check_text,
+    resolve_seed,
+)
 from vidgen.validate.memory import check_fits
 from vidgen.validate.runtime import with_loras
 from vidgen.weights.presets import Preset
@@ -83,7 +92,13 @@ def read_job_file(path: str, stdin: io.TextIOBase | None) -> JobFile:
     if path == "-":
         if stdin is None:
             raise VidgenError("no standard input to read jobs from", "pass a job file")
-        return JobFile(stdin.read(), "<stdin>", Path.cwd())
+        try:
+            return JobFile(stdin.read(), "<stdin>", Path.cwd())
+        except UnicodeDecodeError as error:
+            raise VidgenError(
+                f"the jobs on stdin are not valid UTF-8 text (byte 0x{error.object[error.start]:02x})",
+                "pipe in a UTF-8 JSONL or CSV file",
+            ) from None
     try:
         # utf-8-sig: spreadsheets put a byte-order mark before a CSV's header.
         text = Path(path).expanduser().read_text(encoding="utf-8-sig")
@@ -150,6 +165,9 @@ def _jsonl_rows(file: JobFile) -> list[Row]:
         except ValueError as error:  # NaN, Infinity, 1e400, or an integer of thousands of digits
             rows.append((number, f"not valid JSON: {error}"))
             continue
+        except RecursionError:  # thousands of nested brackets: deeper than Python's parser goes
+            rows.append((number, "not valid JSON: nested too deeply (a job is one flat object)"))
+            continue
         rows.append((number, values if isinstance(values, dict) else "expected a JSON object {...}"))
     return rows
 
@@ -203,6 +221,9 @@ def _job(
     default_name = f"{line:0{NAME_DIGITS}d}"
     if isinstance(values, str):
         return Job(line, default_name, defaults.get("format") or "mp4", error=values)
+    problem = _text_problem(values)
+    if problem:  # before the name is taken from the line: the error names the job by its line
+        return Job(line, default_name, defaults.get("format") or "mp4", error=problem)
     given = {normalize_key(key): value for key, value in values.items() if value is not None}
     job = Job(line, str(given.get("name", default_name)), defaults.get("format") or "mp4", given=given)
     try:
@@ -213,6 +234,27 @@ def _job(
         return replace(job, options=_options(merged, typed, mode, file.folder))
     except VidgenError as error:
         return job.failed(str(error))
+
+
+def _text_problem(values: dict[str, Any]) -> str | None:
+    """Why the line's keys or texts are not Unicode text (a JSON escape of half a character, such as
+    "\\ud800", or bytes read from a non-UTF-8 stdin), or None: no file can hold them, so the job's
+    output, sidecar and manifest record would fail to be written. A loop, not recursion: a line may
+    nest lists as deep as the JSON reader goes."""
+    pending: list[tuple[Any, str]] = [(values, "the line")]
+    while pending:
+        value, what = pending.pop()
+        if isinstance(value, dict):
+            pending += [(key, "a key") for key in value]
+            pending += [(item, normalize_key(str(key))) for key, item in value.items()]
+        elif isinstance(value, list):
+            pending += [(item, what) for item in value]
+        elif isinstance(value, str):
+            try:
+                check_text(value, what)
+            except VidgenError as error:
+                return str(error)
+    return None
 
 
 def _check_name(job: Job) -> None:

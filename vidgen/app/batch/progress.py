@@ -106,7 +106,8 @@ class BatchProgress:
         self.console.print(line, highlight=False, markup=False, soft_wrap=True)
 
     def note(self, line: str) -> None:
-        self.print(f"note: {line}")
+        if not self.quiet:  # --quiet: no progress or notes
+            self.print(f"note: {line}")
 
     def _count(self) -> str:
         return f"[{self.label}{self.done}/{self.total}]"

@@ -63,8 +63,8 @@ def rotary_embedding(
         frames = math.ceil(latent_frames / patch_t)
         if grid_h > base_h or grid_w > base_w:
             raise ValueError(
-                f"latent grid {latent_height}x{latent_width} is larger than the model's sample size "
-                f"{config.sample_height}x{config.sample_width}, which bounds its rotary positions"
+                f"latent grid {latent_width}x{latent_height} is larger than the model's sample size "
+                f"{config.sample_width}x{config.sample_height}, which bounds its rotary positions"
             )
         pos_t, pos_h, pos_w = (
             torch.arange(n, dtype=torch.float32, device=device) for n in (frames, grid_h, grid_w)
@@ -604,7 +604,7 @@ class CogVideoXTransformer3DModel(
         config = self.config
         patch, patch_t = config.patch_size, config.patch_size_t or 1
         if height % patch or width % patch:
-            raise ValueError(f"latent height and width must be multiples of {patch}, got {height}x{width}")
+            raise ValueError(f"latent width and height must be multiples of {patch}, got {width}x{height}")
         if frames % patch_t:
             raise ValueError(
                 f"latent frames must be a multiple of patch_size_t {patch_t}, got {frames}; "
@@ -615,10 +615,10 @@ class CogVideoXTransformer3DModel(
         if learned and (grid != self.position_grid or text_len != config.max_text_seq_length):
             raise ValueError(
                 "this model's learned positional embeddings fix its input size to "
-                f"{self.position_grid[0]} latent frames of {config.sample_height}x{config.sample_width} "
+                f"{self.position_grid[0]} latent frames of {config.sample_width}x{config.sample_height} "
                 f"latents and {config.max_text_seq_length} text tokens (with CogVideoX's VAE: "
-                f"{config.sample_frames} frames of {config.sample_height * 8}x{config.sample_width * 8}); "
-                f"got {frames} frames of {height}x{width} latents and {text_len} text tokens"
+                f"{config.sample_frames} frames of {config.sample_width * 8}x{config.sample_height * 8}); "
+                f"got {frames} frames of {width}x{height} latents and {text_len} text tokens"
             )
         if timestep_cond is not None:
             raise ValueError("timestep_cond is not supported: CogVideoX has no timestep-condition projection")

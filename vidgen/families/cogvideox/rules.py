@@ -69,7 +69,7 @@ def default_size(preset: Preset, info: ModelInfo) -> tuple[int, int, int]:
     """Height, width, frames: the preset's, unless the model cannot take them (then its sample size).
 
     That matters for folders matched to a released preset: a tiny 1.5-shaped folder cannot take
-    1.5's 768x1360, and a learned-position model takes only its own sample size.
+    1.5's 1360x768, and a learned-position model takes only its own sample size.
     """
     if info.fixed_size:
         return info.sample_size

@@ -50,7 +50,8 @@ COGVIDEOX_VARIANTS: dict[str, dict] = {
     ),
 }
 
-# The size a tiny CogVideoX model is "trained" at: 64x96 pixels, 9 frames (8x12x3 latents).
+# The size a tiny CogVideoX model is "trained" at: 96x64 pixels (width x height), 9 frames (3 latent
+# frames of 12x8).
 COGVIDEOX_SAMPLE = dict(sample_height=8, sample_width=12, sample_frames=9)
 # Every tiny model's parts; the variants above change the transformer's (bench/suite_models.py builds
 # its CPU smoke models from these too).
