@@ -724,7 +724,7 @@ def models(context: typer.Context) -> None:
         Column("name", no_wrap=True),
         Column("modes", max_width=7),
         "size, frames",
-        Column("source", overflow="fold"),
+        Column("source", overflow="fold", min_width=17),
         Column("cached", max_width=10),
     )
     for preset in load_presets().values():

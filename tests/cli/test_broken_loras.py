@@ -53,7 +53,7 @@ def broken_loras(workdir) -> dict[str, tuple[str, ...]]:
         ("past fp16", "holds numbers too large for fp16"),
         ("ranks", "lora_A has rank 4, its lora_B rank 3"),
         ("no B", "has a lora_A matrix but no lora_B"),
-        ("null header", "its header is null, not a JSON object"),
+        ("null header", "its header is a JSON null, not an object"),
     ],
 )
 def test_a_broken_lora_is_one_line_and_exit_2_before_the_model_loads(

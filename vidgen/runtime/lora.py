@@ -204,7 +204,7 @@ def check_lora(
     if not matched:
         example = next(iter(wanted), "no LoRA tensors at all")
         raise VidgenError(
-            f"--lora '{source}' matches none of this {family.title} transformer's layers "
+            f"--lora '{source}' matches none of this {family.name} transformer's layers "
             f"(it names '{example}')",
             "use a LoRA trained for this model family",
         )
