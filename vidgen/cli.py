@@ -435,8 +435,14 @@ def stream(
         None,
         "--frames",
         min=1,
-        help="Frames, rounded up to whole 33-frame chunks.",
+        help="Frames, rounded up to whole 33-frame chunks, then cut to 4k+1 as diffusers does.",
         show_default="the preset's",
+    ),
+    whole_chunks: bool = typer.Option(
+        False,
+        "--whole-chunks",
+        help="Keep the last chunk whole (33 frames a chunk, not cut to 4k+1): what a stream ended early "
+        "holds, and its sidecar's command replays.",
     ),
     seconds: float | None = typer.Option(
         None, "--seconds", help="Length in seconds, instead of --frames.", show_default=False

@@ -246,14 +246,21 @@ class _Record:
         cues = self.steering.cues
         return tuple(cue for cue in cues if cue.chunk < max(self.chunks, 1)) if status == "ended" else cues
 
+    def _ended_early(self, status: str) -> bool:
+        """Whether the stream stopped for good before its last chunk, some chunks written."""
+        return status not in ("started", "running", "done") and 0 < self.chunks < self.plan.chunks
+
     def _replay(self, status: str, frames: int) -> StreamPlan:
-        """The plan a replay runs: a live stream's prompts from OUTPUT.prompts.csv, and the frames it
-        made if it ended early (cut to 4k+1 frames, as every Helios video is)."""
-        if self.steering is None or self.plan.to_stdout:
-            return self.plan
-        plan = replace(self.plan, prompt_file=str(prompts_path(self.plan.plan.output.path)))
-        if status == "ended" and frames:
-            plan = replace(plan, plan=replace(plan.plan, request=replace(plan.plan.request, frames=frames)))
+        """The plan a replay runs: a live stream's prompts from OUTPUT.prompts.csv, and once it ended
+        early (/quit, Ctrl-C, ...), exactly the whole chunks it wrote (--whole-chunks: not cut to 4k+1)."""
+        plan = self.plan
+        if self.steering is not None and not plan.to_stdout:
+            plan = replace(plan, prompt_file=str(prompts_path(plan.plan.output.path)))
+        if self._ended_early(status):
+            request = plan.plan.request
+            settings = tuple(sorted({**dict(request.settings), "whole_chunks": True}.items()))
+            request = replace(request, frames=frames, settings=settings)
+            plan = replace(plan, plan=replace(plan.plan, request=request))
         return plan
 
     def _throughput(self, frames: int) -> Throughput:
@@ -278,6 +285,8 @@ def stream_command(plan: StreamPlan) -> str:
     else:
         words += [f"--steps={request.steps}"]
     words += [f"--height={request.height}", f"--width={request.width}", f"--frames={request.frames}"]
+    if settings.get("whole_chunks"):
+        words += ["--whole-chunks"]
     words += [
         f"--{name}" if value is True else f"--{name}={value}"
         for name, value in lever_flags(plan.plan.runtime)

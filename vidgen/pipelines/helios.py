@@ -121,7 +121,9 @@ def sampler_for(index: dict, folder: Path) -> Sampler:
 
 def chunk_plan(model: Helios, request: Request, settings: HeliosSettings) -> ChunkPlan:
     """Chunks for `request.frames` (rounded up to whole chunks), and the frames the video ends with."""
-    return plan_chunks(request.frames, model.temporal_compression, settings.chunk_latent_frames)
+    return plan_chunks(
+        request.frames, model.temporal_compression, settings.chunk_latent_frames, settings.whole_chunks
+    )
 
 
 def prompts_by_chunk(prompts: Sequence[str]) -> PromptSchedule:
