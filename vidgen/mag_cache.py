@@ -93,6 +93,10 @@ def read_ratios(path: Path) -> tuple[dict[str, list[float]], str | None]:
         return {}, None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         return {}, f"unreadable ({type(error).__name__})"
+    except ValueError:  # an integer of more than 4,300 digits
+        return {}, "unreadable (a number too long to read)"
+    except RecursionError:  # thousands of nested brackets
+        return {}, "unreadable (nested too deeply)"
     schedules = data.get("schedules") if isinstance(data, dict) else None
     if not isinstance(data, dict) or data.get("format") != STORE_FORMAT or not isinstance(schedules, dict):
         return {}, f"not a {STORE_FORMAT} file"
@@ -108,8 +112,16 @@ def valid_ratios(ratios: Any) -> bool:
         isinstance(ratios, (list, tuple))
         and len(ratios) > 0
         and all(isinstance(r, (int, float)) and not isinstance(r, bool) for r in ratios)
-        and all(math.isfinite(r) and r > 0 for r in ratios)
+        and all(_finite_positive(r) for r in ratios)
     )
+
+
+def _finite_positive(number: int | float) -> bool:
+    try:
+        value = float(number)
+    except OverflowError:  # an integer past float's range (JSON allows hundreds of digits)
+        return False
+    return math.isfinite(value) and value > 0
 
 
 class MagSession:
