@@ -227,6 +227,14 @@ CACHE = typer.Option(
     "first-block, mag or taylorseer; frames change slightly. mag measures its ratios on the first run "
     "with a model and schedule (skipping nothing) and skips on later ones.",
 )
+MAG_RATIOS = typer.Option(
+    None,
+    "--mag-ratios",
+    metavar="measure|FILE",
+    show_default="the ratios stored for the model",
+    help="With --cache mag: 'measure' ignores the stored ratios (measuring as a first run does), FILE "
+    "uses the ratios in a ratios file. A sidecar's command says which, so that it replays the same frames.",
+)
 LORA = typer.Option(
     None,
     "--lora",
@@ -297,6 +305,7 @@ def t2v(
     attention: Attention | None = ATTENTION,
     compile: bool = COMPILE,
     cache: Cache | None = CACHE,
+    mag_ratios: str | None = MAG_RATIOS,
     lora: list[str] | None = LORA,
     parallel: Parallel | None = PARALLEL,
     output: str | None = OUTPUT,
@@ -333,6 +342,7 @@ def i2v(
     attention: Attention | None = ATTENTION,
     compile: bool = COMPILE,
     cache: Cache | None = CACHE,
+    mag_ratios: str | None = MAG_RATIOS,
     lora: list[str] | None = LORA,
     parallel: Parallel | None = PARALLEL,
     output: str | None = OUTPUT,
@@ -370,6 +380,7 @@ def v2v(
     attention: Attention | None = ATTENTION,
     compile: bool = COMPILE,
     cache: Cache | None = CACHE,
+    mag_ratios: str | None = MAG_RATIOS,
     lora: list[str] | None = LORA,
     parallel: Parallel | None = PARALLEL,
     output: str | None = OUTPUT,
@@ -456,6 +467,7 @@ def stream(
     attention: Attention | None = ATTENTION,
     compile: bool = COMPILE,
     cache: Cache | None = CACHE,
+    mag_ratios: str | None = MAG_RATIOS,
     lora: list[str] | None = LORA,
     parallel: Parallel | None = PARALLEL,
     output: str | None = typer.Option(

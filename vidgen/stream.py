@@ -190,12 +190,19 @@ class _Record:
         self.start = time.perf_counter()
         self.chunks = 0
         self.cache: dict[str, Any] = {}  # the step cache's counts over every chunk so far (--cache)
+        # --cache mag: the stored ratios the stream's loops read, and the schedules it measured itself
+        self.mag_read: dict[str, list[float]] = {}
+        self.mag_measured: set[str] = set()
 
     def _count_cache(self) -> None:
         """Add the transformer calls (and skipped calls) since the last save to the stream's total."""
         counts = take_skip_count(self.transformer)
         if counts is None:
             return
+        if "replay_read" in counts:  # ratios this stream measured on an earlier chunk are not "read"
+            read, measured = counts.pop("replay_read"), counts.pop("replay_measured")
+            self.mag_read.update({key: r for key, r in read.items() if key not in self.mag_measured})
+            self.mag_measured |= measured
         calls, skipped = counts.pop("calls"), counts.pop("skipped")
         if self.cache.get("ratios") == "measured":  # the mag cache measured on an earlier chunk
             counts["ratios"] = "measured"
@@ -256,6 +263,9 @@ class _Record:
         plan = self.plan
         if self.steering is not None and not plan.to_stdout:
             plan = replace(plan, prompt_file=str(prompts_path(plan.plan.output.path)))
+        if plan.plan.runtime.cache == "mag":  # the stored ratios it read, or none: measured again
+            output = None if plan.to_stdout else plan.plan.output.path
+            plan = replace(plan, plan=run.with_mag_replay(plan.plan, self.mag_read, output))
         if self._ended_early(status):
             request = plan.plan.request
             settings = tuple(sorted({**dict(request.settings), "whole_chunks": True}.items()))
