@@ -273,6 +273,14 @@ CACHE = typer.Option(
     "first-block, mag or taylorseer; frames change slightly. mag measures its ratios on the first run "
     "with a model and schedule (skipping nothing) and skips on later ones.",
 )
+MAG_RATIOS = typer.Option(
+    None,
+    "--mag-ratios",
+    metavar="measure|FILE",
+    show_default="the ratios stored for the model",
+    help="With --cache mag: 'measure' ignores the stored ratios (measuring as a first run does), FILE "
+    "uses the ratios in a ratios file. A sidecar's command says which, so that it replays the same frames.",
+)
 LORA = typer.Option(
     None,
     "--lora",
@@ -343,6 +351,7 @@ def t2v(
     attention: Attention | None = ATTENTION,
     compile: bool = COMPILE,
     cache: Cache | None = CACHE,
+    mag_ratios: str | None = MAG_RATIOS,
     lora: list[str] | None = LORA,
     parallel: Parallel | None = PARALLEL,
     output: str | None = OUTPUT,
@@ -379,6 +388,7 @@ def i2v(
     attention: Attention | None = ATTENTION,
     compile: bool = COMPILE,
     cache: Cache | None = CACHE,
+    mag_ratios: str | None = MAG_RATIOS,
     lora: list[str] | None = LORA,
     parallel: Parallel | None = PARALLEL,
     output: str | None = OUTPUT,
@@ -416,6 +426,7 @@ def v2v(
     attention: Attention | None = ATTENTION,
     compile: bool = COMPILE,
     cache: Cache | None = CACHE,
+    mag_ratios: str | None = MAG_RATIOS,
     lora: list[str] | None = LORA,
     parallel: Parallel | None = PARALLEL,
     output: str | None = OUTPUT,
@@ -481,8 +492,14 @@ def stream(
         None,
         "--frames",
         min=1,
-        help="Frames, rounded up to whole 33-frame chunks.",
+        help="Frames, rounded up to whole 33-frame chunks, then cut to 4k+1 as diffusers does.",
         show_default="the preset's",
+    ),
+    whole_chunks: bool = typer.Option(
+        False,
+        "--whole-chunks",
+        help="Keep the last chunk whole (33 frames a chunk, not cut to 4k+1): what a stream ended early "
+        "holds, and its sidecar's command replays.",
     ),
     seconds: float | None = typer.Option(
         None, "--seconds", help="Length in seconds, instead of --frames.", show_default=False
@@ -496,6 +513,7 @@ def stream(
     attention: Attention | None = ATTENTION,
     compile: bool = COMPILE,
     cache: Cache | None = CACHE,
+    mag_ratios: str | None = MAG_RATIOS,
     lora: list[str] | None = LORA,
     parallel: Parallel | None = PARALLEL,
     output: str | None = typer.Option(

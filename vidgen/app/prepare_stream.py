@@ -49,6 +49,7 @@ class StreamOptions(Options):
     prompt_file: str | None = None
     interpolate_chunks: int = 0
     live: bool = False  # --live: prompts typed on stdin steer the chunks not started yet
+    whole_chunks: bool = False  # --whole-chunks: the last chunk is not cut to 4k+1 frames
     json_output: bool = False  # --json: the summary goes to stdout, which -o - needs for the video
 
 

@@ -19,6 +19,7 @@ from vidgen.core.request import Request, Runtime
 from vidgen.families import registry
 from vidgen.io.writer import VideoWriter, write_sidecar
 from vidgen.runtime.levers import compiling, take_skip_count
+from vidgen.runtime.mag_cache import replay_option
 from vidgen.runtime.parallel import outcome_speaker
 from vidgen.validate.common import Output, Plan
 from vidgen.weights.sources import FetchedModel, ModelSource, fetch_model
@@ -115,8 +116,11 @@ def generate(
     timings.update(result.timings)
     if not outcome_speaker():  # another torchrun rank: rank 0 decodes and writes the video
         return Outcome({}, plan.output.path, plan.output.sidecar, result.warnings)
-    summary = summarize(plan, model, len(result.frames), timings, result.warnings)
     skips = take_skip_count(getattr(loaded, "transformer", None))
+    if skips is not None and "replay_read" in skips:  # the mag cache: what its replay needs
+        read, _ = skips.pop("replay_read"), skips.pop("replay_measured")
+        plan = with_mag_replay(plan, read, plan.output.path)
+    summary = summarize(plan, model, len(result.frames), timings, result.warnings)
     if skips is not None:
         summary["runtime"]["cache"].update(skips)
     with _stage(progress, "write", timings):
@@ -124,6 +128,14 @@ def generate(
     summary["timings"]["write"] = round(timings["write"], 3)
     sidecar = _write_or_explain(lambda: write_sidecar(plan.output.path, summary), plan.output.sidecar)
     return Outcome(summary, plan.output.path, sidecar, result.warnings)
+
+
+def with_mag_replay(plan: Plan, read: dict[str, list[float]], output: Path | None) -> Plan:
+    """The plan as its sidecar's command replays it with --cache mag: `--mag-ratios measure` when the
+    run read no stored ratios, else the file beside `output` holding those it read (written here)."""
+    if plan.runtime.mag_ratios:  # a preset's ratios: the replay uses them too
+        return plan
+    return replace(plan, runtime=replace(plan.runtime, mag_source=replay_option(read, output)))
 
 
 # What the CPU allocator's failure says (c10's DefaultCPUAllocator raises a plain RuntimeError).

@@ -191,12 +191,19 @@ class _Record:
         self.start = time.perf_counter()
         self.chunks = 0
         self.cache: dict[str, Any] = {}  # the step cache's counts over every chunk so far (--cache)
+        # --cache mag: the stored ratios the stream's loops read, and the schedules it measured itself
+        self.mag_read: dict[str, list[float]] = {}
+        self.mag_measured: set[str] = set()
 
     def _count_cache(self) -> None:
         """Add the transformer calls (and skipped calls) since the last save to the stream's total."""
         counts = take_skip_count(self.transformer)
         if counts is None:
             return
+        if "replay_read" in counts:  # ratios this stream measured on an earlier chunk are not "read"
+            read, measured = counts.pop("replay_read"), counts.pop("replay_measured")
+            self.mag_read.update({key: r for key, r in read.items() if key not in self.mag_measured})
+            self.mag_measured |= measured
         calls, skipped = counts.pop("calls"), counts.pop("skipped")
         if self.cache.get("ratios") == "measured":  # the mag cache measured on an earlier chunk
             counts["ratios"] = "measured"
@@ -247,14 +254,24 @@ class _Record:
         cues = self.steering.cues
         return tuple(cue for cue in cues if cue.chunk < max(self.chunks, 1)) if status == "ended" else cues
 
+    def _ended_early(self, status: str) -> bool:
+        """Whether the stream stopped for good before its last chunk, some chunks written."""
+        return status not in ("started", "running", "done") and 0 < self.chunks < self.plan.chunks
+
     def _replay(self, status: str, frames: int) -> StreamPlan:
-        """The plan a replay runs: a live stream's prompts from OUTPUT.prompts.csv, and the frames it
-        made if it ended early (cut to 4k+1 frames, as every Helios video is)."""
-        if self.steering is None or self.plan.to_stdout:
-            return self.plan
-        plan = replace(self.plan, prompt_file=str(prompts_path(self.plan.plan.output.path)))
-        if status == "ended" and frames:
-            plan = replace(plan, plan=replace(plan.plan, request=replace(plan.plan.request, frames=frames)))
+        """The plan a replay runs: a live stream's prompts from OUTPUT.prompts.csv, and once it ended
+        early (/quit, Ctrl-C, ...), exactly the whole chunks it wrote (--whole-chunks: not cut to 4k+1)."""
+        plan = self.plan
+        if self.steering is not None and not plan.to_stdout:
+            plan = replace(plan, prompt_file=str(prompts_path(plan.plan.output.path)))
+        if plan.plan.runtime.cache == "mag":  # the stored ratios it read, or none: measured again
+            output = None if plan.to_stdout else plan.plan.output.path
+            plan = replace(plan, plan=run.with_mag_replay(plan.plan, self.mag_read, output))
+        if self._ended_early(status):
+            request = plan.plan.request
+            settings = tuple(sorted({**dict(request.settings), "whole_chunks": True}.items()))
+            request = replace(request, frames=frames, settings=settings)
+            plan = replace(plan, plan=replace(plan.plan, request=request))
         return plan
 
     def _throughput(self, frames: int) -> Throughput:
@@ -279,6 +296,8 @@ def stream_command(plan: StreamPlan) -> str:
     else:
         words += [f"--steps={request.steps}"]
     words += [f"--height={request.height}", f"--width={request.width}", f"--frames={request.frames}"]
+    if settings.get("whole_chunks"):
+        words += ["--whole-chunks"]
     words += [
         f"--{name}" if value is True else f"--{name}={value}"
         for name, value in lever_flags(plan.plan.runtime)

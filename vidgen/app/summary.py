@@ -60,6 +60,8 @@ def lever_flags(runtime: Runtime) -> list[tuple[str, object]]:
         flags.append(("compile", True))
     if runtime.cache != "none":
         flags.append(("cache", runtime.cache))
+    if runtime.cache == "mag" and runtime.mag_source:
+        flags.append(("mag-ratios", runtime.mag_source))
     for lora in runtime.loras:  # the file it resolved to, unless it came from the hub by name
         where = lora.path if Path(lora.source).expanduser().exists() else lora.source
         flags.append(("lora", f"{where}:{lora.scale:g}"))

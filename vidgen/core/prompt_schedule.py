@@ -108,8 +108,10 @@ def _json_cues(text: str, path: Path) -> tuple[Cue, ...]:
         entries = json.loads(text)
     except json.JSONDecodeError as error:
         raise _bad(path, error.lineno, f"not JSON: {error.msg}") from None
-    except RecursionError:  # brackets nested thousands deep
-        raise _bad(path, 1, "not JSON this reader can take: nested too deeply") from None
+    except ValueError:  # an integer of more than 4,300 digits
+        raise _bad(path, 1, "a number is too long to read") from None
+    except RecursionError:  # thousands of nested brackets
+        raise _bad(path, 1, "the JSON is nested too deeply") from None
     if not isinstance(entries, list):
         raise _bad(path, 1, "the JSON is not a list")
     cues = []

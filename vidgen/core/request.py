@@ -111,6 +111,8 @@ class Runtime:
     cache_threshold: float | None = None
     # The mag cache's magnitude ratios from the preset (`mag_ratios`); empty: measured per model.
     mag_ratios: tuple[float, ...] = ()
+    # --mag-ratios: "measure" (no stored ratios) or a ratios file, instead of the shared store; None: it.
+    mag_source: str | None = None
     # LoRAs fused into the transformer's weights as it loads (vidgen.runtime.lora), in the order given.
     loras: tuple[Lora, ...] = ()
 

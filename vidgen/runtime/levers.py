@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,6 +22,7 @@ from vidgen.core.request import Runtime
 from vidgen.runtime.attention import ATTENTION_BACKENDS
 from vidgen.runtime.lora import fuse_loras
 from vidgen.runtime.mag_cache import (
+    MEASURE,
     NEVER_ENDS,
     MagSession,
     RatioStore,
@@ -59,7 +61,14 @@ def apply_runtime(transformer: nn.Module, runtime: Runtime, weights: str | None 
     if set_backend is not None:
         set_backend(ATTENTION_BACKENDS[runtime.attention].diffusers)
     if runtime.cache != "none":
-        enable_step_cache(transformer, runtime.cache, runtime.cache_threshold, runtime.mag_ratios, weights)
+        enable_step_cache(
+            transformer,
+            runtime.cache,
+            runtime.cache_threshold,
+            runtime.mag_ratios,
+            weights,
+            runtime.mag_source,
+        )
     if runtime.compile:
         compile_blocks(transformer)
     return parallelize(transformer, runtime.parallel, runtime.device)  # after the backend: it wraps it
@@ -180,12 +189,14 @@ def enable_step_cache(
     threshold: float | None = None,
     mag_ratios: tuple[float, ...] = (),
     weights: str | None = None,
+    mag_source: str | None = None,
 ) -> SkipCounter:
     """Turn on diffusers' step cache `mode` ("first-block", "mag" or "taylorseer") on `transformer`.
 
     Its calls are counted from here on: `transformer.step_cache_skips` (read by `take_skip_count`).
     "mag" skips with `mag_ratios` when given, else with the ratios stored for the weights' fingerprint
-    `weights` (read from the transformer when None), measuring those it lacks (`vidgen.runtime.mag_cache`).
+    `weights` (read from the transformer when None), measuring those it lacks (`vidgen.runtime.mag_cache`);
+    `mag_source` (--mag-ratios): "measure" or a ratios file, instead of that shared store.
     """
     from diffusers.hooks import FirstBlockCacheConfig, MagCacheConfig, TaylorSeerCacheConfig
 
@@ -214,12 +225,17 @@ def enable_step_cache(
     transformer.enable_cache(config)  # the hooks wrap the probe's counting forward
     transformer.step_cache_skips = counter
     if mode == "mag":
-        transformer.mag_cache = _mag_session(transformer, blocks[0], config, mag_ratios, weights)
+        transformer.mag_cache = _mag_session(transformer, blocks[0], config, mag_ratios, weights, mag_source)
     return counter
 
 
 def _mag_session(
-    transformer: nn.Module, head: nn.Module, config: Any, given: tuple[float, ...], weights: str | None
+    transformer: nn.Module,
+    head: nn.Module,
+    config: Any,
+    given: tuple[float, ...],
+    weights: str | None,
+    source: str | None = None,
 ) -> MagSession:
     from diffusers.hooks import HookRegistry
     from diffusers.hooks.mag_cache import _MAG_CACHE_LEADER_BLOCK_HOOK
@@ -227,9 +243,15 @@ def _mag_session(
     # The head block's hook holds the state of each guidance context, with the ratios it measured.
     hook = HookRegistry.check_if_exists_or_initialize(head).get_hook(_MAG_CACHE_LEADER_BLOCK_HOOK)
     manager = hook.state_manager
-    path = store_path(weights or weights_fingerprint(transformer))
-    ratios, problem = read_ratios(path)
-    session = MagSession(config, lambda: manager._state_cache, RatioStore(path, ratios), given, problem)
+    if source == MEASURE:
+        store, problem = RatioStore(None, shared=False), None
+    elif source is not None:  # a file checked with the options
+        store, problem = RatioStore(Path(source), read_ratios(Path(source))[0], shared=False), None
+    else:
+        path = store_path(weights or weights_fingerprint(transformer))
+        ratios, problem = read_ratios(path)
+        store = RatioStore(path, ratios)
+    session = MagSession(config, lambda: manager._state_cache, store, given, problem)
     transformer.register_forward_hook(lambda module, args, output: session.after_call())
     return session
 

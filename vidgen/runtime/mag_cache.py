@@ -9,6 +9,11 @@ transformer (keyed by a fingerprint of its weights), one entry per schedule (key
 Every later loop with that model and schedule reads them and skips: the next run, the next job of a
 batch, the next chunk of a Helios stream. A preset's `mag_ratios` are used for every schedule instead
 (diffusers stretches them to the step count).
+
+So that a sidecar's command replays its frames, a run records which stored ratios it read: none (its
+command says `--mag-ratios measure`: the replay measures afresh, as the run did), or some (they are
+written beside the output as OUTPUT.mag-ratios.json, which the command names). Either way the replay
+neither reads nor writes the shared store: it skips exactly where the run did.
 """
 
 import hashlib
@@ -35,6 +40,7 @@ STORE_FORMAT = "vidgen-mag-ratios/1"
 # it calibrates that count is one no loop reaches.
 NEVER_ENDS = 2**62
 SAMPLES_PER_TENSOR = 256  # weight values read per tensor for the fingerprint
+MEASURE = "measure"  # --mag-ratios measure: start with no stored ratios
 
 
 def weights_fingerprint(transformer: "nn.Module") -> str:
@@ -65,24 +71,53 @@ def store_path(fingerprint: str, cache_dir: Path | None = None) -> Path:
 
 @dataclass
 class RatioStore:
-    """One transformer's measured ratios, by schedule key, and the file they live in."""
+    """One transformer's measured ratios, by schedule key, and the file they live in: the shared store,
+    or with --mag-ratios a file of its own (or none) whose ratios are kept for the run, never saved."""
 
-    path: Path
+    path: Path | None
     ratios: dict[str, list[float]] = field(default_factory=dict)
+    shared: bool = True  # the shared store: measured ratios are saved into it
 
     def save(self) -> None:
-        """Write atomically, merged with what another process stored meanwhile; ours win."""
+        """Write atomically, merged with what another process stored meanwhile; ours win. The merged
+        file is written; this run keeps using only what it read at load and what it measured."""
+        if self.path is None:
+            return
         stored, _ = read_ratios(self.path)
-        self.ratios = {**stored, **self.ratios}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle, partial = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as file:
-                json.dump({"format": STORE_FORMAT, "schedules": self.ratios}, file, indent=1)
-            os.replace(partial, self.path)
-        except BaseException:
-            Path(partial).unlink(missing_ok=True)
-            raise
+        write_ratios(self.path, {**stored, **self.ratios})
+
+
+def write_ratios(path: Path, schedules: dict[str, list[float]]) -> None:
+    """Write a ratios file atomically: a reader sees the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            json.dump({"format": STORE_FORMAT, "schedules": schedules}, file, indent=1)
+        os.replace(partial, path)
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
+
+
+def replay_path(output: Path) -> Path:
+    """`cat.mp4` -> `cat.mp4.mag-ratios.json`: the stored ratios a run read, for its replay."""
+    return output.with_name(output.name + ".mag-ratios.json")
+
+
+def replay_option(read: dict[str, list[float]], output: Path | None) -> str | None:
+    """`--mag-ratios` for a replay of a run that read the stored ratios `read`: "measure" when it read
+    none, else the file beside `output` it writes them into (None for an output with no file, -o -)."""
+    if not read:
+        return MEASURE
+    if output is None:
+        return None
+    path = replay_path(output)
+    try:
+        write_ratios(path, read)
+    except OSError:  # the video is kept; its command then replays with the shared store
+        return None
+    return str(path)
 
 
 def read_ratios(path: Path) -> tuple[dict[str, list[float]], str | None]:
@@ -92,8 +127,12 @@ def read_ratios(path: Path) -> tuple[dict[str, list[float]], str | None]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return {}, None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         return {}, f"unreadable ({type(error).__name__})"
+    except ValueError:  # an integer of more than 4,300 digits
+        return {}, "unreadable (a number too long to read)"
+    except RecursionError:  # thousands of nested brackets
+        return {}, "unreadable (nested too deeply)"
     schedules = data.get("schedules") if isinstance(data, dict) else None
     if not isinstance(data, dict) or data.get("format") != STORE_FORMAT or not isinstance(schedules, dict):
         return {}, f"not a {STORE_FORMAT} file"
@@ -109,8 +148,16 @@ def valid_ratios(ratios: Any) -> bool:
         isinstance(ratios, (list, tuple))
         and len(ratios) > 0
         and all(isinstance(r, (int, float)) and not isinstance(r, bool) for r in ratios)
-        and all(math.isfinite(r) and r > 0 for r in ratios)
+        and all(_finite_positive(r) for r in ratios)
     )
+
+
+def _finite_positive(number: int | float) -> bool:
+    try:
+        value = float(number)
+    except OverflowError:  # an integer past float's range (JSON allows hundreds of digits)
+        return False
+    return math.isfinite(value) and value > 0
 
 
 class MagSession:
@@ -135,9 +182,19 @@ class MagSession:
         self.said = 0
         self.loop: list[float] | None = None  # the timesteps of the loop being calibrated, until stored
         self.measured = False  # since `take`: a loop ran calibrating
+        # Since `take`: the schedules measured, and the stored ratios a loop skipped with (those read at
+        # load or measured by an earlier run on this model): what a replay needs.
+        self.measured_keys: set[str] = set()
+        self.read: dict[str, list[float]] = {}
         self.told = False  # the note that ratios are being measured, said once
         if problem:
             self.note(f"--cache mag: the stored ratios in {store.path} are {problem}; measuring them again")
+        if store.path is not None:
+            self.where = (
+                f" into {store.path.parent}" if store.shared else f" (for this run; {store.path} has none)"
+            )
+        else:
+            self.where = " (--mag-ratios measure: for this run)"
 
     def attach(self, tell: Callable[[str], None]) -> None:
         """Say notes with `tell` from now on, starting with those not yet said (made at load)."""
@@ -158,8 +215,11 @@ class MagSession:
         from diffusers.hooks.mag_cache import nearest_interp
 
         steps = timesteps.tolist() if isinstance(timesteps, torch.Tensor) else [float(t) for t in timesteps]
-        ratios = list(self.given) or self.store.ratios.get(schedule_key(steps))
+        key = schedule_key(steps)
+        ratios = list(self.given) or self.store.ratios.get(key)
         self.loop = None if ratios else steps
+        if ratios and not self.given and key not in self.measured_keys:
+            self.read[key] = list(ratios)
         if ratios:
             self.config.calibrate = False
             self.config.num_inference_steps = len(steps)
@@ -173,7 +233,7 @@ class MagSession:
             self.note(
                 f"--cache mag: no magnitude ratios stored for this model and {article(str(len(steps)))} "
                 f"{len(steps)}-step schedule: "
-                f"measuring them (nothing is skipped until they are measured) into {self.store.path.parent}"
+                f"measuring them (nothing is skipped until they are measured){self.where}"
             )
 
     def after_call(self) -> None:
@@ -184,18 +244,25 @@ class MagSession:
         for state in self.states().values():
             measured = state.calibration_ratios
             if len(measured) >= len(self.loop):
-                self.store.ratios[schedule_key(self.loop)] = [float(r) for r in measured[: len(self.loop)]]
+                key = schedule_key(self.loop)
+                self.store.ratios[key] = [float(r) for r in measured[: len(self.loop)]]
+                self.measured_keys.add(key)
                 self.loop = None
                 self._save()
                 return
 
     def take(self) -> dict[str, Any]:
-        """What the sidecar says about the ratios since the last call: where they came from."""
+        """What the sidecar says about the ratios since the last call: where they came from; and for
+        the replay (not for the sidecar), "replay_read" and "replay_measured" (see `self.read`)."""
         source = "measured" if self.measured else "preset" if self.given else "stored"
-        self.measured = False
-        return {"ratios": source, "ratios_file": None if self.given else str(self.store.path)}
+        read, measured = self.read, self.measured_keys
+        self.measured, self.read, self.measured_keys = False, {}, set()
+        where = None if self.given or self.store.path is None else str(self.store.path)
+        return {"ratios": source, "ratios_file": where, "replay_read": read, "replay_measured": measured}
 
     def _save(self) -> None:
+        if not self.store.shared:
+            return
         try:
             self.store.save()
         except OSError as error:  # the video still finishes; the next run measures again

@@ -96,6 +96,8 @@ class ConsoleProgress:
         self._total: int | None = None
         self._done = 0
         self._started = 0.0
+        self._last_step = 0.0  # when the stage's last step was done: its rate counts the steps alone
+        self._compiling = 0.0  # the "compile" stage's seconds: the first step of the stage after it
 
     def __enter__(self) -> "ConsoleProgress":
         return self
@@ -109,6 +111,7 @@ class ConsoleProgress:
 
     def start_stage(self, name: str, total: int | None = None) -> None:
         self._name, self._total, self._done, self._started = name, total, 0, time.perf_counter()
+        self._last_step = self._started
         if self.console.is_terminal:
             self._task = self._live().add_task(name, total=total)
         elif total:
@@ -116,6 +119,7 @@ class ConsoleProgress:
 
     def advance(self, steps: int = 1) -> None:
         before, self._done = self._done, self._done + steps
+        self._last_step = time.perf_counter()
         if self._task is not None:
             self._live().advance(self._task, steps)
         elif self._total and _tenths(before, self._total) != _tenths(self._done, self._total):
@@ -128,8 +132,20 @@ class ConsoleProgress:
             self._live().update(self._task, total=total, completed=total)
             self._task = None
         else:
-            rate = f", {self._done / seconds:.2f} it/s" if self._total and seconds > 0 else ""
-            self.console.print(f"{self._name}: done in {seconds:.1f} s{rate}", highlight=False)
+            self.console.print(f"{self._name}: {self._done_line(seconds)}", highlight=False)
+        # `--compile` shows a stage's first step, where the compiler runs, as a "compile" stage of its
+        # own (vidgen.runtime.levers.compile_stage); the stage it belongs to counts it in its time.
+        self._compiling = seconds if self._name == "compile" else 0.0
+
+    def _done_line(self, seconds: float) -> str:
+        """How long the stage took in all (as the sidecar's timings count it), and its steps' rate over
+        the time they took (not a decode after them)."""
+        stepping = self._last_step - self._started
+        rate = f"{self._done / stepping:.2f} it/s" if self._total and self._done and stepping > 0 else ""
+        if not self._compiling:
+            return f"done in {seconds:.1f} s" + (f", {rate}" if rate else "")
+        line = f"done in {self._compiling + seconds:.1f} s with the compile step"
+        return line + (f"; {self._done} steps after it at {rate}" if rate else "")
 
     def _live(self) -> Progress:
         """The rich display, started on first use so that nothing before it (downloads) is covered."""

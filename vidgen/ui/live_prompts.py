@@ -21,6 +21,16 @@ from vidgen.core.prompt_schedule import ChunkText, Cue, text_at
 
 QUIT = "/quit"
 _END = None  # queued once input ends
+# A line is read up to this many bytes (far past the 512 tokens the text encoder reads); the rest is
+# dropped as it arrives, so an endless line (`tr '\0' a </dev/zero`) costs neither time nor memory.
+MAX_LINE_BYTES = 65536
+
+
+class _Cut:
+    """Queued (once per line) as soon as a line grows past MAX_LINE_BYTES."""
+
+
+CUT = _Cut()
 
 
 class LiveEnded(Exception):
@@ -36,13 +46,15 @@ class LineReader:
     never keeps the process alive). A real file is read through its descriptor, not Python's buffered
     object, so interpreter shutdown never waits on the buffer's lock held by a read in progress."""
 
-    def __init__(self, source: IO) -> None:
-        self._lines: queue.Queue[str | None] = queue.Queue()
+    def __init__(self, source: IO | None) -> None:
+        self._lines: queue.Queue[str | _Cut | None] = queue.Queue()
+        self._line, self._cut = bytearray(), False  # the line arriving, and whether it was cut
         self._thread = threading.Thread(target=self._read, args=(source,), name="live-prompts", daemon=True)
         self._thread.start()
 
-    def take(self) -> list[str | None]:
-        """Every line that arrived since the last call, oldest first; None marks the end of input."""
+    def take(self) -> list[str | _Cut | None]:
+        """Every line that arrived since the last call, oldest first; None marks the end of input, CUT
+        a line cut at MAX_LINE_BYTES (its first bytes come as a line once it ends)."""
         lines = []
         while True:
             try:
@@ -50,30 +62,46 @@ class LineReader:
             except queue.Empty:
                 return lines
 
-    def _read(self, source: IO) -> None:
+    def _read(self, source: IO | None) -> None:
+        if source is None:  # stdin closed when the process started (`<&-`): no input at all
+            self._lines.put(_END)
+            return
         try:
             descriptor = source.fileno()
         except (AttributeError, OSError, ValueError, io.UnsupportedOperation):  # a test's in-memory stdin
             for line in source:
-                self._lines.put(_text(line))
+                self._add(line.encode("utf-8") if isinstance(line, str) else line, ends=True)
         else:
             self._read_descriptor(descriptor)
         self._lines.put(_END)
 
     def _read_descriptor(self, descriptor: int) -> None:
-        pending = b""
         while True:
             try:
                 data = os.read(descriptor, 65536)
             except OSError:  # the terminal went away: the same as the end of input
                 data = b""
             if not data:
-                if pending:
-                    self._lines.put(_text(pending))
+                if self._line or self._cut:
+                    self._add(b"", ends=True)
                 return
-            *lines, pending = (pending + data).split(b"\n")
+            *lines, rest = data.split(b"\n")
             for line in lines:
-                self._lines.put(_text(line))
+                self._add(line, ends=True)
+            self._add(rest, ends=False)
+
+    def _add(self, piece: bytes, ends: bool) -> None:
+        """Add `piece` to the line arriving (up to MAX_LINE_BYTES); queue the line if `ends`."""
+        room = MAX_LINE_BYTES - len(self._line)
+        if len(piece) > room:
+            if not self._cut:
+                self._cut = True
+                self._lines.put(CUT)
+            piece = piece[:room]
+        self._line += piece
+        if ends:
+            self._lines.put(_text(bytes(self._line)))
+            self._line, self._cut = bytearray(), False
 
 
 def _text(line: str | bytes) -> str:
@@ -116,6 +144,12 @@ class LiveSchedule:
         """The lines that arrived before `chunk` starts: the last prompt starts at it, or the stream ends."""
         prompts = []
         for line in self.reader.take():
+            if isinstance(line, _Cut):
+                limit = MAX_LINE_BYTES
+                self.report.live_warning(
+                    f"a line over {limit} bytes: its first {limit} are read, the rest dropped"
+                )
+                continue
             if line is _END or line == QUIT:
                 for prompt in prompts:
                     self.report.live_warning(f"'{prompt}' not used: the stream ends before chunk {chunk + 1}")

@@ -61,6 +61,7 @@ class Options:
     attention: str | None = None
     compile: bool = False
     cache: str | None = None  # None: the preset's ("none")
+    mag_ratios: str | None = None  # --mag-ratios measure|FILE (with --cache mag); None: the shared store
     lora: tuple[str, ...] | list[str] | None = None  # --lora PATH_OR_REPO[:SCALE]; None: the preset's
     parallel: str | None = None  # --parallel, under torchrun (None: auto there, nothing alone)
 

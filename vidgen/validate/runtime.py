@@ -54,6 +54,8 @@ def build_runtime(options: Options, preset: Preset, device: str, notes: list[str
         dtype = "fp32"
     offload, quantize = options.offload or preset.offload, options.quantize or preset.quantize
     check_memory_options(offload, quantize, device)
+    cache = check_cache(options.cache or preset.cache)
+    source = check_mag_source(getattr(options, "mag_ratios", None), cache)
     return Runtime(
         device=device,
         dtype=DTYPES[dtype],
@@ -62,8 +64,9 @@ def build_runtime(options: Options, preset: Preset, device: str, notes: list[str
         quantize=quantize,
         attention=resolve_attention(options.attention or preset.attention, device, DTYPES[dtype]),
         compile=options.compile,
-        cache=check_cache(options.cache or preset.cache),
-        mag_ratios=preset.mag_ratios,
+        cache=cache,
+        mag_ratios=() if source else preset.mag_ratios,  # --mag-ratios wins over the preset's
+        mag_source=source,
     )
 
 
@@ -121,6 +124,25 @@ def _vae_tiling(given: bool | None, preset: Preset, offload: str) -> bool | None
     if given is not None:
         return given
     return None if offload == "auto" and not preset.vae_tiling else preset.vae_tiling
+
+
+def check_mag_source(value: str | None, cache: str) -> str | None:
+    """`--mag-ratios`: "measure", or a ratios file that reads whole (as an absolute path)."""
+    from vidgen.runtime.mag_cache import MEASURE, read_ratios
+
+    if value is None:
+        return None
+    if cache != "mag":
+        raise VidgenError("--mag-ratios is for --cache mag", "add --cache mag, or drop --mag-ratios")
+    if value == MEASURE:
+        return value
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise VidgenError(f"--mag-ratios file '{value}' does not exist", "give a ratios file, or measure")
+    _, problem = read_ratios(path)
+    if problem:
+        raise VidgenError(f"--mag-ratios file '{value}' is {problem}", "give a ratios file, or measure")
+    return str(path.resolve())
 
 
 def check_cache(mode: str) -> str:

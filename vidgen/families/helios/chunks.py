@@ -21,7 +21,7 @@ class ChunkPlan:
     total_frames: int  # frames of the whole video
 
     def frames_in(self, chunk: int) -> int:
-        """The last chunk yields fewer: diffusers cuts the video to 4k+1 frames."""
+        """The last chunk yields fewer when the video is cut to 4k+1 frames, as diffusers does."""
         if chunk < self.chunks - 1:
             return self.window_frames
         return self.total_frames - (self.chunks - 1) * self.window_frames
@@ -33,12 +33,18 @@ def window_frames(temporal_compression: int, chunk_latent_frames: int = CHUNK_LA
 
 
 def plan_chunks(
-    frames: int, temporal_compression: int, chunk_latent_frames: int = CHUNK_LATENT_FRAMES
+    frames: int,
+    temporal_compression: int,
+    chunk_latent_frames: int = CHUNK_LATENT_FRAMES,
+    whole_chunks: bool = False,
 ) -> ChunkPlan:
-    """Chunks for `frames` (rounded up to whole chunks), and the frames the video ends with."""
+    """Chunks for `frames` (rounded up to whole chunks), and the frames the video ends with: cut to
+    4k+1 as diffusers does, or with `whole_chunks` every chunk's frames (what a stream ended early holds)."""
     window = window_frames(temporal_compression, chunk_latent_frames)
     chunks = max(1, -(-frames // window))
-    total = (chunks * window - 1) // temporal_compression * temporal_compression + 1
+    total = chunks * window
+    if not whole_chunks:
+        total = (total - 1) // temporal_compression * temporal_compression + 1
     return ChunkPlan(chunks=chunks, window_frames=window, total_frames=total)
 
 
@@ -52,6 +58,7 @@ class HeliosSettings:
     skip_first_chunk: bool = False  # re-anchor on the second chunk's first frame (static starts)
     pyramid_steps: tuple[int, ...] = (10, 10, 10)  # steps per pyramid stage (Mid, Distilled)
     amplify_first_chunk: bool = False  # Distilled: twice the steps for the first chunk
+    whole_chunks: bool = False  # end on a whole chunk instead of cutting the video to 4k+1 frames
     zero_init: bool = True  # CFG-Zero* (Mid): the first steps predict zero
     zero_steps: int = 1
     conditioning_noise: bool = True  # blur I2V/V2V latents with noise drawn from the ranges below

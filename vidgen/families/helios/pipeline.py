@@ -128,7 +128,9 @@ def settings_for(request: Request) -> HeliosSettings:
 
 def chunk_plan(model: Helios, request: Request, settings: HeliosSettings) -> ChunkPlan:
     """Chunks for `request.frames` (rounded up to whole chunks), and the frames the video ends with."""
-    return plan_chunks(request.frames, model.temporal_compression, settings.chunk_latent_frames)
+    return plan_chunks(
+        request.frames, model.temporal_compression, settings.chunk_latent_frames, settings.whole_chunks
+    )
 
 
 def prompts_by_chunk(prompts: Sequence[str]) -> PromptSchedule:

@@ -31,7 +31,8 @@ def helios_request(
     height, width = options.height or preset.height, options.width or preset.width
     check_size(height, width, info, options.model)
     fps = options.fps or preset.fps
-    frames = output_frames(_requested_frames(options, preset, fps), info, fps, notes)
+    whole_chunks = getattr(options, "whole_chunks", False)  # `vidgen stream --whole-chunks`
+    frames = output_frames(_requested_frames(options, preset, fps), info, fps, notes, whole_chunks)
     pyramid_steps = _pyramid_steps(options, info, preset)
     image = reader.image(required(options.image, "--image", "photo.png")) if options.mode == "i2v" else None
     video = _input_video(options, info, reader) if options.mode == "v2v" else None
@@ -51,7 +52,7 @@ def helios_request(
         video=video,
         max_sequence_length=info.max_text_tokens,  # 512; the Request default (226) changes the video
         scheduler=preset.scheduler,
-        settings=_settings(options, info, preset, pyramid_steps, notes),
+        settings=_settings(options, info, preset, pyramid_steps, whole_chunks, notes),
     )
 
 
@@ -60,9 +61,12 @@ def chunk_count(frames: int, info: ModelInfo) -> int:
     return plan_chunks(frames, info.temporal_scale).chunks
 
 
-def output_frames(requested: int, info: ModelInfo, fps: int, notes: list[str]) -> int:
-    """The frames a video of `requested` frames has: whole chunks, cut to 4k+1 as diffusers does."""
-    plan = plan_chunks(requested, info.temporal_scale)
+def output_frames(
+    requested: int, info: ModelInfo, fps: int, notes: list[str], whole_chunks: bool = False
+) -> int:
+    """The frames a video of `requested` frames has: whole chunks, cut to 4k+1 as diffusers does
+    (unless `whole_chunks`)."""
+    plan = plan_chunks(requested, info.temporal_scale, whole_chunks=whole_chunks)
     total = plan.total_frames
     if total != requested:
         notes.append(
@@ -131,16 +135,22 @@ def _guidance(options: Options, info: ModelInfo, preset: Preset, notes: list[str
 
 
 def _settings(
-    options: Options, info: ModelInfo, preset: Preset, pyramid_steps: tuple[int, ...], notes: list[str]
+    options: Options,
+    info: ModelInfo,
+    preset: Preset,
+    pyramid_steps: tuple[int, ...],
+    whole_chunks: bool,
+    notes: list[str],
 ) -> tuple[tuple[str, object], ...]:
     """HeliosSettings fields that differ by model and option, as sorted pairs."""
     amplify = getattr(options, "amplify_first_chunk", None)
     amplify = preset.amplify_first_chunk if amplify is None else amplify
     if amplify and info.architecture != "helios-distilled":
         notes.append("only Helios-Distilled's scheduler amplifies the first chunk; it changes nothing here")
-    if not pyramid_steps:
-        return ()
-    return (("amplify_first_chunk", amplify), ("pyramid_steps", pyramid_steps))
+    settings: dict[str, object] = {"whole_chunks": True} if whole_chunks else {}
+    if pyramid_steps:
+        settings.update(amplify_first_chunk=amplify, pyramid_steps=pyramid_steps)
+    return tuple(sorted(settings.items()))
 
 
 def _input_video(options: Options, info: ModelInfo, reader: InputReader):
