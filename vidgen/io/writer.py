@@ -23,6 +23,7 @@ import numpy as np
 from vidgen.io import ffmpeg
 from vidgen.io.partials import Hold, partial_name, remove_stale
 from vidgen.io.probe import frame_count
+from vidgen.signals import stop_signals_deferred
 
 FORMATS = ("mp4", "gif", "png")
 
@@ -191,7 +192,8 @@ class _Mp4Sink(_Sink):
 
     def write(self, frames: np.ndarray) -> None:
         if self._process is None:
-            self._process = self._start(width=frames.shape[2], height=frames.shape[1])
+            with stop_signals_deferred():  # a Ctrl-C while ffmpeg starts finds it held, so `discard` stops it
+                self._process = self._start(width=frames.shape[2], height=frames.shape[1])
         try:
             for frame in frames:  # one frame at a time: no second copy of a whole video in memory
                 self._process.stdin.write(np.ascontiguousarray(frame))
@@ -210,15 +212,7 @@ class _Mp4Sink(_Sink):
             *("-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "18", "-movflags", "+faststart"),
             *("-f", "mp4", str(self.partial)),  # the container named, whatever the file's extension
         ]
-        # A session of its own: Ctrl-C in the terminal goes to vidgen, which discards the output, and
-        # not to ffmpeg, whose own exit would hide why the run stopped.
-        return subprocess.Popen(
-            command,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=self._stderr,
-            start_new_session=True,
-        )
+        return ffmpeg.start(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._stderr)
 
     def finish(self) -> None:
         failure = self._wait_failure()
