@@ -45,6 +45,7 @@ from vidgen.validate import (
     Plan,
     build_runtime,
     check_numbers,
+    check_path_text,
     dtype_name,
     resolve_device,
     resolve_model,
@@ -154,6 +155,7 @@ def check_batch(options: BatchOptions, stdin: TextIO | None) -> Batch:
 
 def _outdir(path: str) -> Path:
     outdir = Path(path).expanduser()
+    check_path_text(outdir, "the output folder")
     if outdir.exists() and not outdir.is_dir():
         raise VidgenError(f"'{outdir}' is a file, not a folder", "pass a folder for the outputs with -o")
     return outdir
