@@ -314,6 +314,10 @@ def _run_job(
     started, plan = time.perf_counter(), None
     try:
         plan = plan_job(job, batch.model, batch.runtime, batch.outdir, batch.presets, reader=reader)
+        # The batch replaces what its manifest says it wrote; anything else that took the name while
+        # the batch ran (a `vidgen t2v -o OUTDIR/NAME.mp4`) is kept, and the job fails.
+        mine = batch.overwrite or job.name in batch.standing or job.name in batch.torn
+        plan = replace(plan, output=replace(plan.output, overwrite=mine))
         outcome = generate(plan)  # refits the transformer when the job's LoRA set is another
     except VidgenError as error:
         if error.exit_code == OUT_OF_MEMORY:

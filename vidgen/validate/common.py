@@ -68,6 +68,9 @@ class Options:
 class Output:
     path: Path
     format: str  # "mp4" | "gif" | "png"
+    # Whether it may replace what is there when it is written; without, a run that wrote the same name
+    # meanwhile keeps its output, and this one fails.
+    overwrite: bool = False
 
     @property
     def sidecar(self) -> Path:
@@ -210,7 +213,7 @@ def plan_output(output: str | None, format: str | None, overwrite: bool, prompt:
             f"-o {output} names no output", "name one, e.g. -o frames for a folder of PNG frames"
         )
     check_writable(path, format, overwrite)
-    return Output(path, format)
+    return Output(path, format, overwrite)
 
 
 def default_output_name(prompt: str, seed: int, format: str) -> Path:
