@@ -259,6 +259,9 @@ OVERWRITE = typer.Option(False, "--overwrite", help="Replace an existing output 
 QUIET = typer.Option(
     False, "--quiet", "-q", help="No progress or notes on stderr (warnings and errors still show)."
 )
+VERBOSE = typer.Option(
+    False, "--verbose", "-v", help="Also show the libraries' own warnings (torch, diffusers, transformers)."
+)
 JSON = typer.Option(False, "--json", help="Print one JSON summary on stdout, nothing else.")
 IMAGE = typer.Option(None, "--image", "-i", help="The image to animate.", show_default=False)
 VIDEO = typer.Option(None, "--video", help="The video to transform.", show_default=False)
@@ -303,6 +306,7 @@ def t2v(
     format: Format | None = FORMAT,
     overwrite: bool = OVERWRITE,
     quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
     json_output: bool = JSON,
 ) -> None:
     """Text to video."""
@@ -339,6 +343,7 @@ def i2v(
     format: Format | None = FORMAT,
     overwrite: bool = OVERWRITE,
     quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
     json_output: bool = JSON,
 ) -> None:
     """Image to video: animate --image as the prompt describes."""
@@ -376,6 +381,7 @@ def v2v(
     format: Format | None = FORMAT,
     overwrite: bool = OVERWRITE,
     quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
     json_output: bool = JSON,
 ) -> None:
     """Video to video: redo --video as the prompt describes (its first frames, resized); Helios
@@ -464,11 +470,12 @@ def stream(
     ),
     overwrite: bool = OVERWRITE,
     quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
     json_output: bool = JSON,
 ) -> None:
     """A long Helios video, each 33-frame chunk written as soon as it is generated."""
     values = {name: value.value if isinstance(value, Enum) else value for name, value in locals().items()}
-    console.quiet_libraries()  # before the imports below load them: they log on import
+    console.quiet_libraries(values.pop("verbose"))  # before the imports below: they log on import
     from vidgen.live_prompts import LineReader
     from vidgen.parallel import leave, outcome_speaker
     from vidgen.stream import stream_video  # torch and the pipelines load only when a command runs
@@ -507,7 +514,7 @@ def _streamed(plan: "StreamPlan", outcome: "StreamOutcome") -> str:
 
 def _generate(mode: str, values: dict[str, Any]) -> None:
     """Check, generate, write, then print the result."""
-    console.quiet_libraries()  # before the imports below load them: they log on import
+    console.quiet_libraries(values.pop("verbose"))  # before the imports below: they log on import
     from vidgen.parallel import leave, outcome_speaker
     from vidgen.run import run  # torch and the pipelines load only when a command runs
     from vidgen.validate import Options, prepare
@@ -598,11 +605,14 @@ def batch(
         False, "--overwrite", help="Run every job again, replacing earlier outputs."
     ),
     quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
     json_output: bool = JSON,
 ) -> None:
     """Run many jobs from a JSONL or CSV file with the model loaded once; running it again resumes."""
     values = {name: value.value if isinstance(value, Enum) else value for name, value in locals().items()}
     from vidgen.batch import BatchOptions, run_batch  # torch loads only when a command runs
+
+    console.route_library_warnings(values.pop("verbose"))  # the libraries load only if a job runs
 
     flags = {name: values.pop(name) for name in ("jobs", "outdir", "mode", "dry_run", "overwrite", "quiet")}
     json_output = values.pop("json_output")
