@@ -1,6 +1,7 @@
 """The `vidgen` command: parse options, call one function, print. Nothing else lives here."""
 
 import json
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -12,7 +13,7 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from vidgen import __version__, console
-from vidgen.errors import INTERRUPTED, VidgenError
+from vidgen.errors import INTERRUPTED, RANK_LOST, VidgenError
 from vidgen.presets import close_names, find_preset, load_presets
 from vidgen.progress import Silent
 from vidgen.signals import exit_code, stop_signals_as_interrupts
@@ -634,11 +635,24 @@ def _reported_errors() -> Iterator[None]:
         try:
             yield
         except VidgenError as error:
-            console.error(str(error))
+            from vidgen.batch.ranks import left_to_rank_zero
+
+            if not left_to_rank_zero():  # under torchrun, rank 0 prints what every rank found
+                console.error(str(error))
             raise typer.Exit(exit_code(error.exit_code, received)) from None
         except KeyboardInterrupt:
             console.error("interrupted; no output was written")
             raise typer.Exit(exit_code(INTERRUPTED, received)) from None
+        except Exception as error:
+            from vidgen.batch.ranks import lost_peer
+
+            line = lost_peer(error)
+            if line is None:  # a bug: its traceback
+                raise
+            # torchrun stops this rank too: a SIGTERM now must not cut the line short (until the block ends)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            console.error(line)
+            raise typer.Exit(RANK_LOST) from None
 
 
 @app.command()
