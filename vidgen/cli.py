@@ -1,6 +1,7 @@
 """The `vidgen` command: parse options, call one function, print. Nothing else lives here."""
 
 import json
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -14,7 +15,7 @@ from rich.table import Column, Table
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from vidgen import __version__
-from vidgen.core.errors import INTERRUPTED, VidgenError
+from vidgen.core.errors import INTERRUPTED, RANK_LOST, VidgenError
 from vidgen.core.progress import Silent
 from vidgen.ui import console
 from vidgen.ui.signals import exit_code, stop_signals_as_interrupts
@@ -313,6 +314,9 @@ OVERWRITE = typer.Option(False, "--overwrite", help="Replace an existing output 
 QUIET = typer.Option(
     False, "--quiet", "-q", help="No progress or notes on stderr (warnings and errors still show)."
 )
+VERBOSE = typer.Option(
+    False, "--verbose", "-v", help="Also show the libraries' own warnings (torch, diffusers, transformers)."
+)
 JSON = typer.Option(False, "--json", help="Print one JSON summary on stdout, nothing else.")
 IMAGE = typer.Option(None, "--image", "-i", help="The image to animate.", show_default=False)
 VIDEO = typer.Option(None, "--video", help="The video to transform.", show_default=False)
@@ -358,6 +362,7 @@ def t2v(
     format: Format | None = FORMAT,
     overwrite: bool = OVERWRITE,
     quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
     json_output: bool = JSON,
 ) -> None:
     """Text to video."""
@@ -395,6 +400,7 @@ def i2v(
     format: Format | None = FORMAT,
     overwrite: bool = OVERWRITE,
     quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
     json_output: bool = JSON,
 ) -> None:
     """Image to video: animate --image as the prompt describes."""
@@ -433,6 +439,7 @@ def v2v(
     format: Format | None = FORMAT,
     overwrite: bool = OVERWRITE,
     quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
     json_output: bool = JSON,
 ) -> None:
     """Video to video: redo --video as the prompt describes (its first frames, resized); Helios
@@ -528,11 +535,12 @@ def stream(
     ),
     overwrite: bool = OVERWRITE,
     quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
     json_output: bool = JSON,
 ) -> None:
     """A long Helios video, each 33-frame chunk written as soon as it is generated."""
     values = {name: value.value if isinstance(value, Enum) else value for name, value in locals().items()}
-    console.quiet_libraries()  # before the imports below load them: they log on import
+    console.quiet_libraries(values.pop("verbose"))  # before the imports below: they log on import
     from vidgen.app.prepare_stream import StreamOptions, prepare_stream, stream_mode
     from vidgen.app.stream import stream_video  # torch and the pipelines load only when a command runs
     from vidgen.runtime.parallel import leave, outcome_speaker
@@ -571,7 +579,7 @@ def _streamed(plan: "StreamPlan", outcome: "StreamOutcome") -> str:
 
 def _generate(mode: str, values: dict[str, Any]) -> None:
     """Check, generate, write, then print the result."""
-    console.quiet_libraries()  # before the imports below load them: they log on import
+    console.quiet_libraries(values.pop("verbose"))  # before the imports below: they log on import
     from vidgen.app.prepare import prepare
     from vidgen.app.run import run  # torch and the pipelines load only when a command runs
     from vidgen.runtime.parallel import leave, outcome_speaker
@@ -664,11 +672,14 @@ def batch(
         False, "--overwrite", help="Run every job again, replacing earlier outputs."
     ),
     quiet: bool = QUIET,
+    verbose: bool = VERBOSE,
     json_output: bool = JSON,
 ) -> None:
     """Run many jobs from a JSONL or CSV file with the model loaded once; running it again resumes."""
     values = {name: value.value if isinstance(value, Enum) else value for name, value in locals().items()}
     from vidgen.app.batch import BatchOptions, run_batch  # torch loads only when a command runs
+
+    console.route_library_warnings(values.pop("verbose"))  # the libraries load only if a job runs
 
     flags = {name: values.pop(name) for name in ("jobs", "outdir", "mode", "dry_run", "overwrite", "quiet")}
     json_output = values.pop("json_output")
@@ -690,11 +701,24 @@ def _reported_errors() -> Iterator[None]:
         try:
             yield
         except VidgenError as error:
-            console.error(str(error))
+            from vidgen.runtime.ranks import left_to_rank_zero
+
+            if not left_to_rank_zero():  # under torchrun, rank 0 prints what every rank found
+                console.error(str(error))
             raise typer.Exit(exit_code(error.exit_code, received)) from None
         except KeyboardInterrupt:
             console.error("interrupted; no output was written")
             raise typer.Exit(exit_code(INTERRUPTED, received)) from None
+        except Exception as error:
+            from vidgen.runtime.ranks import lost_peer
+
+            line = lost_peer(error)
+            if line is None:  # a bug: its traceback
+                raise
+            # torchrun stops this rank too: a SIGTERM now must not cut the line short (until the block ends)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            console.error(line)
+            raise typer.Exit(RANK_LOST) from None
 
 
 @app.command(cls=Command)

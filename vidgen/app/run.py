@@ -184,7 +184,7 @@ def write_video(output: Output, frames: np.ndarray, fps: int, comment: str | Non
     """Write all frames at once; nothing is left under the output's name if writing fails."""
 
     def write() -> None:
-        with VideoWriter.open(output.path, fps, output.format, comment=comment) as writer:
+        with VideoWriter.open(output.path, fps, output.format, comment, replace=output.overwrite) as writer:
             writer.write(frames)
 
     _write_or_explain(write, output.path)
@@ -195,6 +195,12 @@ def _write_or_explain(write: Callable[[], T], path: Path) -> T:
     (and nothing under its name)."""
     try:
         return write()
+    except FileExistsError:  # checked before generating, but another run finished first
+        raise VidgenError(
+            f"'{path}' already exists: another run wrote it while this one generated; it was left as it is",
+            "pass --overwrite to replace it, or choose another name with -o",
+            exit_code=WRITE_FAILED,
+        ) from None
     except OSError as error:
         raise VidgenError(
             f"writing '{path}' failed: {error.strerror or error}",

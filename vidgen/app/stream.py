@@ -331,9 +331,9 @@ def _video_out(plan: StreamPlan, comment: str) -> Iterator[ChunkWriter]:
         if plan.to_stdout:
             writer: ChunkWriter = Mp4Stream(fps, comment, pipe=stack.enter_context(_stdout_for_video()))
         elif output.format == "png":
-            writer = PngStream(output.path)
+            writer = PngStream(output.path, replace=output.overwrite)
         else:
-            writer = Mp4Stream(fps, comment, path=output.path)
+            writer = Mp4Stream(fps, comment, path=output.path, replace=output.overwrite)
         if not plan.to_stdout:
             remove_stale_partials(output.path)  # what a killed run left beside the same output
             if plan.live:
@@ -341,6 +341,13 @@ def _video_out(plan: StreamPlan, comment: str) -> Iterator[ChunkWriter]:
         stack.callback(writer.close)
         try:
             yield writer
+        except FileExistsError:  # checked before generating, but another run wrote it first
+            raise VidgenError(
+                f"'{output.path}' already exists: another run wrote it while this one generated; it was "
+                "left as it is",
+                "pass --overwrite to replace it, or choose another name with -o",
+                exit_code=WRITE_FAILED,
+            ) from None
         except OSError as error:  # a full disk, a file-size limit: what was written stays playable
             where = "to stdout" if plan.to_stdout else f"'{output.path}'"
             frames, kept = writer.frames_written, ""

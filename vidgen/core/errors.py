@@ -6,6 +6,7 @@ import re
 WRITE_FAILED = 1  # the output could not be written (disk full, file-size limit, encoder failure)
 USAGE = 2  # a mistake in the options or inputs; nothing was generated
 OUT_OF_MEMORY = 3  # the device ran out of memory; options that use less memory are named
+RANK_LOST = 1  # under torchrun, another rank stopped in the middle of a collective (torchrun names it)
 INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT (128 + 2)
 PIPE_CLOSED = 141  # the program reading `vidgen stream -o -` closed the pipe, as shells report SIGPIPE
 

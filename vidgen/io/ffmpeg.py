@@ -5,18 +5,68 @@ as a `-metadata` argument: one command-line argument is limited to 128 KiB on Li
 would otherwise fail only after the whole video was generated.
 """
 
+import ctypes
 import os
 import re
 import signal
+import subprocess
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
+
+from vidgen.ui.signals import stop_signals_deferred
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def executable() -> str:
     import imageio_ffmpeg
 
     return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def start(command: list[str], **popen: Any) -> subprocess.Popen:
+    """Start an encoder that cannot outlive vidgen, in a session of its own.
+
+    Its own session: Ctrl-C in the terminal goes to vidgen, which decides what becomes of the output,
+    and not to ffmpeg, whose own exit would hide why the run stopped. Dying with vidgen: an ffmpeg
+    whose parent was killed (SIGKILL, the OOM killer) sees the end of its input and would finish the
+    file, possibly after the next run removed the killed run's partial, bringing it back. On Linux the
+    kernel kills it with its parent (PR_SET_PDEATHSIG); callers start it from the main thread, whose
+    end is the process's. Call it within `stop_signals_deferred`, keeping the process before the block
+    ends, so that a Ctrl-C or SIGTERM never comes between starting it and holding it."""
+    return subprocess.Popen(command, start_new_session=True, preexec_fn=_dying_with(os.getpid()), **popen)
+
+
+def run(command: list[str], input: bytes) -> subprocess.CompletedProcess:
+    """Run an encoder to its end on `input`, started as `start` does; stdout and stderr captured."""
+    process = None
+    try:
+        with stop_signals_deferred():
+            process = start(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        stdout, stderr = process.communicate(input)
+    except BaseException:  # Ctrl-C, SIGTERM: the encoder stops with the run
+        if process is not None:
+            process.kill()
+            process.wait()
+        raise
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def _dying_with(parent: int) -> Callable[[], None] | None:
+    """A preexec_fn asking the kernel to SIGKILL the child when `parent` ends (Linux; None elsewhere)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl, kill = ctypes.CDLL(None, use_errno=True).prctl, int(signal.SIGKILL)  # the child only calls
+
+    def die_with_parent() -> None:
+        prctl(PR_SET_PDEATHSIG, kill)
+        if os.getppid() != parent:  # the parent died before the request took effect
+            os._exit(1)
+
+    return die_with_parent
 
 
 @contextmanager

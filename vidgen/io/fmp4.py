@@ -13,7 +13,6 @@ codec settings and metadata), which `append` checks, so that one header describe
 """
 
 import struct
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,11 +88,9 @@ def encode_chunk(frames: np.ndarray, fps: int, comment: str | None = None) -> by
             *MOVFLAGS,
             *("-f", "mp4", str(chunk)),
         ]
-        # A session of its own: Ctrl-C in the terminal goes to vidgen, which finishes the chunk, and
-        # not to ffmpeg, which would stop halfway through it.
-        done = subprocess.run(
-            command, input=np.ascontiguousarray(frames).tobytes(), capture_output=True, start_new_session=True
-        )
+        # A session of its own (Ctrl-C goes to vidgen, which finishes the chunk, not to ffmpeg, which
+        # would stop halfway through it), and gone with vidgen if vidgen is killed.
+        done = ffmpeg.run(command, input=np.ascontiguousarray(frames).tobytes())
         if done.returncode != 0:
             raise OSError(f"the encoder failed on a chunk: {ffmpeg.failure(done.returncode, done.stderr)}")
         return chunk.read_bytes()

@@ -15,7 +15,7 @@ import numpy as np
 
 from vidgen.io.fmp4 import FragmentedMp4
 from vidgen.io.partials import Hold, partial_name
-from vidgen.io.writer import foreign_entries
+from vidgen.io.writer import foreign_entries, publish
 
 
 class ChunkWriter(Protocol):
@@ -33,10 +33,17 @@ class Mp4Stream:
     over `path` once whole, so a stream that fails before its first chunk leaves what was there; a
     later chunk that fails (a full disk) is cut off again, so the file still ends on a whole chunk."""
 
-    def __init__(self, fps: int, comment: str | None, path: Path | None = None, pipe: BinaryIO | None = None):
+    def __init__(
+        self,
+        fps: int,
+        comment: str | None,
+        path: Path | None = None,
+        pipe: BinaryIO | None = None,
+        replace: bool = True,
+    ):
         if (path is None) == (pipe is None):
             raise ValueError("give a path or a pipe")
-        self.path, self.fps, self.comment = path, fps, comment
+        self.path, self.fps, self.comment, self.replace = path, fps, comment, replace
         self._out = pipe
         self._mp4: FragmentedMp4 | None = None
         self._whole = 0  # bytes of whole chunks in the file
@@ -69,7 +76,10 @@ class Mp4Stream:
         try:
             mp4 = FragmentedMp4(out, self.fps, self.comment)
             mp4.append(frames)
-            os.replace(partial, self.path)
+            if self.replace:
+                os.replace(partial, self.path)
+            else:  # FileExistsError when another run wrote the same name meanwhile
+                publish(partial, self.path)
         except BaseException:
             out.close()
             partial.unlink(missing_ok=True)
@@ -86,8 +96,9 @@ class Mp4Stream:
 class PngStream:
     """A folder of lossless frames, frame_00000.png, ...; each file appears whole (written, then renamed)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, replace: bool = True) -> None:
         self.folder = folder
+        self.replace = replace
         self.frames_written = 0
 
     def write(self, frames: np.ndarray) -> None:
@@ -110,8 +121,10 @@ class PngStream:
 
     def _clear(self) -> None:
         """An empty folder to write into: an earlier run's frames (which --overwrite allowed replacing)
-        are removed; a folder holding anything else is not vidgen's to empty (checked before too)."""
-        if not self.folder.is_dir():
+        are removed; a folder holding anything else is not vidgen's to empty (checked before too).
+        Without `replace`, a folder that appeared since the checks (another run's) is left alone:
+        FileExistsError."""
+        if not self.replace or not self.folder.is_dir():
             self.folder.mkdir()
             return
         foreign = foreign_entries(self.folder)

@@ -8,6 +8,7 @@ the same output is written (see `vidgen.io.partials`). Frames arrive in any numb
 a streaming generator can hand over one chunk at a time.
 """
 
+import errno
 import json
 import os
 import re
@@ -23,6 +24,7 @@ import numpy as np
 from vidgen.io import ffmpeg
 from vidgen.io.partials import Hold, partial_name, remove_stale
 from vidgen.io.probe import frame_count
+from vidgen.ui.signals import stop_signals_deferred
 
 FORMATS = ("mp4", "gif", "png")
 
@@ -58,20 +60,25 @@ class VideoWriter:
     included) discards the partial output.
     """
 
-    def __init__(self, sink: "_Sink", path: Path) -> None:
+    def __init__(self, sink: "_Sink", path: Path, replace: bool = True) -> None:
         self._sink = sink
         self.path = path
+        self.replace = replace
         self.frames_written = 0
 
     @classmethod
-    def open(cls, path: str | Path, fps: int, format: str, comment: str | None = None) -> "VideoWriter":
-        """Start an output; `comment` is stored in the MP4's metadata (other formats use the sidecar)."""
+    def open(
+        cls, path: str | Path, fps: int, format: str, comment: str | None = None, replace: bool = True
+    ) -> "VideoWriter":
+        """Start an output; `comment` is stored in the MP4's metadata (other formats use the sidecar).
+        Without `replace`, `close` raises FileExistsError if something is under the name by then
+        (another run's output), and leaves it as it is."""
         path = Path(path)
         sinks = {"mp4": _Mp4Sink, "gif": _GifSink, "png": _PngSink}
         if format not in sinks:
             raise ValueError(f"unknown format {format!r}; expected one of {FORMATS}")
         remove_stale_partials(path)
-        return cls(sinks[format](path, fps, comment), path)
+        return cls(sinks[format](path, fps, comment), path, replace)
 
     def write(self, frames: np.ndarray) -> None:
         """Append uint8 frames, [F, H, W, 3] or one [H, W, 3]."""
@@ -90,7 +97,10 @@ class VideoWriter:
             found = frame_count(self._sink.partial)
             if not found or (found != self.frames_written and self._sink.exact_count):
                 raise OSError(f"the finished file holds {found or 0} of {self.frames_written} frames")
-            _replace(self._sink.partial, self.path)
+            if self.replace:
+                _replace(self._sink.partial, self.path)
+            else:
+                publish(self._sink.partial, self.path)
         except BaseException:
             self.abort()
             raise
@@ -130,6 +140,27 @@ def _check_frames(frames: np.ndarray) -> np.ndarray:
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"expected uint8 frames [F, H, W, 3], got {frames.dtype} {tuple(frames.shape)}")
     return frames
+
+
+def publish(partial: Path, final: Path) -> None:
+    """Give `partial` the name `final` unless something has it: two runs writing the same name both
+    checked it was free before generating, and the one that finishes second must not replace the first's
+    output. One step that fails when the name is taken (a hard link, or renaming a folder, which never
+    replaces a folder that holds anything): FileExistsError, and `partial` is left to its owner."""
+    try:
+        if partial.is_dir():
+            partial.rename(final)
+        else:
+            os.link(partial, final)
+            partial.unlink()
+    except OSError as error:
+        if error.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+            raise FileExistsError(
+                errno.EEXIST, "another run wrote it meanwhile; it was left as it is", str(final)
+            ) from None
+        if error.errno not in (errno.EPERM, errno.EOPNOTSUPP) or final.exists():
+            raise
+        os.replace(partial, final)  # a file system without hard links (FAT): checked just before
 
 
 def _replace(partial: Path, final: Path) -> None:
@@ -191,7 +222,8 @@ class _Mp4Sink(_Sink):
 
     def write(self, frames: np.ndarray) -> None:
         if self._process is None:
-            self._process = self._start(width=frames.shape[2], height=frames.shape[1])
+            with stop_signals_deferred():  # a Ctrl-C while ffmpeg starts finds it held, so `discard` stops it
+                self._process = self._start(width=frames.shape[2], height=frames.shape[1])
         try:
             for frame in frames:  # one frame at a time: no second copy of a whole video in memory
                 self._process.stdin.write(np.ascontiguousarray(frame))
@@ -210,15 +242,7 @@ class _Mp4Sink(_Sink):
             *("-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "18", "-movflags", "+faststart"),
             *("-f", "mp4", str(self.partial)),  # the container named, whatever the file's extension
         ]
-        # A session of its own: Ctrl-C in the terminal goes to vidgen, which discards the output, and
-        # not to ffmpeg, whose own exit would hide why the run stopped.
-        return subprocess.Popen(
-            command,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=self._stderr,
-            start_new_session=True,
-        )
+        return ffmpeg.start(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._stderr)
 
     def finish(self) -> None:
         failure = self._wait_failure()

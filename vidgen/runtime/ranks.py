@@ -11,6 +11,9 @@ still generate. Ranks other than 0 exit 0 once their share is done; rank 0's exi
 """
 
 import os
+import re
+import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -73,6 +76,55 @@ class Rank:
     def device(self, device: str) -> str:
         """A plain "cuda" means this rank's own GPU, cuda:LOCAL_RANK; a device with an index is kept."""
         return f"cuda:{self.local_rank}" if self.distributed and device == "cuda" else device
+
+
+# How long a rank other than 0 waits, after an error, for rank 0 to report the same error (see
+# `left_to_rank_zero`): what rank 0 needs to reach it too, on a loaded machine.
+REPORT_WAIT_SECONDS = 60.0
+
+
+def left_to_rank_zero(environ: Mapping[str, str] = os.environ, seconds: float = REPORT_WAIT_SECONDS) -> bool:
+    """Whether this rank's error is left for rank 0 to report: True on a torchrun rank other than 0 that
+    torchrun stopped (SIGTERM, or Ctrl-C) within `seconds` of the error, as it does once rank 0 exits.
+
+    A mistake in the options stops every rank, each with the same error: rank 0 alone prints it, and
+    the others wait for torchrun to stop them before exiting with the same code, so that none exits
+    first and torchrun stops rank 0 before it has said why. After `seconds` the error is this rank's
+    own (rank 0 went on) and this rank reports it."""
+    try:
+        rank = Rank.from_env(environ)
+    except VidgenError:
+        return False
+    if not rank.distributed or rank.speaks:
+        return False
+    try:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+    except KeyboardInterrupt:  # torchrun stopping this rank (vidgen.ui.signals turns SIGTERM into one)
+        return True
+    return False
+
+
+def lost_peer(error: BaseException, environ: Mapping[str, str] = os.environ) -> str | None:
+    """The one line for a collective that failed because another rank is gone (killed, crashed): gloo
+    reports a closed connection as a RuntimeError, NCCL and the store as torch.distributed errors.
+    None for anything else, and outside torchrun."""
+    distributed = sys.modules.get("torch.distributed")  # never imported here: only if the run did
+    if distributed is None or "WORLD_SIZE" not in environ:
+        return None
+    text = str(error)
+    gloo = isinstance(error, RuntimeError) and "/gloo/" in text
+    if not (gloo or isinstance(error, getattr(distributed, "DistError", ()))):
+        return None
+    reason = re.sub(
+        r"^\[[^\]]*\]\s*", "", text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    )
+    reason = reason.split(". This is typically")[0]  # gloo's advice to read the other rank's log
+    return (
+        f"rank {environ.get('RANK', '?')} stopped: another rank is gone ({reason}); torchrun's report "
+        "names the rank that failed first"
+    )
 
 
 def gather(rank: Rank, report: T) -> list[T] | None:

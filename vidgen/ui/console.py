@@ -7,6 +7,7 @@ file, CI, a pipe) plain lines, so logs stay readable. stdout is left to results 
 import logging
 import math
 import time
+import warnings
 
 import typer
 from rich.console import Console
@@ -35,13 +36,18 @@ def note(message: str) -> None:
     typer.echo(f"note: {message}", err=True)
 
 
-def quiet_libraries() -> None:
-    """Turn off transformers' and diffusers' own bars and warnings: ours are the only lines.
+def quiet_libraries(verbose: bool | None = None) -> None:
+    """Turn off transformers' and diffusers' own bars, and route every library's warnings through this
+    console, shown with -v only (`verbose`; None keeps what `route_library_warnings` chose before).
 
-    Their bars (weights loading) break up the stage lines, and their warnings repeat ours in
-    library terms: a long prompt makes the tokenizer warn of "indexing errors" that truncation
-    prevents, next to our warning that says how many tokens were dropped.
+    Their bars (weights loading) break up the stage lines, and their warnings repeat ours in library
+    terms (a long prompt makes the tokenizer warn of "indexing errors" that truncation prevents, next
+    to our warning that says how many tokens were dropped) or are for their developers (torch's
+    flex-attention advice, diffusers' deprecations, once per torchrun rank). The libraries that print
+    through handlers of their own (transformers, diffusers, torch) are set to errors only, or
+    warnings with -v.
     """
+    verbose = route_library_warnings(verbose)
     # Before either loads a model: both import torchao (the `[fast]` extra) when it is installed.
     logging.getLogger("torchao").addFilter(_not_torchao_kernel_notice)
     logging.getLogger("torch.utils._pytree").addFilter(_not_torchao_enum_notice)
@@ -50,7 +56,43 @@ def quiet_libraries() -> None:
 
     for library in (transformers, diffusers):
         library.utils.logging.disable_progress_bar()
-        library.utils.logging.set_verbosity_error()
+        if verbose:
+            library.utils.logging.set_verbosity_warning()
+        else:
+            library.utils.logging.set_verbosity_error()
+    logging.getLogger("torch").setLevel(logging.WARNING if verbose else logging.ERROR)
+
+
+def route_library_warnings(verbose: bool | None = None) -> bool:
+    """Python warnings, and log records of loggers without a handler of their own (torchao's), become
+    our `warning:` lines, shown only when `verbose` (None: as an earlier call chose, else not); errors
+    always show. Imports nothing; returns whether verbose."""
+    route = next((h for h in logging.getLogger().handlers if isinstance(h, _LibraryLines)), None)
+    if route is None:
+        route = _LibraryLines()
+        logging.getLogger().addHandler(route)
+    if verbose is not None:
+        route.verbose = verbose
+    route.setLevel(logging.WARNING if route.verbose else logging.ERROR)
+    warnings.showwarning = route.show_warning
+    return route.verbose
+
+
+class _LibraryLines(logging.Handler):
+    """Libraries' warnings and log records as our own lines on stderr; warnings only when verbose."""
+
+    verbose = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        first = record.getMessage().strip().splitlines() or [""]
+        echo = error if record.levelno >= logging.ERROR else warning
+        echo(f"{record.name}: {first[0]}")
+
+    def show_warning(self, message, category, filename, lineno, file=None, line=None) -> None:
+        """`warnings.showwarning`: the warning's first line and where it came from, with -v only."""
+        if self.verbose:
+            first = str(message).strip().splitlines() or [""]
+            warning(f"{category.__name__}: {first[0]} ({filename}:{lineno})")
 
 
 def _not_torchao_kernel_notice(record: logging.LogRecord) -> bool:

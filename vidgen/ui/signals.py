@@ -48,6 +48,30 @@ def stop_signals_as_interrupts() -> Iterator[list[int]]:
             signal.signal(number, handler)
 
 
+@contextmanager
+def stop_signals_deferred() -> Iterator[None]:
+    """Ctrl-C, SIGTERM and SIGHUP that arrive during the block take effect right after it, as they
+    would have (KeyboardInterrupt, `Stopped`): for a step that must not be cut in two, such as starting
+    a child process and keeping hold of it. Only the main thread sees signals; elsewhere nothing changes.
+
+    Not a signal mask: the kernel hands a process's signal to any thread that does not block it (torch
+    has many), and Python then runs the handler in the main thread all the same."""
+    handlers = {number: signal.getsignal(number) for number in STOP_SIGNALS}
+    if threading.current_thread() is not threading.main_thread() or None in handlers.values():
+        yield  # a handler set outside Python cannot be put back
+        return
+    received: list[int] = []
+    for number in handlers:
+        signal.signal(number, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+        for number in received:
+            signal.raise_signal(number)
+
+
 def exit_code(code: int, received: list[int]) -> int:
     """An interruption's exit code names the signal that caused it: 143 for SIGTERM, 129 for SIGHUP."""
     return 128 + received[0] if code == INTERRUPTED and received else code

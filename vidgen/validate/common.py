@@ -70,6 +70,9 @@ class Options:
 class Output:
     path: Path
     format: str  # "mp4" | "gif" | "png"
+    # Whether it may replace what is there when it is written; without, a run that wrote the same name
+    # meanwhile keeps its output, and this one fails.
+    overwrite: bool = False
 
     @property
     def sidecar(self) -> Path:
@@ -242,7 +245,7 @@ def plan_output(output: str | None, format: str | None, overwrite: bool, prompt:
             f"-o {output} names no output", "name one, e.g. -o frames for a folder of PNG frames"
         )
     check_writable(path, format, overwrite)
-    return Output(path, format)
+    return Output(path, format, overwrite)
 
 
 def default_output_name(prompt: str, seed: int, format: str) -> Path:
@@ -254,6 +257,8 @@ def default_output_name(prompt: str, seed: int, format: str) -> Path:
 
 def check_writable(path: Path, format: str, overwrite: bool) -> None:
     """The output (and its sidecar) can be written: checked now, not after minutes of generating."""
+    check_name_length(path)
+    check_path_text(path, "the output")
     for target in (path, sidecar_path(path)):
         if target.exists() and not overwrite:
             raise VidgenError(
@@ -272,8 +277,13 @@ def check_writable(path: Path, format: str, overwrite: bool) -> None:
             "only a folder of frame_NNNNN.png files",
             "choose another -o, or move those files out",
         )
+    sidecar = sidecar_path(path)
+    if sidecar.is_dir():  # --overwrite replaces a settings file, never a folder
+        raise VidgenError(
+            f"'{sidecar}' is a folder; the settings file written beside the output cannot replace it",
+            "choose another -o, or move that folder",
+        )
     parent = path.parent
-    check_name_length(path)
     if not parent.exists():
         raise VidgenError(f"cannot write '{path}': folder '{parent}' does not exist", "create it first")
     if not parent.is_dir():
@@ -287,18 +297,38 @@ def check_writable(path: Path, format: str, overwrite: bool) -> None:
         ) from None
 
 
+def check_path_text(path: Path, what: str) -> None:
+    """`path` is UTF-8 text (the sidecar and the manifest record it) and no name in it is longer than a
+    file system allows: one line now, not an exception from the first look at the disk."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+        raise VidgenError(
+            f"{what} '{shown}' is not valid UTF-8 (vidgen records it in its JSON files)",
+            "choose a name made of UTF-8 characters",
+        ) from None
+    for part in path.parts:
+        if len(part.encode()) > 255:  # NAME_MAX on every common file system
+            raise VidgenError(
+                f"{what} has a name of {len(part.encode())} bytes, '{part[:40]}...'; at most 255 fit",
+                "choose a shorter -o",
+            )
+
+
 def check_name_length(path: Path) -> None:
     """The output's name leaves room for the longest name written beside it, the sidecar's hidden
     partial file (`.NAME.json.1a2b3c4d.partial.json`): found now, not when writing after generating."""
-    longest = len(partial_name(sidecar_path(path)).name.encode())
+    longest = len(os.fsencode(partial_name(sidecar_path(path)).name))
     try:
         limit = os.pathconf(path.parent, "PC_NAME_MAX")
     except (OSError, ValueError):
         limit = 255  # the usual limit, where the folder cannot say (or does not exist yet)
     if longest > limit:
-        room = limit - (longest - len(path.name.encode()))
+        size = len(os.fsencode(path.name))
+        shown = os.fsencode(path.name[:40]).decode("utf-8", "backslashreplace")
         raise VidgenError(
-            f"the output name '{path.name[:40]}...' is {len(path.name.encode())} bytes; at most {room} fit "
+            f"the output name '{shown}...' is {size} bytes; at most {limit - (longest - size)} fit "
             "(vidgen writes NAME.json and hidden partial files beside the output)",
             "choose a shorter -o",
         )

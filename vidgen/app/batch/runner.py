@@ -37,7 +37,7 @@ from vidgen.core.errors import INTERRUPTED, OUT_OF_MEMORY, VidgenError
 from vidgen.core.request import Runtime
 from vidgen.runtime.ranks import Rank, gather
 from vidgen.ui import console
-from vidgen.validate.common import InputReader, Model, Options, Plan
+from vidgen.validate.common import InputReader, Model, Options, Plan, check_path_text
 from vidgen.validate.limits import check_numbers
 from vidgen.validate.runtime import build_runtime, dtype_name, resolve_device
 from vidgen.weights.presets import Preset, load_presets
@@ -147,6 +147,7 @@ def check_batch(options: BatchOptions, stdin: TextIO | None) -> Batch:
 
 def _outdir(path: str) -> Path:
     outdir = Path(path).expanduser()
+    check_path_text(outdir, "the output folder")
     if outdir.exists() and not outdir.is_dir():
         raise VidgenError(f"'{outdir}' is a file, not a folder", "pass a folder for the outputs with -o")
     return outdir
@@ -303,6 +304,10 @@ def _run_job(
     started, plan = time.perf_counter(), None
     try:
         plan = plan_job(job, batch.model, batch.runtime, batch.outdir, batch.presets, reader=reader)
+        # The batch replaces what its manifest says it wrote; anything else that took the name while
+        # the batch ran (a `vidgen t2v -o OUTDIR/NAME.mp4`) is kept, and the job fails.
+        mine = batch.overwrite or job.name in batch.standing or job.name in batch.torn
+        plan = replace(plan, output=replace(plan.output, overwrite=mine))
         outcome = generate(plan)  # refits the transformer when the job's LoRA set is another
     except VidgenError as error:
         if error.exit_code == OUT_OF_MEMORY:
