@@ -5,19 +5,17 @@ import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Column, Table
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from vidgen import __version__
 from vidgen.core.errors import INTERRUPTED, RANK_LOST, VidgenError
 from vidgen.core.progress import Silent
-from vidgen.ui import console
+from vidgen.ui import console, options
 from vidgen.ui.signals import exit_code, stop_signals_as_interrupts
 from vidgen.weights.presets import close_names, find_preset, load_presets
 
@@ -87,63 +85,6 @@ models_app = typer.Typer(help="List the model presets, or show one's settings.",
 app.add_typer(models_app, name="models")
 
 
-class DType(str, Enum):
-    fp32 = "fp32"
-    fp16 = "fp16"
-    bf16 = "bf16"
-
-
-class Offload(str, Enum):
-    auto = "auto"
-    none = "none"
-    model = "model"
-    group = "group"
-    sequential = "sequential"
-
-
-class Quantize(str, Enum):
-    none = "none"
-    fp8 = "fp8"
-    int8 = "int8"
-    fp8_storage = "fp8-storage"
-
-
-class Attention(str, Enum):  # validate.runtime.ATTENTION_CHOICES, spelled out so --help loads no torch
-    auto = "auto"
-    sdpa = "sdpa"
-    cudnn = "cudnn"
-    flash = "flash"
-    flash3 = "flash3"
-    sage = "sage"
-    flex = "flex"
-    xformers = "xformers"
-
-
-class Cache(str, Enum):
-    none = "none"
-    first_block = "first-block"
-    mag = "mag"
-    taylorseer = "taylorseer"
-
-
-class Parallel(str, Enum):  # vidgen.runtime.parallel.PARALLEL_CHOICES
-    auto = "auto"
-    ulysses = "ulysses"
-    ring = "ring"
-    cfg = "cfg"
-
-
-class Format(str, Enum):
-    mp4 = "mp4"
-    gif = "gif"
-    png = "png"
-
-
-class StreamFormat(str, Enum):  # a GIF is written in one piece, so it cannot grow as a stream does
-    mp4 = "mp4"
-    png = "png"
-
-
 def _print_version(value: bool) -> None:
     if value:
         typer.echo(f"vidgen {__version__}")
@@ -159,292 +100,29 @@ def main(
     """Generate videos with CogVideoX and Helios on your own GPU."""
 
 
-# Options shared by t2v, i2v and v2v. None means "not given": the preset (or the model) decides.
-PROMPT_ARGUMENT = typer.Argument(
-    None, metavar="PROMPT", help="What to generate; - reads stdin.", show_default=False
-)
-MODEL = typer.Option(
-    ..., "--model", "-m", help="A preset (see `vidgen models`), a diffusers folder or a hub repo id."
-)
-PRESET = typer.Option(
-    None,
-    "--preset",
-    help="Whose settings (sampler, steps, guidance, size) a folder or repo takes: a preset name, or "
-    "none for the folder's own scheduler.",
-    show_default="the preset the model is shaped like",
-)
-PROMPT = typer.Option(None, "--prompt", "-p", help="The prompt, instead of PROMPT.", show_default=False)
-NEGATIVE_PROMPT = typer.Option("", "--negative-prompt", "-n", help="What to avoid.")
-SEED = typer.Option(None, "--seed", min=0, help="Random seed.", show_default="random, printed")
-STEPS = typer.Option(
-    None,
-    "--steps",
-    min=1,
-    max=1000,
-    help="Denoising steps (Helios-Mid/Distilled: per pyramid stage).",
-    show_default="the preset's",
-)
-GUIDANCE = typer.Option(
-    None,
-    "--guidance",
-    min=0.0,
-    help="Classifier-free guidance scale.",
-    show_default="the preset's",
-)
-DYNAMIC_CFG = typer.Option(
-    None,
-    "--dynamic-cfg/--no-dynamic-cfg",
-    help="Ramp guidance up over the steps.",
-    show_default="the preset's",
-)
-HEIGHT = typer.Option(
-    None,
-    "--height",
-    min=16,
-    help="Height in pixels, a multiple of 16.",
-    show_default="the preset's",
-)
-WIDTH = typer.Option(
-    None,
-    "--width",
-    min=16,
-    help="Width in pixels, a multiple of 16.",
-    show_default="the preset's",
-)
-FRAMES = typer.Option(
-    None,
-    "--frames",
-    min=1,
-    help="Frame count: 8k+1 for CogVideoX (e.g. 49, 81); Helios rounds up to whole 33-frame chunks.",
-    show_default="the preset's",
-)
-FPS = typer.Option(
-    None,
-    "--fps",
-    min=1,
-    max=240,
-    help="Frames per second of the output.",
-    show_default="the preset's",
-)
-DEVICE = typer.Option(None, "--device", help="cpu, cuda, cuda:N.", show_default="cuda if available, else cpu")
-DTYPE = typer.Option(
-    None,
-    "--dtype",
-    help="Weights and compute precision.",
-    show_default="the preset's; fp32 on CPU for fp16 models",
-)
-OFFLOAD = typer.Option(
-    None,
-    "--offload",
-    show_default="the preset's, else auto",
-    help="How models share the GPU: auto picks the fastest plan that fits its free memory; none keeps "
-    "all resident; model brings each for its stage; group streams blocks; sequential streams layers.",
-)
-QUANTIZE = typer.Option(
-    None,
-    "--quantize",
-    show_default="the preset's, else none",
-    # escaped: Typer reads help as Rich markup, in which [fast] is a style tag and vanishes
-    help=escape(
-        "Transformer weights in fewer bytes: fp8 (GPUs with fp8 matmuls) and int8 need torchao "
-        '(pip install "vidgen[fast]"); fp8-storage runs anywhere.'
-    ),
-)
-VAE_TILING = typer.Option(
-    None,
-    "--vae-tiling/--no-vae-tiling",
-    help="Decode in tiles to save memory.",
-    show_default="the preset's",
-)
-ATTENTION = typer.Option(
-    None,
-    "--attention",
-    help="Attention kernel (diffusers' backends): auto picks the fastest one installed for the device and "
-    "dtype; sdpa is PyTorch's.",
-    show_default="the preset's: auto",
-)
-COMPILE = typer.Option(
-    False, "--compile", help="torch.compile the transformer's blocks: slower start, faster steps."
-)
-CACHE = typer.Option(
-    None,
-    "--cache",
-    show_default="the preset's, else none",
-    help="Skip transformer work between steps when little changes (diffusers' step caches): "
-    "first-block, mag or taylorseer; frames change slightly. mag measures its ratios on the first run "
-    "with a model and schedule (skipping nothing) and skips on later ones.",
-)
-MAG_RATIOS = typer.Option(
-    None,
-    "--mag-ratios",
-    metavar="measure|FILE",
-    show_default="the ratios stored for the model",
-    help="With --cache mag: 'measure' ignores the stored ratios (measuring as a first run does), FILE "
-    "uses the ratios in a ratios file. A sidecar's command says which, so that it replays the same frames.",
-)
-LORA = typer.Option(
-    None,
-    "--lora",
-    help="A LoRA to fuse into the transformer: PATH_OR_REPO[:SCALE] (a .safetensors file, a folder holding "
-    "pytorch_lora_weights.safetensors, or a hub repo id); repeat it to stack LoRAs.",
-    show_default="the preset's, else none",
-)
-PARALLEL = typer.Option(
-    None,
-    "--parallel",
-    help="Under torchrun, how the ranks share one video: ulysses (all-to-all over attention heads), ring "
-    "(any number of ranks; CUDA), cfg (guidance branches on different ranks, then the rest), auto "
-    "(ulysses when the heads divide by the ranks, else ring).",
-    show_default="auto under torchrun",
-)
-OUTPUT = typer.Option(
-    None,
-    "--output",
-    "-o",
-    help="Output file (.mp4, .gif) or folder (png).",
-    show_default="PROMPT-WORDS-SEED.mp4 here",
-)
-FORMAT = typer.Option(
-    None,
-    "--format",
-    help="mp4, gif, or png (a folder of frame_00000.png...).",
-    show_default="from -o, else mp4",
-)
-OVERWRITE = typer.Option(False, "--overwrite", help="Replace an existing output and its .json sidecar.")
-QUIET = typer.Option(
-    False, "--quiet", "-q", help="No progress or notes on stderr (warnings and errors still show)."
-)
-VERBOSE = typer.Option(
-    False, "--verbose", "-v", help="Also show the libraries' own warnings (torch, diffusers, transformers)."
-)
-JSON = typer.Option(False, "--json", help="Print one JSON summary on stdout, nothing else.")
-IMAGE = typer.Option(None, "--image", "-i", help="The image to animate.", show_default=False)
-VIDEO = typer.Option(None, "--video", help="The video to transform.", show_default=False)
-STRENGTH = typer.Option(
-    None,
-    "--strength",
-    min=0.0,
-    max=1.0,
-    help="How much to change the video.",
-    show_default="0.8",
-)
-
 OUTPUT_HELP = "Writes the video and, beside it, OUTPUT.json with every setting (the .mp4 carries it too)."
 
 
 @app.command(epilog=OUTPUT_HELP, cls=Command)
-def t2v(
-    prompt_argument: str | None = PROMPT_ARGUMENT,
-    model: str = MODEL,
-    preset: str | None = PRESET,
-    prompt: str | None = PROMPT,
-    negative_prompt: str = NEGATIVE_PROMPT,
-    seed: int | None = SEED,
-    steps: int | None = STEPS,
-    guidance: float | None = GUIDANCE,
-    dynamic_cfg: bool | None = DYNAMIC_CFG,
-    height: int | None = HEIGHT,
-    width: int | None = WIDTH,
-    frames: int | None = FRAMES,
-    fps: int | None = FPS,
-    device: str | None = DEVICE,
-    dtype: DType | None = DTYPE,
-    offload: Offload | None = OFFLOAD,
-    quantize: Quantize | None = QUANTIZE,
-    vae_tiling: bool | None = VAE_TILING,
-    attention: Attention | None = ATTENTION,
-    compile: bool = COMPILE,
-    cache: Cache | None = CACHE,
-    mag_ratios: str | None = MAG_RATIOS,
-    lora: list[str] | None = LORA,
-    parallel: Parallel | None = PARALLEL,
-    output: str | None = OUTPUT,
-    format: Format | None = FORMAT,
-    overwrite: bool = OVERWRITE,
-    quiet: bool = QUIET,
-    verbose: bool = VERBOSE,
-    json_output: bool = JSON,
-) -> None:
+@options.signature(options.T2V)
+def t2v(**values: Any) -> None:
     """Text to video."""
-    _generate("t2v", locals())
+    _generate("t2v", values)
 
 
 @app.command(epilog=OUTPUT_HELP, cls=Command)
-def i2v(
-    prompt_argument: str | None = PROMPT_ARGUMENT,
-    model: str = MODEL,
-    preset: str | None = PRESET,
-    image: str | None = IMAGE,
-    prompt: str | None = PROMPT,
-    negative_prompt: str = NEGATIVE_PROMPT,
-    seed: int | None = SEED,
-    steps: int | None = STEPS,
-    guidance: float | None = GUIDANCE,
-    dynamic_cfg: bool | None = DYNAMIC_CFG,
-    height: int | None = HEIGHT,
-    width: int | None = WIDTH,
-    frames: int | None = FRAMES,
-    fps: int | None = FPS,
-    device: str | None = DEVICE,
-    dtype: DType | None = DTYPE,
-    offload: Offload | None = OFFLOAD,
-    quantize: Quantize | None = QUANTIZE,
-    vae_tiling: bool | None = VAE_TILING,
-    attention: Attention | None = ATTENTION,
-    compile: bool = COMPILE,
-    cache: Cache | None = CACHE,
-    mag_ratios: str | None = MAG_RATIOS,
-    lora: list[str] | None = LORA,
-    parallel: Parallel | None = PARALLEL,
-    output: str | None = OUTPUT,
-    format: Format | None = FORMAT,
-    overwrite: bool = OVERWRITE,
-    quiet: bool = QUIET,
-    verbose: bool = VERBOSE,
-    json_output: bool = JSON,
-) -> None:
+@options.signature(options.I2V)
+def i2v(**values: Any) -> None:
     """Image to video: animate --image as the prompt describes."""
-    _generate("i2v", locals())
+    _generate("i2v", values)
 
 
 @app.command(epilog=OUTPUT_HELP, cls=Command)
-def v2v(
-    prompt_argument: str | None = PROMPT_ARGUMENT,
-    model: str = MODEL,
-    preset: str | None = PRESET,
-    video: str | None = VIDEO,
-    strength: float | None = STRENGTH,
-    prompt: str | None = PROMPT,
-    negative_prompt: str = NEGATIVE_PROMPT,
-    seed: int | None = SEED,
-    steps: int | None = STEPS,
-    guidance: float | None = GUIDANCE,
-    dynamic_cfg: bool | None = DYNAMIC_CFG,
-    height: int | None = HEIGHT,
-    width: int | None = WIDTH,
-    frames: int | None = FRAMES,
-    fps: int | None = FPS,
-    device: str | None = DEVICE,
-    dtype: DType | None = DTYPE,
-    offload: Offload | None = OFFLOAD,
-    quantize: Quantize | None = QUANTIZE,
-    vae_tiling: bool | None = VAE_TILING,
-    attention: Attention | None = ATTENTION,
-    compile: bool = COMPILE,
-    cache: Cache | None = CACHE,
-    mag_ratios: str | None = MAG_RATIOS,
-    lora: list[str] | None = LORA,
-    parallel: Parallel | None = PARALLEL,
-    output: str | None = OUTPUT,
-    format: Format | None = FORMAT,
-    overwrite: bool = OVERWRITE,
-    quiet: bool = QUIET,
-    verbose: bool = VERBOSE,
-    json_output: bool = JSON,
-) -> None:
+@options.signature(options.V2V)
+def v2v(**values: Any) -> None:
     """Video to video: redo --video as the prompt describes (its first frames, resized); Helios
     continues --video instead."""
-    _generate("v2v", locals())
+    _generate("v2v", values)
 
 
 STREAM_HELP = (
@@ -462,84 +140,10 @@ STREAM_HELP = (
 
 
 @app.command(epilog=STREAM_HELP, cls=Command)
-def stream(
-    prompt_argument: str | None = PROMPT_ARGUMENT,
-    model: str = MODEL,
-    preset: str | None = PRESET,
-    prompt: str | None = PROMPT,
-    prompt_file: str | None = typer.Option(
-        None, "--prompt-file", help="Prompts by chunk, for a story (see below).", show_default=False
-    ),
-    interpolate_chunks: int = typer.Option(
-        0, "--interpolate-chunks", min=0, help="Blend into each new prompt over this many chunks."
-    ),
-    live: bool = typer.Option(
-        False, "--live", help="Read new prompts from stdin while it runs, one a line (see below)."
-    ),
-    image: str | None = typer.Option(
-        None, "--image", "-i", help="Start from this image.", show_default=False
-    ),
-    video: str | None = typer.Option(None, "--video", help="Continue this video.", show_default=False),
-    negative_prompt: str = NEGATIVE_PROMPT,
-    seed: int | None = SEED,
-    steps: int | None = STEPS,
-    pyramid_steps: str | None = typer.Option(
-        None, "--pyramid-steps", help="Steps per pyramid stage, e.g. 2,2,2.", show_default="the preset's"
-    ),
-    guidance: float | None = GUIDANCE,
-    amplify_first_chunk: bool | None = typer.Option(
-        None,
-        "--amplify-first-chunk/--no-amplify-first-chunk",
-        help="Twice the steps for the first chunk (Helios-Distilled).",
-        show_default="the preset's",
-    ),
-    height: int | None = HEIGHT,
-    width: int | None = WIDTH,
-    frames: int | None = typer.Option(
-        None,
-        "--frames",
-        min=1,
-        help="Frames, rounded up to whole 33-frame chunks, then cut to 4k+1 as diffusers does.",
-        show_default="the preset's",
-    ),
-    whole_chunks: bool = typer.Option(
-        False,
-        "--whole-chunks",
-        help="Keep the last chunk whole (33 frames a chunk, not cut to 4k+1): what a stream ended early "
-        "holds, and its sidecar's command replays.",
-    ),
-    seconds: float | None = typer.Option(
-        None, "--seconds", help="Length in seconds, instead of --frames.", show_default=False
-    ),
-    fps: int | None = FPS,
-    device: str | None = DEVICE,
-    dtype: DType | None = DTYPE,
-    offload: Offload | None = OFFLOAD,
-    quantize: Quantize | None = QUANTIZE,
-    vae_tiling: bool | None = VAE_TILING,
-    attention: Attention | None = ATTENTION,
-    compile: bool = COMPILE,
-    cache: Cache | None = CACHE,
-    mag_ratios: str | None = MAG_RATIOS,
-    lora: list[str] | None = LORA,
-    parallel: Parallel | None = PARALLEL,
-    output: str | None = typer.Option(
-        None,
-        "--output",
-        "-o",
-        help="Output .mp4, folder (png), or - for stdout.",
-        show_default="PROMPT-WORDS-SEED.mp4",
-    ),
-    format: StreamFormat | None = typer.Option(
-        None, "--format", help="mp4 or png.", show_default="from -o, else mp4"
-    ),
-    overwrite: bool = OVERWRITE,
-    quiet: bool = QUIET,
-    verbose: bool = VERBOSE,
-    json_output: bool = JSON,
-) -> None:
+@options.signature(options.STREAM)
+def stream(**values: Any) -> None:
     """A long Helios video, each 33-frame chunk written as soon as it is generated."""
-    values = {name: value.value if isinstance(value, Enum) else value for name, value in locals().items()}
+    values = options.plain_values(values)
     console.quiet_libraries(values.pop("verbose"))  # before the imports below: they log on import
     from vidgen.app.prepare_stream import StreamOptions, prepare_stream, stream_mode
     from vidgen.app.stream import stream_video  # torch and the pipelines load only when a command runs
@@ -549,8 +153,8 @@ def stream(
 
     quiet = values.pop("quiet")
     with _reported_errors():
-        options = StreamOptions(mode=stream_mode(image, video), **values)
-        plan = prepare_stream(options, stdin=sys.stdin)
+        stream_options = StreamOptions(mode=stream_mode(values["image"], values["video"]), **values)
+        plan = prepare_stream(stream_options, stdin=sys.stdin)
         quiet = quiet or not outcome_speaker()  # under torchrun rank 0 alone reports
         for line in () if quiet else plan.plan.notes:
             console.note(line)
@@ -561,7 +165,7 @@ def stream(
     leave()
     if not speaker:
         return
-    if json_output:
+    if values["json_output"]:
         typer.echo(json.dumps(outcome.summary))
     else:
         typer.echo(_streamed(plan, outcome), err=plan.to_stdout)  # stdout may have carried the video
@@ -585,7 +189,7 @@ def _generate(mode: str, values: dict[str, Any]) -> None:
     from vidgen.runtime.parallel import leave, outcome_speaker
     from vidgen.validate.common import Options
 
-    values = {name: value.value if isinstance(value, Enum) else value for name, value in values.items()}
+    values = options.plain_values(values)
     quiet, json_output = values.pop("quiet"), values.pop("json_output")
     with _reported_errors():
         plan = prepare(Options(mode=mode, **values), stdin=sys.stdin)
@@ -610,12 +214,6 @@ def _generate(mode: str, values: dict[str, Any]) -> None:
     )
 
 
-class Mode(str, Enum):
-    t2v = "t2v"
-    i2v = "i2v"
-    v2v = "v2v"
-
-
 BATCH_HELP = (
     "JOBS holds one JSON object per line, or CSV under a header row. Its keys are the long option names "
     "(prompt, negative_prompt, seed, steps, guidance, dynamic_cfg, height, width, frames, fps, image, "
@@ -632,51 +230,10 @@ BATCH_HELP = (
 
 
 @app.command(epilog=BATCH_HELP, cls=Command)
-def batch(
-    jobs: str = typer.Argument(..., metavar="JOBS", help="A JSONL or CSV job file; - reads stdin."),
-    outdir: str = typer.Option(..., "--output", "-o", help="The folder for the videos and the manifest."),
-    model: str = MODEL,
-    preset: str | None = PRESET,
-    mode: Mode | None = typer.Option(
-        None, "--mode", help="The jobs' mode, unless a job sets one.", show_default="the model's first"
-    ),
-    prompt: str | None = typer.Option(
-        None, "--prompt", "-p", help="The prompt of jobs without one.", show_default=False
-    ),
-    negative_prompt: str = NEGATIVE_PROMPT,
-    seed: int | None = SEED,
-    steps: int | None = STEPS,
-    guidance: float | None = GUIDANCE,
-    dynamic_cfg: bool | None = DYNAMIC_CFG,
-    height: int | None = HEIGHT,
-    width: int | None = WIDTH,
-    frames: int | None = FRAMES,
-    fps: int | None = FPS,
-    image: str | None = IMAGE,
-    video: str | None = VIDEO,
-    strength: float | None = STRENGTH,
-    device: str | None = DEVICE,
-    dtype: DType | None = DTYPE,
-    offload: Offload | None = OFFLOAD,
-    quantize: Quantize | None = QUANTIZE,
-    vae_tiling: bool | None = VAE_TILING,
-    attention: Attention | None = ATTENTION,
-    compile: bool = COMPILE,
-    cache: Cache | None = CACHE,
-    lora: list[str] | None = LORA,
-    format: Format | None = typer.Option(None, "--format", help="mp4, gif, or png.", show_default="mp4"),
-    dry_run: bool = typer.Option(
-        False, "--dry-run", help="Check every job and stop; nothing loads or is written."
-    ),
-    overwrite: bool = typer.Option(
-        False, "--overwrite", help="Run every job again, replacing earlier outputs."
-    ),
-    quiet: bool = QUIET,
-    verbose: bool = VERBOSE,
-    json_output: bool = JSON,
-) -> None:
+@options.signature(options.BATCH)
+def batch(**values: Any) -> None:
     """Run many jobs from a JSONL or CSV file with the model loaded once; running it again resumes."""
-    values = {name: value.value if isinstance(value, Enum) else value for name, value in locals().items()}
+    values = options.plain_values(values)
     from vidgen.app.batch import BatchOptions, run_batch  # torch loads only when a command runs
 
     console.route_library_warnings(values.pop("verbose"))  # the libraries load only if a job runs

@@ -27,7 +27,7 @@ COMMANDS = {
 
 
 def test_cli_choices_are_the_validated_backends():
-    from vidgen.cli import Attention
+    from vidgen.ui.options import Attention
 
     assert tuple(choice.value for choice in Attention) == ATTENTION_CHOICES
 

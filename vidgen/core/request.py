@@ -10,7 +10,9 @@ from typing import Any
 import numpy as np
 import torch
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+from vidgen.core import choices
+
+DTYPES = dict(zip(choices.DTYPES, (torch.float32, torch.float16, torch.bfloat16), strict=True))
 HALF_DTYPES = (torch.float16, torch.bfloat16)
 
 

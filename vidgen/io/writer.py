@@ -21,12 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from vidgen.core.choices import FORMATS
 from vidgen.io import ffmpeg
 from vidgen.io.partials import Hold, partial_name, remove_stale
 from vidgen.io.probe import frame_count
 from vidgen.ui.signals import stop_signals_deferred
-
-FORMATS = ("mp4", "gif", "png")
 
 # What a PNG-frame folder that vidgen wrote holds: its frames, and a frame being written by `stream`.
 OWN_FRAME_ENTRY = re.compile(r"frame_\d{5,}\.png|\.frame_\d{5,}\.png\.partial")

@@ -3,11 +3,12 @@
 import importlib.metadata
 import importlib.util
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from vidgen.core.errors import VidgenError
-from vidgen.core.request import HALF_DTYPES, dtype_name
+
+if TYPE_CHECKING:  # the command line reads ATTENTION_CHOICES for --help, which must load no torch
+    import torch
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ ATTENTION_CHOICES = ("auto", *ATTENTION_BACKENDS)
 AUTO_ATTENTION = ("flash3", "flash", "cudnn", "sdpa")
 
 
-def resolve_attention(name: str, device: str, dtype: torch.dtype) -> str:
+def resolve_attention(name: str, device: str, dtype: "torch.dtype") -> str:
     """The `--attention` backend to run: `name` if it can run here, else a VidgenError naming why;
     for "auto" the fastest one that can."""
     if name == "auto":
@@ -65,8 +66,12 @@ def resolve_attention(name: str, device: str, dtype: torch.dtype) -> str:
     return name
 
 
-def attention_problems(backend: AttentionBackend, device: str, dtype: torch.dtype) -> list[str]:
+def attention_problems(backend: AttentionBackend, device: str, dtype: "torch.dtype") -> list[str]:
     """Why `backend` cannot run on `device` in `dtype` (empty when it can)."""
+    import torch
+
+    from vidgen.core.request import HALF_DTYPES, dtype_name
+
     problems = []
     if backend.package and not _installed(backend):
         problems.append(f"{backend.requirement} is not installed")

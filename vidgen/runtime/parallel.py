@@ -18,11 +18,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from vidgen.core.choices import PARALLEL_MODES
 from vidgen.core.errors import VidgenError
 from vidgen.core.request import SINGLE, ParallelPlan
 from vidgen.runtime.ranks import Rank
 
-PARALLEL_CHOICES = ("auto", "ulysses", "ring", "cfg")
+PARALLEL_CHOICES = PARALLEL_MODES
 # A rank that dies leaves the others waiting in a collective; they give up after this and exit non-zero
 # (torchrun also stops them when it sees the dead rank). Generous: a first step may compile for minutes.
 COLLECTIVE_TIMEOUT = timedelta(minutes=10)

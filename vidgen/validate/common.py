@@ -15,6 +15,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from vidgen.core.choices import MODES
 from vidgen.core.errors import VidgenError, article
 from vidgen.core.family import Family
 from vidgen.core.model_info import ModelInfo, read_json, transformer_settings
@@ -25,7 +26,7 @@ from vidgen.io.writer import foreign_entries, format_from_path, sidecar_path
 from vidgen.weights.presets import Preset, close_names, find_preset, match_preset
 from vidgen.weights.sources import ModelSource
 
-MODE_NAMES = {"t2v": "text-to-video", "i2v": "image-to-video", "v2v": "video-to-video"}
+MODE_NAMES = MODES
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from vidgen.core.choices import CACHE_MODES, OFFLOADS
 from vidgen.core.errors import VidgenError
 from vidgen.core.family import Family
 from vidgen.core.model_info import ModelInfo
@@ -23,8 +24,6 @@ from vidgen.validate.common import InputReader, Model, Options
 from vidgen.weights.presets import Preset
 
 DEVICE_KINDS = ("cpu", "cuda", "mps")
-
-CACHE_MODES = ("none", "first-block", "mag", "taylorseer")  # --cache: diffusers' step caches
 
 
 def resolve_device(device: str | None) -> str:
@@ -101,9 +100,6 @@ def check_loras(
         return tuple(check(text) for text in texts)
     # A batch runs in one dtype, so a LoRA's check holds for every job that names it.
     return tuple(reader.lora(text, family.name, partial(check, text)) for text in texts)
-
-
-OFFLOADS = ("auto", "none", "model", "group", "sequential")
 
 
 def check_memory_options(offload: str, quantize: str, device: str) -> None:

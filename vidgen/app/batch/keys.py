@@ -11,8 +11,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from vidgen.core.choices import FORMATS
 from vidgen.core.errors import VidgenError
-from vidgen.io.writer import FORMATS
 from vidgen.validate.limits import MAX_FRAMES, MAX_GUIDANCE, MAX_SIDE
 
 MODES = ("t2v", "i2v", "v2v")

@@ -16,9 +16,10 @@ import warnings
 import torch
 from torch import nn
 
+from vidgen.core.choices import QUANTIZE_MODES
 from vidgen.core.errors import VidgenError
 
-MODES = ("none", "fp8", "int8", "fp8-storage")
+MODES = QUANTIZE_MODES
 FP8_STORAGE_DTYPE = torch.float8_e4m3fn
 # Name patterns left in the compute dtype: diffusers' defaults (embeddings, norms, the first and last
 # projections) plus what vidgen's models name their float32-kept parts.
