@@ -182,7 +182,6 @@ def enable_step_cache(
     """
     from diffusers.hooks import FirstBlockCacheConfig, MagCacheConfig, TaylorSeerCacheConfig
 
-    _register_blocks()
     blocks = _repeated_blocks(transformer)
     counter = SkipCounter()
     # The last block runs only when the cache decides to compute: its calls are the computed ones.
@@ -278,18 +277,3 @@ def _count_calls(module: nn.Module, counter: SkipCounter, name: str) -> None:
 def _repeated_blocks(transformer: nn.Module) -> list[nn.Module]:
     names = getattr(transformer, "_repeated_blocks", ())
     return [m for m in transformer.modules() if type(m).__name__ in names]
-
-
-def _register_blocks() -> None:
-    """Tell diffusers' hooks where vidgen's blocks keep the video tokens (registering twice is harmless)."""
-    from diffusers.hooks._helpers import TransformerBlockMetadata, TransformerBlockRegistry
-
-    from vidgen.models.cogvideox import CogVideoXBlock
-    from vidgen.models.helios import HeliosTransformerBlock
-
-    # CogVideoX's block returns (text, video); Helios' one tensor.
-    TransformerBlockRegistry.register(
-        CogVideoXBlock,
-        TransformerBlockMetadata(return_hidden_states_index=1, return_encoder_hidden_states_index=0),
-    )
-    TransformerBlockRegistry.register(HeliosTransformerBlock, TransformerBlockMetadata())
