@@ -6,6 +6,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from diffusers.hooks._helpers import TransformerBlockMetadata, TransformerBlockRegistry
+from diffusers.models.attention import AttentionModuleMixin
 from diffusers.models.attention_dispatch import (
     AttentionBackendName,
     _check_attention_backend_requirements,
@@ -67,12 +69,29 @@ def activation(name: str) -> nn.Module:
     return table[name]()
 
 
-class DispatchedAttention(nn.Module):
+class VidgenAttnProcessor:
+    """What a vidgen attention layer reports as its processor while its q/k/v projections are separate.
+
+    vidgen's layers compute attention in their own forward (the kernel picked by `set_attention_backend`),
+    so they have no diffusers processor to swap; these two classes only name the projection layout, for
+    diffusers' APIs that list processors (`attn_processors`, `original_attn_processors`), and setting one
+    switches the layout.
+    """
+
+
+class FusedVidgenAttnProcessor:
+    """What a vidgen attention layer reports as its processor while its projections are fused."""
+
+
+class DispatchedAttention(AttentionModuleMixin, nn.Module):
     """An attention layer whose softmax(QK^T)V runs through diffusers' attention dispatcher.
 
     `backend` picks the kernel (flash, cuDNN, SageAttention, ...); None leaves the choice to the
     dispatcher's active backend, PyTorch's SDPA unless DIFFUSERS_ATTN_BACKEND or its context manager
     says otherwise. Going through the dispatcher is also where context parallelism plugs in.
+    Being an `AttentionModuleMixin` is what diffusers' hooks (pyramid attention broadcast, FasterCache)
+    and its QKV fusion look for; subclasses implement `fuse_projections` / `unfuse_projections` and
+    `fused_projections`.
     """
 
     backend: AttentionBackendName | None = None
@@ -82,6 +101,7 @@ class DispatchedAttention(nn.Module):
     # Whether its keys are the sequence that context parallelism shards (self-attention). Cross-attention
     # to the whole text needs no exchange: each rank's queries attend to the text it holds.
     splits_sequence = True
+    is_cross_attention = False  # diffusers' hooks treat cross-attention layers apart
     # Ring attention on the CPU (vidgen.runtime.parallel.cpu_ring_attention), which the dispatcher cannot run:
     # none of its CPU kernels returns the log-sum-exp that ring attention merges partial results by.
     cpu_ring: Callable[..., torch.Tensor] | None = None
@@ -93,6 +113,45 @@ class DispatchedAttention(nn.Module):
         return dispatch_attention_fn(
             query, key, value, backend=self.backend, parallel_config=self.parallel_config
         ).flatten(2)
+
+    @property
+    def processor(self) -> VidgenAttnProcessor | FusedVidgenAttnProcessor:
+        return FusedVidgenAttnProcessor() if self.fused_projections else VidgenAttnProcessor()
+
+    def set_processor(self, processor: Any) -> None:
+        """Fuse or unfuse the projections as `processor` (one of vidgen's two) says."""
+        if isinstance(processor, FusedVidgenAttnProcessor):
+            self.fuse_projections()
+        elif isinstance(processor, VidgenAttnProcessor):
+            self.unfuse_projections()
+        else:
+            raise TypeError(
+                f"{type(self).__name__} computes attention itself and cannot run diffusers' "
+                f"{type(processor).__name__}; pick its kernel with set_attention_backend"
+            )
+
+    def set_attention_backend(self, backend: str) -> None:
+        """This layer's kernel, by diffusers' backend name (the model's method sets every layer's)."""
+        name = AttentionBackendName(backend.lower())
+        _check_attention_backend_requirements(name)
+        self.backend = name
+
+
+def register_block(
+    block: type[nn.Module], video_output: int | None = None, text_output: int | None = None
+) -> None:
+    """Tell diffusers' step-cache hooks (first-block cache, MagCache, ...) that `block` is a transformer
+    block, and which of its outputs are the video (`hidden_states`) and text tokens (None: it returns one
+    tensor). Each model module calls it on import, so `enable_cache` works on a bare vidgen model.
+    """
+    # Written into the registry rather than through `register()`, which first imports every diffusers
+    # transformer module to register theirs (a second or more at import); those still get registered
+    # the first time a hook looks a block up.
+    metadata = TransformerBlockMetadata(
+        return_hidden_states_index=video_output, return_encoder_hidden_states_index=text_output
+    )
+    metadata._cls = block
+    TransformerBlockRegistry._registry[block] = metadata
 
 
 class AttentionBackendMixin:

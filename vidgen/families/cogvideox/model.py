@@ -11,7 +11,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.hooks._helpers import TransformerBlockMetadata, TransformerBlockRegistry
 from diffusers.loaders import PeftAdapterMixin
 from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
 from diffusers.models.attention import AttentionMixin
@@ -27,6 +26,7 @@ from vidgen.families.layers import (
     TimestepMLP,
     apply_rotary_,
     concat_linears,
+    register_block,
     sinusoidal_embedding,
     split_linear,
 )
@@ -201,7 +201,9 @@ class CogVideoXPatchEmbed(nn.Module):
     """Projects text embeddings and video patches to the model width and adds positions.
 
     `positions` is "sincos" (fixed table added to video tokens), "learned" (checkpoint table added to
-    text and video tokens) or "rotary" (nothing added here; attention rotates q/k).
+    text and video tokens) or "rotary" (nothing added here; attention rotates q/k). A learned table
+    fits one input grid, `learned_grid`; at other frame counts a learned-position model adds the
+    sin-cos table instead, as diffusers' does (its text rows are zeros).
     """
 
     def __init__(
@@ -217,11 +219,13 @@ class CogVideoXPatchEmbed(nn.Module):
         max_text_seq_length: int,
         spatial_interpolation_scale: float,
         temporal_interpolation_scale: float,
+        learned_grid: tuple[int, int, int] | None = None,
     ) -> None:
         super().__init__()
         self.patch_size = patch_size
         self.patch_size_t = patch_size_t or 1
         self.position_grid = position_grid
+        self.learned_grid = learned_grid
         self.spatial_scale = spatial_interpolation_scale
         self.temporal_scale = temporal_interpolation_scale
         self.positions = positions
@@ -248,19 +252,19 @@ class CogVideoXPatchEmbed(nn.Module):
         text = self.text_proj(text)
         # Modules are called (not their weights read) so offloading hooks see every use.
         video = self.proj(patchify(video, self.patch_size, self.patch_size_t))
-        if self.positions == "learned":
+        grid = (frames // self.patch_size_t, height // self.patch_size, width // self.patch_size)
+        if self.positions == "learned" and grid == self.learned_grid:
             table = self.pos_embedding.to(video.dtype)
             text_len = text.shape[1]
             text, video = text + table[:, :text_len], video + table[:, text_len:]
-        elif self.positions == "sincos":
-            video = video + self._sincos_table(frames, height, width, video.device).to(video.dtype)
+        elif self.positions != "rotary":
+            video = video + self._sincos_table(grid, video.device).to(video.dtype)
         return text, video
 
-    def _sincos_table(self, frames: int, height: int, width: int, device: torch.device) -> torch.Tensor:
-        grid = (frames // self.patch_size_t, height // self.patch_size, width // self.patch_size)
-        if grid == self.position_grid:
+    def _sincos_table(self, grid: tuple[int, int, int], device: torch.device) -> torch.Tensor:
+        if self.positions == "sincos" and grid == self.position_grid:
             return self.sincos_table
-        dim = self.sincos_table.shape[-1]
+        dim = self.text_proj.out_features
         return sincos_positions(dim, *grid, self.spatial_scale, self.temporal_scale, device=device)
 
 
@@ -315,13 +319,17 @@ class JointSelfAttention(DispatchedAttention):
             proj(tokens).unflatten(-1, (self.heads, -1)) for proj in (self.to_q, self.to_k, self.to_v)
         )
 
-    def fuse(self) -> None:
+    @property
+    def fused_projections(self) -> bool:
+        return self.to_qkv is not None
+
+    def fuse_projections(self) -> None:
         """Replace to_q/to_k/to_v by one to_qkv layer (one matmul instead of three)."""
         if self.to_qkv is None:
             self.to_qkv = concat_linears([self.to_q, self.to_k, self.to_v])
             self.to_q = self.to_k = self.to_v = None
 
-    def unfuse(self) -> None:
+    def unfuse_projections(self) -> None:
         """Split to_qkv back into to_q/to_k/to_v, restoring the checkpoint's state-dict names."""
         if self.to_qkv is not None:
             self.to_q, self.to_k, self.to_v = split_linear(self.to_qkv, 3)
@@ -374,6 +382,9 @@ class CogVideoXBlock(nn.Module):
         text = torch.addcmul(text, text_gate, out[:, :text_len])
         video = torch.addcmul(video, video_gate, out[:, text_len:])
         return text, video
+
+
+register_block(CogVideoXBlock, video_output=1, text_output=0)  # it returns (text, video)
 
 
 class OutputNorm(nn.Module):
@@ -485,6 +496,11 @@ class CogVideoXTransformer3DModel(
             max_text_seq_length=max_text_seq_length,
             spatial_interpolation_scale=spatial_interpolation_scale,
             temporal_interpolation_scale=temporal_interpolation_scale,
+            # diffusers adds the checkpoint's table only when the input, counted in video frames
+            # ((latent frames - 1) * compression + 1), has exactly sample_frames.
+            learned_grid=self.position_grid
+            if (sample_frames - 1) % temporal_compression_ratio == 0
+            else None,
         )
         self.embedding_dropout = nn.Dropout(dropout)
         self.time_embedding = TimestepMLP(inner_dim, time_embed_dim, act=timestep_activation_fn)
@@ -513,14 +529,11 @@ class CogVideoXTransformer3DModel(
 
     def fuse_qkv_projections(self) -> None:
         """Use one q/k/v matmul per block. The state dict then has `attn1.to_qkv.*` instead of
-        `to_q/to_k/to_v`; call `unfuse_qkv_projections()` before saving a checkpoint."""
-        for block in self.transformer_blocks:
-            block.attn1.fuse()
-
-    def unfuse_qkv_projections(self) -> None:
-        """Restore to_q/to_k/to_v (the checkpoint layout) from fused projections."""
-        for block in self.transformer_blocks:
-            block.attn1.unfuse()
+        `to_q/to_k/to_v`; `unfuse_qkv_projections()` (diffusers' AttentionMixin's) restores them, to
+        call before saving a checkpoint. As in diffusers, `original_attn_processors` keeps the
+        processors from before."""
+        self.original_attn_processors = self.attn_processors
+        super().fuse_qkv_projections()
 
     def rotary_embedding(
         self,
@@ -610,15 +623,15 @@ class CogVideoXTransformer3DModel(
                 f"latent frames must be a multiple of patch_size_t {patch_t}, got {frames}; "
                 "pad the latents like the CogVideoX 1.5 pipelines do"
             )
-        grid = (frames // patch_t, height // patch, width // patch)
-        learned = config.use_learned_positional_embeddings
-        if learned and (grid != self.position_grid or text_len != config.max_text_seq_length):
+        # Other frame counts run, as in diffusers (with sin-cos positions instead of the checkpoint's: the
+        # CLI refuses them before loading); other sizes and text lengths diffusers' class cannot take.
+        size = (config.sample_height, config.sample_width, config.max_text_seq_length)
+        if config.use_learned_positional_embeddings and (height, width, text_len) != size:
             raise ValueError(
                 "this model's learned positional embeddings fix its input size to "
-                f"{self.position_grid[0]} latent frames of {config.sample_width}x{config.sample_height} "
-                f"latents and {config.max_text_seq_length} text tokens (with CogVideoX's VAE: "
-                f"{config.sample_frames} frames of {config.sample_width * 8}x{config.sample_height * 8}); "
-                f"got {frames} frames of {width}x{height} latents and {text_len} text tokens"
+                f"{config.sample_width}x{config.sample_height} latents and {config.max_text_seq_length} text "
+                f"tokens (with CogVideoX's VAE: {config.sample_width * 8}x{config.sample_height * 8}); "
+                f"got {width}x{height} latents and {text_len} text tokens"
             )
         if timestep_cond is not None:
             raise ValueError("timestep_cond is not supported: CogVideoX has no timestep-condition projection")
@@ -638,12 +651,3 @@ def _as_1d(value: int | float | torch.Tensor, device: torch.device) -> torch.Ten
     if not torch.is_tensor(value):
         return torch.tensor([value], device=device)
     return value.to(device).reshape(-1)
-
-
-# diffusers' cache hooks (first-block, MagCache, TaylorSeer) find a block's video tokens through this
-# registry; registered on import, so `enable_cache` works on a bare vidgen transformer.
-# The block returns (text, video).
-TransformerBlockRegistry.register(
-    CogVideoXBlock,
-    TransformerBlockMetadata(return_hidden_states_index=1, return_encoder_hidden_states_index=0),
-)

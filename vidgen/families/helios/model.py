@@ -26,7 +26,6 @@ from typing import Any, NamedTuple, TypeVar
 import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.hooks._helpers import TransformerBlockMetadata, TransformerBlockRegistry
 from diffusers.loaders import PeftAdapterMixin
 from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
 from diffusers.models.attention import AttentionMixin
@@ -43,6 +42,7 @@ from vidgen.families.layers import (
     TimestepMLP,
     apply_rotary_,
     concat_linears,
+    register_block,
     sinusoidal_embedding,
     split_linear,
 )
@@ -176,10 +176,13 @@ def _modulate_(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, split:
 
 
 def _gated_residual(x: torch.Tensor, update: torch.Tensor, gate: torch.Tensor, split: int) -> torch.Tensor:
-    """x + update * gate in float32 (gate rows [B, 2, D] per segment as in `_modulate_`), in x's dtype."""
-    out = update.float()  # a copy in bf16; in float32 the update itself, a fresh tensor nobody else holds
-    out[:, :split].mul_(gate[:, :1])
-    out[:, split:].mul_(gate[:, 1:])
+    """x + update * gate in float32 (gate rows [B, 2, D] per segment as in `_modulate_`), in x's dtype.
+
+    `update` is left as it is: a step cache (pyramid attention broadcast, FasterCache) may hold it to
+    return again on a later step.
+    """
+    out = update * gate[:, 1:]  # a new float32 tensor (bf16 * float32 promotes, as .float() would)
+    out[:, :split] = update[:, :split] * gate[:, :1]
     return out.add_(x).to(x.dtype)
 
 
@@ -193,6 +196,10 @@ class _FusableProjections(DispatchedAttention):
 
     fused_parts: tuple[str, ...] = ()
     fused_name = ""
+
+    @property
+    def fused_projections(self) -> bool:
+        return hasattr(self, self.fused_name)
 
     def fuse_projections(self) -> None:
         if hasattr(self, self.fused_name):
@@ -270,6 +277,7 @@ class HeliosCrossAttention(_FusableProjections):
     fused_parts = ("to_k", "to_v")
     fused_name = "to_kv"
     splits_sequence = False
+    is_cross_attention = True
 
     def __init__(self, dim: int, heads: int, eps: float, added_kv_proj_dim: int | None = None) -> None:
         super().__init__()
@@ -351,6 +359,9 @@ class HeliosTransformerBlock(nn.Module):
 
         normed = _modulate_(self.norm3(x), ffn_shift, ffn_scale, split).to(x.dtype)
         return _gated_residual(x, self.ffn(normed), ffn_gate, split)
+
+
+register_block(HeliosTransformerBlock)
 
 
 class HeliosConditionEmbedder(nn.Module):
@@ -530,18 +541,6 @@ class HeliosTransformer3DModel(
         self.norm_out = HeliosOutputNorm(dim, eps)
         self.proj_out = nn.Linear(dim, (out_channels or in_channels) * math.prod(patch))
 
-    def fuse_qkv_projections(self) -> None:
-        """Compute self-attention q/k/v (cross-attention k/v) with one matmul; outputs are unchanged."""
-        for module in self.modules():
-            if isinstance(module, _FusableProjections):
-                module.fuse_projections()
-
-    def unfuse_qkv_projections(self) -> None:
-        """Restore the separate projections (and the checkpoint's parameter names) after fusing."""
-        for module in self.modules():
-            if isinstance(module, _FusableProjections):
-                module.unfuse_projections()
-
     def forward(
         self,
         hidden_states: torch.Tensor,
@@ -686,8 +685,3 @@ def _rank_order(x: torch.Tensor, split: int, ranks: int) -> torch.Tensor:
         )
     history, noisy = x[:, :split].chunk(ranks, dim=1), x[:, split:].chunk(ranks, dim=1)
     return torch.cat([part for pair in zip(history, noisy, strict=True) for part in pair], dim=1)
-
-
-# diffusers' cache hooks (first-block, MagCache, TaylorSeer) find a block's video tokens through this
-# registry; registered on import, so `enable_cache` works on a bare vidgen transformer.
-TransformerBlockRegistry.register(HeliosTransformerBlock, TransformerBlockMetadata())
