@@ -27,7 +27,7 @@ COMMANDS = {
 
 
 def test_cli_choices_are_the_validated_backends():
-    from vidgen.ui.options import Attention
+    from vidgen.cli.options import Attention
 
     assert tuple(choice.value for choice in Attention) == ATTENTION_CHOICES
 

@@ -21,6 +21,7 @@ from functools import partial
 from pathlib import Path
 
 from vidgen.core.errors import VidgenError
+from vidgen.core.text import check_text
 
 # What a schedule gives for a chunk: one prompt, or (prompt, weight) pairs whose embeddings are blended.
 ChunkText = str | tuple[tuple[str, float], ...]
@@ -138,8 +139,6 @@ def _chunk(value: str, path: Path, line: int) -> int:
 
 
 def _prompt(value: str, path: Path, line: int, what: str = "line") -> str:
-    from vidgen.validate.common import check_text  # vidgen.validate imports this module
-
     if not value.strip():
         raise _bad(path, line, "the prompt is empty", what=what)
     try:

@@ -270,8 +270,6 @@ def fuse_loras(transformer: nn.Module, loras: tuple[Lora, ...]) -> nn.Module:
 
 def overflowed(transformer: nn.Module, names: list[str], loras: tuple[Lora, ...], error: str) -> VidgenError:
     """The error for a LoRA whose fused weights are not finite numbers in the transformer's dtype."""
-    from vidgen.validate.runtime import dtype_name
-
     lora = next((lora for name, lora in zip(names, loras, strict=True) if f" {name} " in error), loras[0])
     return VidgenError(
         f"--lora '{lora.source}' at scale {lora.scale:g} fused into the transformer gives weights past "

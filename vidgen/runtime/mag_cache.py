@@ -18,7 +18,6 @@ neither reads nor writes the shared store: it skips exactly where the run did.
 
 import hashlib
 import json
-import math
 import os
 import tempfile
 from collections.abc import Callable, Sequence
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from vidgen.core.errors import article
 from vidgen.core.paths import default_cache_dir
+from vidgen.core.ratios import valid_ratios
 
 if TYPE_CHECKING:  # torch loads with the models, not with the presets that check `mag_ratios`
     import torch
@@ -140,24 +140,6 @@ def read_ratios(path: Path) -> tuple[dict[str, list[float]], str | None]:
         if not valid_ratios(ratios) or len(ratios) != len(key.split(",")):
             return {}, f"its ratios for one schedule are not {len(key.split(','))} positive numbers"
     return schedules, None
-
-
-def valid_ratios(ratios: Any) -> bool:
-    """Whether `ratios` is a non-empty list of finite positive numbers."""
-    return (
-        isinstance(ratios, (list, tuple))
-        and len(ratios) > 0
-        and all(isinstance(r, (int, float)) and not isinstance(r, bool) for r in ratios)
-        and all(_finite_positive(r) for r in ratios)
-    )
-
-
-def _finite_positive(number: int | float) -> bool:
-    try:
-        value = float(number)
-    except OverflowError:  # an integer past float's range (JSON allows hundreds of digits)
-        return False
-    return math.isfinite(value) and value > 0
 
 
 class MagSession:

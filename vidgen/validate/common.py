@@ -20,6 +20,7 @@ from vidgen.core.errors import VidgenError, article
 from vidgen.core.family import Family
 from vidgen.core.model_info import ModelInfo, read_json, transformer_settings
 from vidgen.core.request import Request, Runtime
+from vidgen.core.text import check_text
 from vidgen.io.media import read_image, read_video
 from vidgen.io.partials import partial_name
 from vidgen.io.writer import foreign_entries, format_from_path, sidecar_path
@@ -196,19 +197,6 @@ def resolve_prompt(argument: str | None, option: str | None, stdin: TextIO | Non
             'pass one, e.g. vidgen t2v --model tiny-cogvideox "a cat walks on the beach", or - to read stdin',
         )
     return check_text(prompt.strip(), "the prompt")
-
-
-def check_text(text: str, what: str) -> str:
-    """`text` if it is Unicode text. Python reads bytes that are not UTF-8 in argv (and, in the C
-    locale, stdin) as lone surrogates, and a JSON escape can write one: the tokenizer and every
-    file vidgen writes would fail on them once the model has loaded."""
-    where = next((index for index, char in enumerate(text) if "\ud800" <= char <= "\udfff"), None)
-    if where is None:
-        return text
-    char = ord(text[where])
-    # surrogateescape maps an undecodable byte B to U+DC00 + B (B >= 0x80)
-    found = f"byte 0x{char - 0xDC00:02x}" if 0xDC80 <= char <= 0xDCFF else f"a lone surrogate \\u{char:04x}"
-    raise VidgenError(f"{what} is not valid UTF-8 text ({found} at character {where + 1})", "pass UTF-8 text")
 
 
 def resolve_seed(seed: int | None, notes: list[str]) -> int:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from vidgen.core.model_info import plain
-from vidgen.runtime.mag_cache import valid_ratios
+from vidgen.core.ratios import valid_ratios
 from vidgen.ui.console import warning
 
 if sys.version_info >= (3, 11):

@@ -13,9 +13,10 @@ from rich.table import Column, Table
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from vidgen import __version__
+from vidgen.cli import options
 from vidgen.core.errors import INTERRUPTED, RANK_LOST, VidgenError
 from vidgen.core.progress import Silent
-from vidgen.ui import console, options
+from vidgen.ui import console
 from vidgen.ui.signals import exit_code, stop_signals_as_interrupts
 from vidgen.weights.presets import close_names, find_preset, load_presets
 
