@@ -4,6 +4,7 @@ memory without any model folder."""
 from dataclasses import replace
 
 from vidgen.core.model_info import ModelInfo
+from vidgen.families.helios.info import CHUNK_LATENT_FRAMES, HISTORY_LATENT_FRAMES, LATENT_WINDOW
 
 COGVIDEOX = ModelInfo(
     family="cogvideox",
@@ -25,6 +26,12 @@ HELIOS = replace(
     architecture="helios-base",
     sample_size=(384, 640, 33),
     max_text_tokens=512,
+    # What read_helios_info says of every Helios folder (the memory estimates read it).
+    tile_pixels=256 * 256,
+    call_latent_frames=CHUNK_LATENT_FRAMES + HISTORY_LATENT_FRAMES,
+    held_latent_frames=LATENT_WINDOW,
+    text_in_sequence=False,
+    vae_fp32=True,
 )
 HELIOS_DISTILLED = replace(
     HELIOS, pipeline="HeliosPyramidPipeline", architecture="helios-distilled", pyramid_stages=3

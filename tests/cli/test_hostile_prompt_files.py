@@ -8,7 +8,7 @@ import pytest
     ("text", "words"),
     [
         ('[{"chunk": 0, "prompt": "a \\ud800 cat"}]', "entry 1: the prompt is not valid UTF-8 text (a lone"),
-        ("[" * 50_000, "line 1: not JSON this reader can take: nested too deeply"),
+        ("[" * 50_000, "line 1: the JSON is nested too deeply"),
     ],
     ids=["surrogate", "nested"],
 )

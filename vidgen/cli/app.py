@@ -324,8 +324,8 @@ def models(context: typer.Context) -> None:
         Column("name", no_wrap=True),
         Column("modes", max_width=7),
         "size, frames",
-        Column("source", overflow="fold", min_width=17),
-        Column("cached", max_width=10),
+        Column("source", overflow="fold", min_width=15),
+        Column("cached", max_width=9),
     )
     for preset in load_presets().values():
         size = f"{preset.width}x{preset.height}, {preset.frames}"

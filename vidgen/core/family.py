@@ -34,6 +34,7 @@ class Family:
     transformer: Callable[[], type]
     # Token counts one transformer call sees, for the context-parallel split; None: the plain count.
     token_counts: Callable[[Request, ModelInfo], set[int]] | None = None
+    token_count_parts: str = ""  # what those counts are, for the message when they cannot split
     # `vidgen stream`'s pipeline module, for a family that generates chunk by chunk; None: no streaming.
     stream_pipeline: Callable[[], ModuleType] | None = None
     # Whether --strength applies to video-to-video (CogVideoX noises the input; Helios continues it).

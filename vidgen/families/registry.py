@@ -27,15 +27,16 @@ def family(name: str) -> Family:
 def detect(folder: Path) -> Family:
     """The family of a diffusers folder, from model_index.json's pipeline class."""
     index = read_json(folder / "model_index.json")
-    pipeline = index.get("_class_name", "") if isinstance(index, dict) else ""
-    pipeline = pipeline if isinstance(pipeline, str) else ""
-    for candidate in FAMILIES.values():
-        if pipeline.startswith(candidate.pipeline_prefixes):
-            return candidate
-    pipeline = pipeline or "unnamed"
+    pipeline = index.get("_class_name")
+    if isinstance(pipeline, str):
+        for candidate in FAMILIES.values():
+            if pipeline.startswith(candidate.pipeline_prefixes):
+                return candidate
+    named = str(pipeline) if pipeline not in (None, "") else "unnamed"
+    titles = " or ".join(candidate.title for candidate in FAMILIES.values())
     raise VidgenError(
-        f"'{folder}' holds {article(pipeline)} {pipeline} pipeline, which vidgen does not run",
-        f"pass a folder of a family vidgen runs ({_names()}), or a preset name (see `vidgen models`)",
+        f"'{folder}' holds {article(named)} {named} pipeline, not {titles}",
+        f"pass a {titles} folder, or a preset name (see `vidgen models`)",
     )
 
 

@@ -225,22 +225,27 @@ def check_split(plan: ParallelPlan, request: Request, info: ModelInfo, family: F
     from vidgen.runtime.parallel import split_tokens
 
     if family.token_counts is not None:
-        return _check_even_split(plan, request, family.token_counts(request, info), family.title)
+        return _check_even_split(plan, request, family.token_counts(request, info), family)
     patch, patch_t = info.patch_size, info.patch_size_t or 1
     latent_frames = -(-info.latent_frames(request.frames) // patch_t)
     cells = (request.height // info.spatial_scale // patch) * (request.width // info.spatial_scale // patch)
     return split_tokens(plan, {"text": request.max_sequence_length, "video": latent_frames * cells})
 
 
-def _check_even_split(plan: ParallelPlan, request: Request, counts: set[int], title: str) -> ParallelPlan:
+def _check_even_split(plan: ParallelPlan, request: Request, counts: set[int], family: Family) -> ParallelPlan:
     """A family that splits each of its sequences into equal slices (Helios' [history; chunk], the
     model's `_rank_order`): every one of its token counts must divide by the ranks."""
     if all(count % plan.sequence == 0 for count in counts):
         return plan
     fits = [n for n in range(2, 17) if all(count % n == 0 for count in counts)]
     raise VidgenError(
-        f"{plan.describe()} cannot split {title}'s sequences at {request.width}x{request.height} (history "
-        f"and each pyramid stage: {', '.join(map(str, sorted(counts)))} tokens) evenly over "
+        f"{plan.describe()} cannot split {possessive(family.title)} sequences at {request.width}x{request.height} "
+        f"({family.token_count_parts}: {', '.join(map(str, sorted(counts)))} tokens) evenly over "
         f"{plan.sequence} ranks",
         f"use {', '.join(map(str, fits))} ranks" if fits else "use another --height/--width",
     )
+
+
+def possessive(name: str) -> str:
+    """Helios' and CogVideoX's."""
+    return f"{name}'" if name.endswith("s") else f"{name}'s"

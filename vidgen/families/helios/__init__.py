@@ -42,6 +42,7 @@ FAMILY = Family(
     build_tiny=build_tiny_helios,
     transformer=_transformer,
     token_counts=helios_token_counts,
+    token_count_parts="history and each pyramid stage",
     stream_pipeline=_chunks,
     # The pipeline runs the conditional and unconditional branches one after the other.
     batched_guidance=False,
