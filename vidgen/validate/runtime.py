@@ -239,9 +239,9 @@ def _check_even_split(plan: ParallelPlan, request: Request, counts: set[int], fa
         return plan
     fits = [n for n in range(2, 17) if all(count % n == 0 for count in counts)]
     raise VidgenError(
-        f"{plan.describe()} cannot split {possessive(family.title)} sequences at {request.width}x{request.height} "
-        f"({family.token_count_parts}: {', '.join(map(str, sorted(counts)))} tokens) evenly over "
-        f"{plan.sequence} ranks",
+        f"{plan.describe()} cannot split {possessive(family.title)} sequences at "
+        f"{request.width}x{request.height} ({family.token_count_parts}: "
+        f"{', '.join(map(str, sorted(counts)))} tokens) evenly over {plan.sequence} ranks",
         f"use {', '.join(map(str, fits))} ranks" if fits else "use another --height/--width",
     )
 
