@@ -15,6 +15,7 @@ last one's) covers the same work as the other rows'.
 """
 
 import time
+import types
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,6 +24,7 @@ import torch
 from vidgen.core.request import Request, Runtime
 from vidgen.families.cogvideox import pipeline as cogvideox
 from vidgen.families.helios import pipeline as helios
+from vidgen.families.helios import pyramid
 
 PROJECTED_STEPS = 50
 
@@ -123,6 +125,8 @@ def diffusers_run(pipe, workload: Workload) -> Measure:
             pyramid_num_inference_steps_list=list(workload.pyramid_steps), is_amplify_first_chunk=True
         )
         restore = _mark_after_decode(pipe.vae, clock)  # the pipeline decodes each chunk as it ends
+        if pipe.device.type == "cpu":  # diffusers' float32 Cholesky fails there for the released gamma
+            pipe.sample_block_noise = types.MethodType(pyramid.diffusers_sample_block_noise, pipe)
     else:
         inputs.update(
             num_inference_steps=request.steps,

@@ -123,10 +123,6 @@ def never_failing_block_noise(monkeypatch):
 
     from vidgen.families.helios import pyramid
 
-    def sample_block_noise(self, batch, channels, frames, height, width, patch_size, device, generator):
-        gamma = self.scheduler.config.gamma
-        return pyramid.sample_block_noise(
-            (batch, channels, frames, height, width), patch_size[1:], gamma, generator, device
-        )
-
-    monkeypatch.setattr(diffusers.HeliosPyramidPipeline, "sample_block_noise", sample_block_noise)
+    monkeypatch.setattr(
+        diffusers.HeliosPyramidPipeline, "sample_block_noise", pyramid.diffusers_sample_block_noise
+    )

@@ -77,6 +77,16 @@ def sample_block_noise(
     return noise.permute(0, 1, 2, 3, 5, 4, 6).reshape(batch, channels, frames, height, width)
 
 
+def diffusers_sample_block_noise(
+    pipe, batch, channels, frames, height, width, patch_size, device, generator
+) -> torch.Tensor:
+    """A stand-in for diffusers' `HeliosPyramidPipeline.sample_block_noise` (same arguments): the same
+    numbers wherever diffusers' draws them, and no failure where its float32 Cholesky fails (on some
+    CPUs, for the released gamma). The parity tests and the CPU bench run diffusers' pipeline with it."""
+    shape = (batch, channels, frames, height, width)
+    return sample_block_noise(shape, patch_size[1:], pipe.scheduler.config.gamma, generator, device)
+
+
 def downsample_noise(latents: torch.Tensor, stages: int) -> torch.Tensor:
     """[B, C, F, H, W] -> [B, C, F, H/2^(stages-1), W/2^(stages-1)]: the coarsest stage's start.
 
