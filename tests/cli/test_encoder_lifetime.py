@@ -15,26 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_process_failures import WRITING_SLOWLY
 
 from vidgen.families import registry
 from vidgen.io.writer import VideoWriter
 
 T2V = ["t2v", "--model", "tiny-cogvideox", "a cat walks", "--seed", "1", "--steps", "1", "--quiet"]
-
-# `vidgen` with its writer stopped once ffmpeg holds the first frame: a signal sent after the "writing"
-# line lands while the video is being written.
-WRITING_SLOWLY = """
-import sys, time
-from vidgen.io import writer
-write = writer.VideoWriter.write
-def slow(self, frames):
-    write(self, frames[:1])
-    print("writing", file=sys.stderr, flush=True)
-    time.sleep(600)
-writer.VideoWriter.write = slow
-from vidgen.cli import app
-app(prog_name="vidgen")
-"""
 
 # The same, with a second process holding ffmpeg's input open (as anything that inherited the pipe
 # would): ffmpeg then never sees its input end, and ends only if it is killed with vidgen.

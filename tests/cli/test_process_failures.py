@@ -125,8 +125,9 @@ def test_a_full_disk_mid_stream_is_one_line_and_keeps_the_finished_chunks_playab
     assert sorted(os.listdir(tmp_path)) == ["long.mp4", "long.mp4.json"]
 
 
-# `vidgen` with its writer slowed down once it holds a hidden partial output: a signal sent after the
-# "writing" line lands while the video is being written.
+# `vidgen` with its writer stopped once it holds a hidden partial output (ffmpeg holds the first frame):
+# a signal sent after the "writing" line lands while the video is being written. Also used by
+# test_encoder_lifetime.py.
 WRITING_SLOWLY = """
 import sys, time
 from vidgen.io import writer
