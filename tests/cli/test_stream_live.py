@@ -35,12 +35,14 @@ def env(tmp_path):
 class LiveStream:
     """`vidgen stream --live` in its own process: type lines into it, wait for lines on its stderr."""
 
-    def __init__(self, args: list[str], cwd, env) -> None:
+    def __init__(
+        self, args: list[str], cwd, env, command: list[str] | None = None, stdin=subprocess.PIPE
+    ) -> None:
         self.process = subprocess.Popen(
-            [*STREAM, *FAST, *args],
+            command or [*STREAM, *FAST, *args],
             cwd=cwd,
             env=env,
-            stdin=subprocess.PIPE,
+            stdin=stdin,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -2,11 +2,9 @@
 sidecar's command replays exactly those frames, not the 4k+1 frames a planned video is cut to."""
 
 import json
-import queue
 import shlex
 import signal
 import subprocess
-import threading
 
 import imageio.v3 as iio
 import numpy as np
@@ -59,18 +57,7 @@ class PlannedStream(LiveStream):
 
     def __init__(self, args: list[str], cwd, env) -> None:  # noqa: F811
         command = [word for word in [*STREAM, *FAST, *args] if word != "--live"]
-        self.process = subprocess.Popen(
-            command,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        self.stderr: list[str] = []
-        threading.Thread(target=self._read_stderr, daemon=True).start()
+        super().__init__(args, cwd, env, command=command, stdin=subprocess.DEVNULL)
 
 
 def test_whole_chunks_keeps_the_last_chunk_whole(vidgen, workdir):

@@ -70,3 +70,9 @@ def own_cache(tmp_path):
         return cache, snapshot
 
     return build
+
+
+@pytest.fixture(scope="module")
+def published_2b(tmp_path_factory):
+    """CogVideoX-2b's published layout with tiny weights, for the fake hub to serve."""
+    return tiny_hub.write_published(tmp_path_factory.mktemp("repo") / "CogVideoX-2b", "cogvideox-2b")

@@ -15,11 +15,6 @@ from vidgen.weights import hub
 REPO = "THUDM/CogVideoX-2b"
 
 
-@pytest.fixture(scope="module")
-def published_2b(tmp_path_factory):
-    return tiny_hub.write_published(tmp_path_factory.mktemp("repo") / "CogVideoX-2b", "cogvideox-2b")
-
-
 @pytest.fixture
 def fake_hub(published_2b, hub_env, monkeypatch, tmp_path):
     """The 2b repo served on 127.0.0.1, an empty cache at tmp_path/cache."""
