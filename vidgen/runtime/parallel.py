@@ -106,11 +106,14 @@ def agree(value: Any, what: str) -> None:
 
 
 def leave() -> None:
-    """Leave the process group after a finished run (NCCL warns at exit about a group never destroyed);
-    local to this rank, no collective. A lone process does nothing."""
+    """Leave the process group after a finished run (NCCL warns at exit about a group never destroyed).
+    Every rank calls it once its run is done: the barrier keeps one rank from tearing its group down
+    while another still exchanges with it (gloo then aborts the process: "terminate called without an
+    active exception"); rank 0 arrives once the video is written. A lone process does nothing."""
     import torch.distributed as dist
 
     if dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
