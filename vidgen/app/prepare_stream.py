@@ -11,7 +11,6 @@ from typing import TextIO
 from vidgen.app.prepare import resolve_model
 from vidgen.core.errors import VidgenError
 from vidgen.core.prompt_schedule import Cue, read_prompt_file, unused_cues
-from vidgen.families.helios.rules import chunk_count
 from vidgen.runtime.ranks import Rank
 from vidgen.validate.common import (
     Options,
@@ -109,7 +108,7 @@ def prepare_stream(
         )
     runtime = replace(runtime, parallel=check_split(runtime.parallel, request, model.info, model.family))
     check_fits(request, model.info, model.configs, runtime)
-    chunks = chunk_count(request.frames, model.info)
+    chunks = model.family.chunk_count(request.frames, model.info)
     for cue in unused_cues(cues, chunks):
         notes.append(
             f"the prompt for chunk {cue.chunk} is past the last chunk ({chunks - 1}); it is not used"

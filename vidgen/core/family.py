@@ -8,7 +8,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 from vidgen.core.model_info import ModelInfo
 from vidgen.core.request import Request
@@ -35,8 +34,10 @@ class Family:
     # Token counts one transformer call sees, for the context-parallel split; None: the plain count.
     token_counts: Callable[[Request, ModelInfo], set[int]] | None = None
     token_count_parts: str = ""  # what those counts are, for the message when they cannot split
-    # `vidgen stream`'s pipeline module, for a family that generates chunk by chunk; None: no streaming.
+    # `vidgen stream`'s pipeline module, for a family that generates chunk by chunk (None: no streaming),
+    # and how many chunks a frame count takes.
     stream_pipeline: Callable[[], ModuleType] | None = None
+    chunk_count: Callable[[int, ModelInfo], int] | None = None
     # Whether --strength applies to video-to-video (CogVideoX noises the input; Helios continues it).
     v2v_strength: bool = False
     # Whether the guidance branches run as one batch, so that cfg parallelism can split them.
@@ -44,7 +45,4 @@ class Family:
 
     @property
     def streams(self) -> bool:
-        return self.stream_pipeline is not None
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "pipelines": list(self.pipeline_prefixes), "streams": self.streams}
+        return self.stream_pipeline is not None and self.chunk_count is not None

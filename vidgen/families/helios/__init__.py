@@ -4,7 +4,7 @@ from types import ModuleType
 
 from vidgen.core.family import Family
 from vidgen.families.helios.info import read_helios_info
-from vidgen.families.helios.rules import helios_request, helios_token_counts
+from vidgen.families.helios.rules import chunk_count, helios_request, helios_token_counts
 from vidgen.families.helios.tiny import build_tiny_helios
 
 
@@ -44,6 +44,7 @@ FAMILY = Family(
     token_counts=helios_token_counts,
     token_count_parts="history and each pyramid stage",
     stream_pipeline=_chunks,
+    chunk_count=chunk_count,
     # The pipeline runs the conditional and unconditional branches one after the other.
     batched_guidance=False,
 )
