@@ -1,4 +1,4 @@
-"""Pieces both transformers share: timestep embedding, attention call, rotary, fused linears, MLP."""
+"""Pieces the transformers share: timestep embedding, attention call, rotary, fused linears, MLP, norms."""
 
 import math
 from collections.abc import Callable
@@ -230,13 +230,36 @@ class ActivationProjection(nn.Module):
 
 
 class FeedForward(nn.Module):
-    """dim -> inner_dim -> dim MLP with diffusers' FeedForward parameter names (`net.0.proj`, `net.2`)."""
+    """dim -> inner_dim -> out_dim (default: dim) MLP with diffusers' FeedForward parameter names
+    (`net.0.proj`, `net.2`)."""
 
-    def __init__(self, dim: int, inner_dim: int, act: str = "gelu-approximate", dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        dim: int,
+        inner_dim: int,
+        act: str = "gelu-approximate",
+        dropout: float = 0.0,
+        out_dim: int | None = None,
+    ) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            ActivationProjection(dim, inner_dim, act), nn.Dropout(dropout), nn.Linear(inner_dim, dim)
+            ActivationProjection(dim, inner_dim, act),
+            nn.Dropout(dropout),
+            nn.Linear(inner_dim, out_dim or dim),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+
+class Float32LayerNorm(nn.LayerNorm):
+    """LayerNorm computed in float32 whatever the input's dtype; returns float32.
+
+    A module rather than a function on `norm.weight`, so that accelerate's offload hooks, which run on
+    a module's forward, bring the weights to the device before they are read.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.weight.float() if self.weight is not None else None
+        bias = self.bias.float() if self.bias is not None else None
+        return F.layer_norm(x.float(), self.normalized_shape, weight, bias, self.eps)

@@ -2,5 +2,6 @@
 
 from vidgen.families.cogvideox.model import CogVideoXTransformer3DModel
 from vidgen.families.helios.model import HeliosTransformer3DModel
+from vidgen.families.wan.model import WanTransformer3DModel
 
-__all__ = ["CogVideoXTransformer3DModel", "HeliosTransformer3DModel"]
+__all__ = ["CogVideoXTransformer3DModel", "HeliosTransformer3DModel", "WanTransformer3DModel"]

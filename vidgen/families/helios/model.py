@@ -35,16 +35,16 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from vidgen.core.errors import VidgenError
-from vidgen.families.layers import (
-    AttentionBackendMixin,
-    DispatchedAttention,
-    FeedForward,
-    TimestepMLP,
-    apply_rotary_,
-    concat_linears,
-    register_block,
-    sinusoidal_embedding,
-    split_linear,
+from vidgen.families.layers import AttentionBackendMixin, Float32LayerNorm, register_block
+from vidgen.families.wan_dit import (
+    RotarySelfAttention,
+    WanConditionEmbedder,
+    WanStyleBlock,
+    as_complex,
+    modulated_output,
+    patchify,
+    rotary_table,
+    unpatchify,
 )
 
 T = TypeVar("T")
@@ -101,29 +101,6 @@ def _cached(cache: HeliosCache | None, name: str, sources: tuple, compute: Calla
 # ---------------------------------------------------------------------------------------------------
 
 
-def _axis_angles(positions: torch.Tensor, dim: int, theta: float) -> torch.Tensor:
-    """positions [...] -> [..., dim/2] float32 angles, one per channel pair of this axis."""
-    inv_freq = 1.0 / (theta ** (torch.arange(0, dim, 2, dtype=torch.float32)[: dim // 2] / dim))
-    return positions.float()[..., None] * inv_freq.to(positions.device)
-
-
-def rotary_table(
-    frame_indices: torch.Tensor, height: int, width: int, dims: tuple[int, int, int], theta: float
-) -> torch.Tensor:
-    """[B, F] frame positions on a height x width grid -> [B, D, F, H, W] float32 (D = sum(dims)).
-
-    Channels are the cos of the (t, y, x) angles of each channel pair (D/2), then their sin (D/2).
-    """
-    device = frame_indices.device
-    batch, frames = frame_indices.shape
-    t = _axis_angles(frame_indices.to(device, torch.float32), dims[0], theta)  # [B, F, dt/2]
-    y = _axis_angles(torch.arange(height, device=device, dtype=torch.float32), dims[1], theta)  # [H, dy/2]
-    x = _axis_angles(torch.arange(width, device=device, dtype=torch.float32), dims[2], theta)  # [W, dx/2]
-    axes = (t.transpose(1, 2)[..., None, None], y.T[None, :, None, :, None], x.T[None, :, None, None, :])
-    size = (batch, -1, frames, height, width)
-    return torch.cat([a.cos().expand(size) for a in axes] + [a.sin().expand(size) for a in axes], dim=1)
-
-
 def _pad_to_multiple(x: torch.Tensor, sizes: tuple[int, int, int]) -> torch.Tensor:
     """Replicate-pad the last three dims of x [B, C, F, H, W] up to multiples of sizes."""
     pads = [(s - n % s) % s for n, s in zip(x.shape[2:], sizes, strict=True)]
@@ -140,95 +117,13 @@ def _coarsen(table: torch.Tensor, factor: int) -> torch.Tensor:
     return F.avg_pool3d(_pad_to_multiple(table, (factor,) * 3), factor)
 
 
-def _as_complex(table: torch.Tensor) -> torch.Tensor:
-    """[B, D, F, H, W] cos/sin table -> [B, F*H*W, 1, D/2] complex64, broadcasting over heads."""
-    cos, sin = table.flatten(2).transpose(1, 2).chunk(2, dim=-1)
-    return torch.complex(cos.contiguous(), sin.contiguous())[:, :, None]
-
-
-# ---------------------------------------------------------------------------------------------------
-# Float32 norm, modulation and gated residuals (the reference's dtype rules)
-# ---------------------------------------------------------------------------------------------------
-
-
-class Float32LayerNorm(nn.LayerNorm):
-    """LayerNorm computed in float32 whatever the input's dtype; returns float32.
-
-    A module rather than a function on `norm.weight`, so that accelerate's offload hooks, which run on
-    a module's forward, bring the weights to the device before they are read.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = self.weight.float() if self.weight is not None else None
-        bias = self.bias.float() if self.bias is not None else None
-        return F.layer_norm(x.float(), self.normalized_shape, weight, bias, self.eps)
-
-
-def _modulate_(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, split: int) -> torch.Tensor:
-    """In place x * (1 + scale) + shift for x [B, S, D] and rows [B, 2, D].
-
-    Row 0 serves the first `split` (history) tokens, row 1 the noisy ones: cheaper than the reference's
-    per-token table and the same arithmetic.
-    """
-    x[:, :split].mul_(1 + scale[:, :1]).add_(shift[:, :1])
-    x[:, split:].mul_(1 + scale[:, 1:]).add_(shift[:, 1:])
-    return x
-
-
-def _gated_residual(x: torch.Tensor, update: torch.Tensor, gate: torch.Tensor, split: int) -> torch.Tensor:
-    """x + update * gate in float32 (gate rows [B, 2, D] per segment as in `_modulate_`), in x's dtype.
-
-    `update` is left as it is: a step cache (pyramid attention broadcast, FasterCache) may hold it to
-    return again on a later step.
-    """
-    out = update * gate[:, 1:]  # a new float32 tensor (bf16 * float32 promotes, as .float() would)
-    out[:, :split] = update[:, :split] * gate[:, :1]
-    return out.add_(x).to(x.dtype)
-
-
 # ---------------------------------------------------------------------------------------------------
 # Layers
 # ---------------------------------------------------------------------------------------------------
 
 
-class _FusableProjections(DispatchedAttention):
-    """Attention whose input projections `fused_parts` can be merged into one Linear named `fused_name`."""
-
-    fused_parts: tuple[str, ...] = ()
-    fused_name = ""
-
-    @property
-    def fused_projections(self) -> bool:
-        return hasattr(self, self.fused_name)
-
-    def fuse_projections(self) -> None:
-        if hasattr(self, self.fused_name):
-            return
-        # Replacing (not keeping) the separate layers: a 14B model would otherwise hold ~10 GB twice.
-        setattr(self, self.fused_name, concat_linears([getattr(self, name) for name in self.fused_parts]))
-        for name in self.fused_parts:
-            delattr(self, name)
-
-    def unfuse_projections(self) -> None:
-        if not hasattr(self, self.fused_name):
-            return
-        layers = split_linear(getattr(self, self.fused_name), len(self.fused_parts))
-        for name, layer in zip(self.fused_parts, layers, strict=True):
-            setattr(self, name, layer)
-        delattr(self, self.fused_name)
-
-    def _project(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        fused = getattr(self, self.fused_name, None)
-        if fused is not None:
-            return fused(x).chunk(len(self.fused_parts), dim=-1)
-        return tuple(getattr(self, name)(x) for name in self.fused_parts)
-
-
-class HeliosSelfAttention(_FusableProjections):
-    """Self-attention over the whole sequence with rotary q/k, RMSNorm across heads, optional history gain."""
-
-    fused_parts = ("to_q", "to_k", "to_v")
-    fused_name = "to_qkv"
+class HeliosSelfAttention(RotarySelfAttention):
+    """Wan's rotary self-attention with an optional learned gain on the history tokens' keys."""
 
     def __init__(
         self,
@@ -238,14 +133,7 @@ class HeliosSelfAttention(_FusableProjections):
         amplify_history: bool = False,
         history_scale_mode: str = "per_head",
     ) -> None:
-        super().__init__()
-        self.heads = heads
-        self.to_q = nn.Linear(dim, dim)
-        self.to_k = nn.Linear(dim, dim)
-        self.to_v = nn.Linear(dim, dim)
-        self.to_out = nn.ModuleList([nn.Linear(dim, dim)])  # `to_out.0` in the checkpoints
-        self.norm_q = nn.RMSNorm(dim, eps=eps)
-        self.norm_k = nn.RMSNorm(dim, eps=eps)
+        super().__init__(dim, heads, eps)
         self.history_scale_mode = history_scale_mode
         if amplify_history:
             if history_scale_mode not in ("per_head", "scalar"):
@@ -258,12 +146,9 @@ class HeliosSelfAttention(_FusableProjections):
 
     def forward(self, x: torch.Tensor, freqs: torch.Tensor, split: int) -> torch.Tensor:
         """x [B, S, D], freqs [B or 1, S, 1, D/heads/2] complex; the first `split` tokens are history."""
-        query, key, value = self._project(x)
-        query = apply_rotary_(self.norm_q(query).unflatten(-1, (self.heads, -1)), freqs)  # [B, S, H, Dh]
-        key = apply_rotary_(self.norm_k(key).unflatten(-1, (self.heads, -1)), freqs)
+        query, key, value = self.query_key_value(x, freqs)  # [B, S, H, Dh] each
         if hasattr(self, "history_key_scale") and split > 0:
             key[:, :split].mul_(self._history_key_gain())
-        value = value.unflatten(-1, (self.heads, -1))
         return self.to_out[0](self.attend(query, key, value))
 
     def _history_key_gain(self) -> torch.Tensor:
@@ -271,43 +156,9 @@ class HeliosSelfAttention(_FusableProjections):
         return gain.view(1, 1, -1, 1) if self.history_scale_mode == "per_head" else gain
 
 
-class HeliosCrossAttention(_FusableProjections):
-    """Attention from video tokens to the projected text; keys/values can be computed once per prompt."""
-
-    fused_parts = ("to_k", "to_v")
-    fused_name = "to_kv"
-    splits_sequence = False
-    is_cross_attention = True
-
-    def __init__(self, dim: int, heads: int, eps: float, added_kv_proj_dim: int | None = None) -> None:
-        super().__init__()
-        self.heads = heads
-        self.to_q = nn.Linear(dim, dim)
-        self.to_k = nn.Linear(dim, dim)
-        self.to_v = nn.Linear(dim, dim)
-        self.to_out = nn.ModuleList([nn.Linear(dim, dim)])
-        self.norm_q = nn.RMSNorm(dim, eps=eps)
-        self.norm_k = nn.RMSNorm(dim, eps=eps)
-        if added_kv_proj_dim is not None:
-            # Loaded like the reference's image-context projections, which its attention never uses.
-            self.add_k_proj = nn.Linear(added_kv_proj_dim, dim)
-            self.add_v_proj = nn.Linear(added_kv_proj_dim, dim)
-            self.norm_added_k = nn.RMSNorm(dim, eps=eps)
-
-    def key_value(self, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """text [B, L, D] -> keys, values [B, L, H, D/H]."""
-        key, value = self._project(text)
-        key = self.norm_k(key).unflatten(-1, (self.heads, -1))
-        return key, value.unflatten(-1, (self.heads, -1))
-
-    def forward(self, x: torch.Tensor, key_value: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        """x [B, N, D] -> [B, N, D]."""
-        query = self.norm_q(self.to_q(x)).unflatten(-1, (self.heads, -1))
-        return self.to_out[0](self.attend(query, *key_value))
-
-
-class HeliosTransformerBlock(nn.Module):
-    """Modulated self-attention, cross-attention (noisy tokens only with guidance_cross_attn), MLP."""
+class HeliosTransformerBlock(WanStyleBlock):
+    """Wan's block over [history; noisy] tokens: history and noisy tokens modulated by their own timestep
+    rows, and with guidance_cross_attn only the noisy tokens attend to the text."""
 
     def __init__(
         self,
@@ -321,14 +172,8 @@ class HeliosTransformerBlock(nn.Module):
         is_amplify_history: bool,
         history_scale_mode: str,
     ) -> None:
-        super().__init__()
-        self.norm1 = Float32LayerNorm(dim, eps, elementwise_affine=False)
-        self.attn1 = HeliosSelfAttention(dim, heads, eps, is_amplify_history, history_scale_mode)
-        self.attn2 = HeliosCrossAttention(dim, heads, eps, added_kv_proj_dim)
-        self.norm2 = Float32LayerNorm(dim, eps, elementwise_affine=True) if cross_attn_norm else None
-        self.ffn = FeedForward(dim, ffn_dim, act="gelu-approximate")
-        self.norm3 = Float32LayerNorm(dim, eps, elementwise_affine=False)
-        self.scale_shift_table = nn.Parameter(torch.randn(1, 6, dim) / dim**0.5)
+        self_attention = HeliosSelfAttention(dim, heads, eps, is_amplify_history, history_scale_mode)
+        super().__init__(dim, ffn_dim, heads, cross_attn_norm, eps, added_kv_proj_dim, self_attention)
         self.guidance_cross_attn = guidance_cross_attn
 
     def forward(
@@ -341,46 +186,20 @@ class HeliosTransformerBlock(nn.Module):
     ) -> torch.Tensor:
         """[B, S, D] (first `split` tokens history) -> [B, S, D]; time_rows [B, 2, 6, D]: history, noisy.
 
-        `hidden_states` is diffusers' name, which its step-cache hooks look up.
+        `hidden_states` is diffusers' name, which its step-cache hooks look up. The image projections a
+        config with `added_kv_proj_dim` builds are loaded and never used, as in diffusers.
         """
-        x = hidden_states
-        shift, scale, gate, ffn_shift, ffn_scale, ffn_gate = (
-            self.scale_shift_table[:, None] + time_rows.float()
-        ).unbind(2)  # each [B, 2, D], float32
-
-        normed = _modulate_(self.norm1(x), shift, scale, split).to(x.dtype)
-        x = _gated_residual(x, self.attn1(normed, freqs, split), gate, split)
-
-        # With guidance_cross_attn only the noisy tokens attend to the text.
-        start = split if self.guidance_cross_attn else 0
-        tokens = x[:, start:]
-        normed = self.norm2(tokens).to(x.dtype) if self.norm2 is not None else tokens
-        tokens += self.attn2(normed, text_key_value)
-
-        normed = _modulate_(self.norm3(x), ffn_shift, ffn_scale, split).to(x.dtype)
-        return _gated_residual(x, self.ffn(normed), ffn_gate, split)
+        return self.residual_stream(
+            hidden_states,
+            time_rows,
+            partial(self.attn1, freqs=freqs, split=split),
+            partial(self.attn2, key_value=text_key_value),
+            split,
+            cross_start=split if self.guidance_cross_attn else 0,
+        )
 
 
 register_block(HeliosTransformerBlock)
-
-
-class HeliosConditionEmbedder(nn.Module):
-    """Timestep -> (embedding, six modulation vectors); text [B, L, text_dim] -> [B, L, D]."""
-
-    def __init__(self, dim: int, freq_dim: int, text_dim: int) -> None:
-        super().__init__()
-        self.freq_dim = freq_dim
-        self.time_embedder = TimestepMLP(freq_dim, dim)
-        self.time_proj = nn.Linear(dim, 6 * dim)
-        # Linear -> tanh-GELU -> Linear, the layout (and parameter names) of the reference's text projection.
-        self.text_embedder = TimestepMLP(text_dim, dim, act="gelu_tanh")
-
-    def embed_time(self, timesteps: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """[N] timesteps -> temb [N, D] and modulation [N, 6, D], both in `dtype` (the text's dtype)."""
-        freqs = sinusoidal_embedding(timesteps, self.freq_dim, flip_sin_to_cos=True, freq_shift=0)
-        # The time MLP stays float32 under bf16 loading; its output drops to the text's dtype as in diffusers.
-        temb = self.time_embedder(freqs.to(self.time_embedder.linear_1.weight.dtype)).to(dtype)
-        return temb, self.time_proj(F.silu(temb)).unflatten(-1, (6, -1))
 
 
 class HeliosOutputNorm(nn.Module):
@@ -393,8 +212,7 @@ class HeliosOutputNorm(nn.Module):
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
         """x [B, N, D], temb [B, D] -> [B, N, D]."""
-        shift, scale = (self.scale_shift_table + temb[:, None].float()).chunk(2, dim=1)  # [B, 1, D] each
-        return (self.norm(x) * (1 + scale) + shift).to(x.dtype)
+        return modulated_output(self.norm, x, self.scale_shift_table, temb)
 
 
 class _HistoryStream(NamedTuple):
@@ -405,15 +223,6 @@ class _HistoryStream(NamedTuple):
     rotary_grid: tuple[int, int]  # the 1x token grid (height, width) the rotary table is built on
 
 
-def _patchify(conv: nn.Conv3d, latents: torch.Tensor) -> torch.Tensor:
-    """[B, C, F, H, W] -> [B, F'*H'*W', D] tokens in (frame, row, column) order.
-
-    Kept a convolution: a matmul over the same weights is faster on CPU (oneDNN re-lays out big conv
-    weights every call) but sums in another order, and bf16 outputs then stop matching diffusers'.
-    """
-    return conv(latents).flatten(2).transpose(1, 2)
-
-
 def history_token_count(frames: tuple[int, int, int], height: int, width: int, patch: tuple[int, ...]) -> int:
     """Tokens the [long, mid, short] history terms of `frames` latent frames each, on a `height` x `width`
     latent grid, patch to (the long and mid terms' patches are LONG_FACTOR and MID_FACTOR times larger)."""
@@ -422,16 +231,6 @@ def history_token_count(frames: tuple[int, int, int], height: int, width: int, p
         p_t, p_h, p_w = (factor * p for p in patch)
         total += (count // p_t) * (height // p_h) * (width // p_w)
     return total
-
-
-def _unpatchify(
-    tokens: torch.Tensor, grid: tuple[int, int, int], patch: tuple[int, int, int]
-) -> torch.Tensor:
-    """[B, F'*H'*W', pt*ph*pw*C] -> [B, C, F'*pt, H'*ph, W'*pw]."""
-    batch = tokens.shape[0]
-    x = tokens.reshape(batch, *grid, *patch, -1)  # [B, F', H', W', pt, ph, pw, C]
-    x = x.permute(0, 7, 1, 4, 2, 5, 3, 6)  # [B, C, F', pt, H', ph, W', pw]
-    return x.reshape(batch, x.shape[1], grid[0] * patch[0], grid[1] * patch[1], grid[2] * patch[2])
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -523,7 +322,7 @@ class HeliosTransformer3DModel(
             self.patch_mid = nn.Conv3d(in_channels, dim, kernel_size=mid, stride=mid)
             long = tuple(LONG_FACTOR * p for p in patch)
             self.patch_long = nn.Conv3d(in_channels, dim, kernel_size=long, stride=long)
-        self.condition_embedder = HeliosConditionEmbedder(dim, freq_dim, text_dim)
+        self.condition_embedder = WanConditionEmbedder(dim, freq_dim, text_dim)
         self.blocks = nn.ModuleList(
             HeliosTransformerBlock(
                 dim,
@@ -566,14 +365,14 @@ class HeliosTransformer3DModel(
         """
         batch = hidden_states.shape[0]
         patch = tuple(self.config.patch_size)
-        noisy = _patchify(self.patch_embedding, hidden_states)  # [B, F'*H'*W', D]
+        noisy = patchify(self.patch_embedding, hidden_states)  # [B, F'*H'*W', D]
         grid = tuple(n // p for n, p in zip(hidden_states.shape[2:], patch, strict=True))  # (F', H', W')
         streams = self._history_streams(
             (latents_history_long, indices_latents_history_long, "patch_long", LONG_FACTOR),
             (latents_history_mid, indices_latents_history_mid, "patch_mid", MID_FACTOR),
             (latents_history_short, indices_latents_history_short, "patch_short", 1),
         )
-        history = [_patchify(s.conv, s.latents) for s in streams]
+        history = [patchify(s.conv, s.latents) for s in streams]
         tokens = torch.cat([*history, noisy], dim=1)  # [B, S, D]
         split = tokens.shape[1] - math.prod(grid)  # history tokens come first
 
@@ -607,7 +406,7 @@ class HeliosTransformer3DModel(
             tokens = block(tokens, text_kv, time_rows, freqs, split)
 
         out = self.proj_out(self.norm_out(tokens[:, split:], temb))
-        out = _unpatchify(out, grid, patch)
+        out = unpatchify(out, grid, patch)
         return Transformer2DModelOutput(sample=out) if return_dict else (out,)
 
     def _history_streams(self, *terms: tuple) -> list[_HistoryStream]:
@@ -636,7 +435,7 @@ class HeliosTransformer3DModel(
             table = rotary_table(
                 indices.to(device), height, width, self.config.rope_dim, self.config.rope_theta
             )
-            parts.append(_as_complex(_coarsen(table, factor)))
+            parts.append(as_complex(_coarsen(table, factor)))
         batch = max(p.shape[0] for p in parts)
         return torch.cat([p.expand(batch, -1, -1, -1) for p in parts], dim=1)
 
