@@ -3,13 +3,19 @@ configs of each released kind: 2.1 T2V, 2.1 I2V (CLIP image embeddings), first-l
 positions), 2.2 TI2V (48 channels, a timestep per token); and the released configs on the meta device."""
 
 import inspect
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import diffusers
 import pytest
 import torch
 from accelerate import init_empty_weights
 from diffusers import WanTransformer3DModel as DiffusersWan
-from diffusers.hooks import FirstBlockCacheConfig
+from diffusers.hooks import FirstBlockCacheConfig, PyramidAttentionBroadcastConfig
+from diffusers.hooks.pyramid_attention_broadcast import apply_pyramid_attention_broadcast
+from torch._dynamo.testing import CompileCounterWithBackend
 
 from vidgen.families.layers import DispatchedAttention
 from vidgen.models import WanTransformer3DModel
@@ -42,6 +48,11 @@ KINDS = {
     ),
     "ti2v": ({"in_channels": 48, "out_channels": 48}, {"timestep_per_token": True}),
     "t2v_no_cross_attn_norm": ({"cross_attn_norm": False}, {"batch": 1}),
+    # The released head width (rotary channels 44/42/42) and positions up to 11.
+    "t2v_head_dim_128": (
+        {"attention_head_dim": 128, "in_channels": 16, "out_channels": 16, "freq_dim": 256, "ffn_dim": 512},
+        {"frames": 9, "height": 16, "width": 24},
+    ),
 }
 
 
@@ -113,8 +124,8 @@ def test_forward_matches_diffusers_fp32(kind: str) -> None:
     inputs = make_inputs(overrides, **options)
     expected = run(ref, inputs)
     actual = run(ours, inputs)
-    out_channels = ours.config.out_channels
-    assert actual.shape == expected.shape == (inputs["hidden_states"].shape[0], out_channels, 3, 6, 10)
+    batch, _, *size = inputs["hidden_states"].shape
+    assert actual.shape == expected.shape == (batch, ours.config.out_channels, *size)
     assert relative_error(actual, expected) <= FP32_TOLERANCE
     with torch.no_grad():
         (as_tuple,) = ours(**inputs, return_dict=False)
@@ -216,21 +227,27 @@ def test_fused_projections_match_unfused_and_diffusers(kind: str) -> None:
     assert all(torch.equal(restored[k], v) for k, v in state.items())
 
 
+# Within PAB's default (100, 800) range from the second step on: steps 1 and 3 reuse attention.
+STEPS = (900, 700, 500, 300)
+
+
+def denoise(model: torch.nn.Module, kind: str = "t2v") -> list[torch.Tensor]:
+    """The model's outputs over STEPS, called as diffusers' pipelines call it (cache context, timestep)."""
+    overrides, options = KINDS[kind]
+    outputs = []
+    for step, t in enumerate(STEPS):
+        inputs = make_inputs(overrides, **options)
+        latents = inputs["hidden_states"]
+        drift = torch.randn(latents.shape, generator=torch.Generator().manual_seed(step))
+        inputs |= {"hidden_states": latents + 0.05 * drift, "timestep": torch.tensor([t, t])}
+        model.current_timestep = t
+        with torch.no_grad(), model.cache_context("cond"):
+            outputs.append(model(**inputs).sample)
+    return outputs
+
+
 def test_first_block_cache_on_a_bare_model_matches_diffusers() -> None:
     ref, ours = build_pair(num_layers=3)
-    steps = (900, 700, 500, 300)
-
-    def denoise(model: torch.nn.Module) -> list[torch.Tensor]:
-        outputs = []
-        for step, t in enumerate(steps):
-            inputs = make_inputs({}, seed=1)
-            latents = inputs["hidden_states"]
-            drift = torch.randn(latents.shape, generator=torch.Generator().manual_seed(step))
-            inputs |= {"hidden_states": latents + 0.05 * drift, "timestep": torch.tensor([t, t])}
-            with torch.no_grad(), model.cache_context("cond"):
-                outputs.append(model(**inputs).sample)
-        return outputs
-
     plain = denoise(ours)
     # High enough that this random model skips: the first block's output barely changes between steps.
     for model in (ref, ours):
@@ -243,6 +260,52 @@ def test_first_block_cache_on_a_bare_model_matches_diffusers() -> None:
     ours.disable_cache()
     for actual, expected in zip(denoise(ours), plain, strict=True):
         assert relative_error(actual, expected) <= FP32_TOLERANCE
+
+
+def hooked_layers(model: torch.nn.Module) -> list[str]:
+    return [
+        name
+        for name, module in model.named_modules()
+        if hasattr(module, "_diffusers_hook")
+        and module._diffusers_hook.get_hook("pyramid_attention_broadcast")
+    ]
+
+
+def test_pyramid_attention_broadcast_hooks_the_same_layers_and_matches_diffusers() -> None:
+    ref, ours = build_pair(**KINDS["i2v"][0])
+    plain = denoise(ours, "i2v")
+
+    def config(model: torch.nn.Module) -> PyramidAttentionBroadcastConfig:
+        return PyramidAttentionBroadcastConfig(
+            spatial_attention_block_skip_range=2,
+            cross_attention_block_skip_range=2,
+            current_timestep_callback=lambda: model.current_timestep,
+        )
+
+    apply_pyramid_attention_broadcast(ref, config(ref))
+    ours.enable_cache(config(ours))
+    assert hooked_layers(ours) == hooked_layers(ref)
+    assert len(hooked_layers(ours)) == 2 * TINY["num_layers"]
+    broadcast = denoise(ours, "i2v")
+    for actual, expected in zip(broadcast, denoise(ref, "i2v"), strict=True):
+        assert relative_error(actual, expected) <= FP32_TOLERANCE
+    assert relative_error(broadcast[1], plain[1]) > 1e-3  # step 1 reused attention outputs
+
+
+@pytest.mark.parametrize("kind", ["i2v", "ti2v"])
+def test_regional_compile_traces_every_block_as_one_graph_without_breaks(kind: str) -> None:
+    torch._dynamo.reset()
+    overrides, options = KINDS[kind]
+    _, ours = build_pair(**overrides | {"num_layers": 3})
+    inputs = make_inputs(overrides, **options)
+    eager = run(ours, inputs)
+    counter = CompileCounterWithBackend("aot_eager")
+    ours.compile_repeated_blocks(backend=counter, fullgraph=True)
+    compiled = run(ours, inputs)
+    run(ours, inputs)
+    torch._dynamo.reset()
+    assert counter.frame_count == 1  # three blocks, one graph; the second call compiles nothing
+    torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-6)
 
 
 def test_attention_backend_reaches_every_attention_layer() -> None:
@@ -357,3 +420,15 @@ def test_from_pretrained_loads_diffusers_save_exactly(tmp_path) -> None:
     expected, actual = ref.state_dict(), ours.state_dict()
     assert actual.keys() == expected.keys()
     assert all(torch.equal(actual[k], v) for k, v in expected.items())
+
+
+def test_context_parallel_plan_splits_the_tokens_and_matches_one_process() -> None:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    script = Path(__file__).with_name("context_parallel.py")
+    run = subprocess.run([*command, str(script)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = re.findall(r"(\w+) relative difference (\S+) block tokens (\d+)", run.stdout)
+    assert [kind for kind, _, _ in results] == ["t2v", "i2v", "ti2v"]
+    for _, difference, tokens in results:
+        assert float(difference) <= FP32_TOLERANCE
+        assert int(tokens) == 36 // 2  # each rank's blocks took half the video's tokens

@@ -117,11 +117,11 @@ class WanTransformer3DModel(
 ):
     """The Wan 2.1 / 2.2 video transformer, loading diffusers' `WanTransformer3DModel` checkpoints.
 
-    Constructor parameters, defaults (the 14B config), parameter names and the fp32-kept modules are
-    diffusers', and so are the mixins its pipelines and hooks call (step caches, attention backends,
-    regional compile, LoRA adapters and their `attention_kwargs={"scale": ...}`): the model drops into
-    diffusers' `WanPipeline` and `WanImageToVideoPipeline`. `qk_norm` is recorded but, as in diffusers,
-    q/k always get an RMSNorm across heads; `rope_max_seq_len` is recorded and bounds nothing.
+    Constructor parameters, defaults (the 14B config), parameter names, forward signature and the fp32-kept
+    modules are diffusers', and so are the mixins its pipelines and hooks call (step caches, attention
+    backends, regional compile, context parallelism, LoRA adapters and their
+    `attention_kwargs={"scale": ...}`). `qk_norm` is recorded but, as in diffusers, q/k always get an
+    RMSNorm across heads; `rope_max_seq_len` is recorded and bounds nothing.
     """
 
     _supports_gradient_checkpointing = True
@@ -136,6 +136,8 @@ class WanTransformer3DModel(
     # way into the blocks and stay split through them; a timestep per token (TI2V) is split the same way at
     # the model's input (a [B] timestep, not 2-D, is left whole); the text and image stay whole on every
     # rank, as cross-attention needs no other rank's keys. The video is gathered after the last projection.
+    # Call it with return_dict=False then, as diffusers' pipelines do: the hook on the model itself passes
+    # tensors only (so does diffusers' class's).
     _cp_plan = {
         "rope": {
             0: ContextParallelInput(split_dim=1, expected_dims=4, split_output=True),
@@ -202,7 +204,8 @@ class WanTransformer3DModel(
         patch = tuple(self.config.patch_size)
         grid = tuple(n // p for n, p in zip(hidden_states.shape[2:], patch, strict=True))  # (F', H', W')
         freqs = torch.complex(*self.rope(hidden_states))  # [1, S, 1, head_dim/2]
-        tokens = patchify(self.patch_embedding, hidden_states)  # [B, S, D]
+        # Contiguous as every later block's input is: a compiled block would otherwise recompile for block 0.
+        tokens = patchify(self.patch_embedding, hidden_states).contiguous()  # [B, S, D]
         temb, time_rows = self._embed_time(timestep, batch, encoder_hidden_states.dtype)
 
         context, image_tokens = self._embed_context(encoder_hidden_states, encoder_hidden_states_image)
