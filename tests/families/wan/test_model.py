@@ -375,11 +375,12 @@ def test_class_attributes_match_diffusers() -> None:
     assert getattr(diffusers.loaders, WanTransformer3DModel.lora_loader).__name__ == "WanLoraLoaderMixin"
 
 
-RELEASED = {  # config.json of each released transformer beyond diffusers' defaults (the 14B)
+# config.json of each released transformer beyond diffusers' defaults (the 14B); 2.2 A14B: each expert's.
+RELEASED = {
     "wan2.1-t2v-1.3b": {"num_attention_heads": 12, "ffn_dim": 8960, "num_layers": 30},
-    "wan2.1-t2v-14b / wan2.2-t2v-a14b experts": {},
+    "wan2.1-t2v-14b+wan2.2-t2v-a14b": {},
     "wan2.1-i2v-14b": {"in_channels": 36, "image_dim": 1280, "added_kv_proj_dim": 5120},
-    "wan2.2-i2v-a14b experts": {"in_channels": 36},
+    "wan2.2-i2v-a14b": {"in_channels": 36},
     "wan2.2-ti2v-5b": {
         "num_attention_heads": 24,
         "ffn_dim": 14336,
@@ -390,9 +391,9 @@ RELEASED = {  # config.json of each released transformer beyond diffusers' defau
 }
 PARAMETER_COUNTS = {  # billions, rounded: what the model cards name
     "wan2.1-t2v-1.3b": 1.4,
-    "wan2.1-t2v-14b / wan2.2-t2v-a14b experts": 14.3,
+    "wan2.1-t2v-14b+wan2.2-t2v-a14b": 14.3,
     "wan2.1-i2v-14b": 16.4,
-    "wan2.2-i2v-a14b experts": 14.3,
+    "wan2.2-i2v-a14b": 14.3,
     "wan2.2-ti2v-5b": 5.0,
 }
 
