@@ -11,8 +11,7 @@ import pytest
 import torch
 from parity import assert_uint8_matches, to_uint8
 
-from vidgen.families.cogvideox.model import CogVideoXTransformer3DModel
-from vidgen.families.helios.model import HeliosTransformer3DModel
+from vidgen.models import CogVideoXTransformer3DModel, HeliosTransformer3DModel
 
 FLOAT_TOLERANCE = 1e-4
 
@@ -81,3 +80,16 @@ def test_diffusers_pipeline_runs_vidgens_transformer_with_a_step_cache(folders, 
     enable_step_cache(cached, "first-block", threshold=0.0)
     assert np.array_equal(frames(folders["cogvideox"], inputs, transformer=cached), reference)
     assert take_skip_count(cached) == {"calls": 2, "skipped": 0}
+
+
+@pytest.mark.parametrize("name", ["cogvideox", "helios"])
+def test_a_saved_diffusers_pipeline_loads_vidgens_transformer_back(name, folders, tmp_path, monkeypatch):
+    """diffusers names a component's class in model_index.json by its module path; vidgen's must be one
+    it can import again (a path under a folder named like a diffusers pipeline folder is not)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cls, _ = CASES[name]
+    ours = cls.from_pretrained(folders[name], subfolder="transformer")
+    pipe = diffusers.DiffusionPipeline.from_pretrained(folders[name], transformer=ours)
+    pipe.save_pretrained(tmp_path / "saved")
+    again = diffusers.DiffusionPipeline.from_pretrained(tmp_path / "saved")
+    assert type(again.transformer) is cls

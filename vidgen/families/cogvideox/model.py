@@ -417,6 +417,11 @@ class CogVideoXTransformer3DModel(
     not passed, fused QKV drops the separate projections, and unsupported sizes raise ValueError early.
     """
 
+    # diffusers records a component's class in model_index.json by its module path, and takes a path whose
+    # folder shares a name with one of its pipeline folders (helios, wan) for a diffusers pipeline module:
+    # a saved pipeline would then not load. The public home of vidgen's transformers is vidgen.models.
+    __module__ = "vidgen.models"
+
     _supports_gradient_checkpointing = True
     _no_split_modules = ["CogVideoXBlock", "CogVideoXPatchEmbed"]
     _skip_layerwise_casting_patterns = ["patch_embed", "norm"]

@@ -250,6 +250,11 @@ class HeliosTransformer3DModel(
     `added_kv_proj_dim` builds projections that are loaded and never used, also as in diffusers.
     """
 
+    # diffusers records a component's class in model_index.json by its module path, and takes a path whose
+    # folder shares a name with one of its pipeline folders (helios, wan) for a diffusers pipeline module:
+    # a saved pipeline would then not load. The public home of vidgen's transformers is vidgen.models.
+    __module__ = "vidgen.models"
+
     _no_split_modules = ["HeliosTransformerBlock", "HeliosOutputNorm"]
     _keep_in_fp32_modules = [
         "time_embedder",

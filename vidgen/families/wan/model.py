@@ -124,6 +124,11 @@ class WanTransformer3DModel(
     RMSNorm across heads; `rope_max_seq_len` is recorded and bounds nothing.
     """
 
+    # diffusers records a component's class in model_index.json by its module path, and takes a path whose
+    # folder shares a name with one of its pipeline folders (helios, wan) for a diffusers pipeline module:
+    # a saved pipeline would then not load. The public home of vidgen's transformers is vidgen.models.
+    __module__ = "vidgen.models"
+
     _supports_gradient_checkpointing = True
     _skip_layerwise_casting_patterns = ["patch_embedding", "condition_embedder", "norm"]
     _no_split_modules = ["WanTransformerBlock"]
