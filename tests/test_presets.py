@@ -31,7 +31,7 @@ def test_every_file_is_a_preset_named_like_its_file():
 
 @pytest.mark.parametrize("preset", PRESETS.values(), ids=lambda p: p.name)
 def test_defaults_obey_the_presets_own_rules(preset):
-    assert preset.family in ("cogvideox", "helios")
+    assert preset.family in ("cogvideox", "helios", "wan")
     assert set(preset.modes) <= {"t2v", "i2v", "v2v"} and preset.modes
     assert preset.dtype in DTYPES
     assert preset.height % 16 == 0 and preset.width % 16 == 0
@@ -40,6 +40,11 @@ def test_defaults_obey_the_presets_own_rules(preset):
         # Whole 33-frame chunks, cut to 4k+1 frames as diffusers cuts them: what the video will have.
         chunks = -(-preset.frames // 33)
         assert preset.frames == (chunks * 33 - 1) // 4 * 4 + 1 and preset.frame_step == 33
+        assert not preset.dynamic_cfg
+        return
+    if preset.family == "wan":
+        # 4k+1: the Wan VAE decodes k+1 latent frames to exactly 4k+1 frames.
+        assert (preset.frames - 1) % 4 == 0 and preset.frame_step == 4
         assert not preset.dynamic_cfg
         return
     # 8k+1: 4 frames per latent frame, and an odd number of latent frames, which the VAE decodes
@@ -145,7 +150,8 @@ def test_a_folder_gets_the_released_preset_of_its_architecture():
 def test_names_are_found_ignoring_case_and_close_names_are_suggested():
     assert find_preset("CogVideoX-5b", PRESETS).name == "cogvideox-5b"
     assert close_names("cogvideox-3b", PRESETS)[0] in ("cogvideox-5b", "cogvideox-2b")
-    assert "tiny-cogvideox" in close_names("tiny", PRESETS)
+    assert close_names("tiny", PRESETS) and all(n.startswith("tiny-") for n in close_names("tiny", PRESETS))
+    assert "tiny-cogvideox" in close_names("tiny-cogvideo", PRESETS)
     assert len(close_names("cogvideo", PRESETS)) <= 3
 
 

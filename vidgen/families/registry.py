@@ -11,10 +11,11 @@ from vidgen.core.family import Family
 from vidgen.core.model_info import ModelInfo, read_json
 from vidgen.families.cogvideox import FAMILY as COGVIDEOX
 from vidgen.families.helios import FAMILY as HELIOS
+from vidgen.families.wan import FAMILY as WAN
 from vidgen.weights import tiny
 from vidgen.weights.sources import Families
 
-FAMILIES: dict[str, Family] = {family.name: family for family in (COGVIDEOX, HELIOS)}
+FAMILIES: dict[str, Family] = {family.name: family for family in (COGVIDEOX, HELIOS, WAN)}
 
 
 def family(name: str) -> Family:

@@ -1,0 +1,120 @@
+"""Wan 2.1 text-to-video through the registry, on the tiny folder: vidgen's pipeline against diffusers'
+WanPipeline seed for seed, the request rules' one-line errors, and `vidgen t2v --model tiny-wan`."""
+
+import json
+
+import diffusers
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+
+from vidgen.core.request import Request, Runtime
+from vidgen.families import registry
+from vidgen.families.wan import pipeline as wan
+from vidgen.stages import vae as vae_stage
+
+# Guided (5.0 > 1), a negative prompt, 3 UniPC steps (its multistep orders 1 to 3), 9 frames (3 latent).
+REQUEST = dict(
+    mode="t2v",
+    prompt="a cat on a skateboard",
+    negative_prompt="blurry",
+    seed=7,
+    steps=3,
+    guidance=5.0,
+    height=32,
+    width=48,
+    frames=9,
+    max_sequence_length=512,
+)
+
+
+@pytest.fixture(scope="module")
+def folder(tiny_folder):
+    return tiny_folder("wan", "t2v")
+
+
+@pytest.fixture(scope="module")
+def reference(folder):
+    """diffusers' WanPipeline's frames for REQUEST, float in [0, 1]."""
+    pipe = diffusers.WanPipeline.from_pretrained(folder, dtype=torch.float32)
+    output = pipe(
+        prompt=REQUEST["prompt"],
+        negative_prompt=REQUEST["negative_prompt"],
+        height=REQUEST["height"],
+        width=REQUEST["width"],
+        num_frames=REQUEST["frames"],
+        num_inference_steps=REQUEST["steps"],
+        guidance_scale=REQUEST["guidance"],
+        generator=torch.Generator("cpu").manual_seed(REQUEST["seed"]),
+        output_type="np",
+    )
+    return output.frames[0]
+
+
+def test_the_tiny_folder_is_a_wan_pipeline_with_a_flow_unipc_sampler(folder):
+    index = json.loads((folder / "model_index.json").read_text())
+    assert index["_class_name"] == "WanPipeline"
+    scheduler = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+    assert scheduler["_class_name"] == "UniPCMultistepScheduler"
+    assert scheduler["use_flow_sigmas"] and scheduler["prediction_type"] == "flow_prediction"
+    assert registry.detect(folder).name == "wan"
+    info = registry.read_info(folder)
+    assert (info.family, info.modes, info.size_multiple, info.temporal_scale) == ("wan", ("t2v",), 16, 4)
+
+
+def test_with_diffusers_transformer_the_frames_equal_wan_pipeline_bit_for_bit(folder, reference):
+    model = wan.load(folder, Runtime())
+    model.transformer = diffusers.WanTransformer3DModel.from_pretrained(folder, subfolder="transformer")
+    result = wan.generate(model, Request(**REQUEST), Runtime())
+    np.testing.assert_array_equal(result.frames, vae_stage.to_uint8(reference))
+
+
+def test_with_vidgens_transformer_the_frames_are_within_one_level_of_wan_pipeline(folder, reference):
+    result = wan.generate(wan.load(folder, Runtime()), Request(**REQUEST), Runtime())
+    expected = vae_stage.to_uint8(reference)
+    assert result.frames.shape == expected.shape == (9, 32, 48, 3)
+    difference = np.abs(result.frames.astype(int) - expected.astype(int))
+    assert difference.max() <= 1
+    assert (difference == 0).mean() >= 0.999
+
+
+def test_guidance_and_the_negative_prompt_change_the_video(folder):
+    model = wan.load(folder, Runtime())
+    guided = wan.generate(model, Request(**REQUEST), Runtime()).frames
+    other_negative = wan.generate(model, Request(**{**REQUEST, "negative_prompt": "sharp"}), Runtime()).frames
+    unguided = wan.generate(model, Request(**{**REQUEST, "guidance": 1.0}), Runtime()).frames
+    assert not np.array_equal(guided, other_negative)
+    assert not np.array_equal(guided, unguided)
+
+
+@pytest.mark.parametrize(
+    ("option", "message", "hint"),
+    [
+        (("--height", "40"), "--height 40 is not a multiple of 16", "use --height 32 or 48"),
+        (("--width", "50"), "--width 50 is not a multiple of 16", "use --width 48 or 64"),
+        (("--frames", "10"), "--frames 10 is not of the form 4k+1", "use --frames 9 or 13"),
+    ],
+)
+def test_a_bad_size_or_frame_count_is_a_one_line_error_before_loading(
+    option, message, hint, vidgen, offline_workdir, monkeypatch
+):
+    def never(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(wan, "load", never)
+    run = vidgen("t2v", "--model", "tiny-wan", "--prompt", "a cat", *option, "-o", "cat.mp4")
+    assert run.exit_code == 2, run.stderr
+    assert message in run.stderr and hint in run.stderr
+    assert "Traceback" not in run.stderr
+    assert len([line for line in run.stderr.splitlines() if line.startswith("error")]) == 1
+    assert not (offline_workdir / "cat.mp4").exists()
+
+
+def test_vidgen_t2v_with_tiny_wan_writes_the_video(vidgen, offline_workdir):
+    run = vidgen("t2v", "--model", "tiny-wan", "--prompt", "a cat", "--seed", "3", "-o", "cat.mp4", "-q")
+    assert run.exit_code == 0, run.stderr
+    frames = np.stack(list(iio.imiter(offline_workdir / "cat.mp4")))
+    assert frames.shape == (9, 32, 48, 3)
+    sidecar = json.loads((offline_workdir / "cat.mp4.json").read_text())
+    assert sidecar["model"]["preset"] == "tiny-wan"

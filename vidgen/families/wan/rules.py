@@ -1,0 +1,57 @@
+"""Wan 2.1 text-to-video's request rules: sizes in whole transformer patches, 4k+1 frames."""
+
+from vidgen.core.errors import VidgenError
+from vidgen.core.model_info import ModelInfo
+from vidgen.core.request import Request
+from vidgen.validate.common import InputReader, Options, check_size
+from vidgen.weights.presets import Preset
+
+
+def wan_request(
+    options: Options,
+    prompt: str,
+    seed: int,
+    preset: Preset,
+    info: ModelInfo,
+    notes: list[str],
+    reader: InputReader | None = None,
+) -> Request:
+    """The checked Wan Request: the preset's defaults filled in, sizes and frames the model takes."""
+    if options.mode != "t2v":
+        raise VidgenError(f"Wan runs text-to-video here, not {options.mode}", "use `vidgen t2v`")
+    height, width = options.height or preset.height, options.width or preset.width
+    check_size(height, width, info, options.model)
+    frames = options.frames or preset.frames
+    check_frames(frames, info)
+    if (frames - 1) % preset.frame_step or frames > preset.max_frames:
+        notes.append(
+            f"{preset.name} was trained on {preset.frame_step}N+1 frames up to {preset.max_frames}; "
+            f"{frames} frames run but may look worse"
+        )
+    return Request(
+        mode="t2v",
+        prompt=prompt,
+        negative_prompt=options.negative_prompt,
+        seed=seed,
+        steps=options.steps or preset.steps,
+        guidance=options.guidance if options.guidance is not None else preset.guidance,
+        height=height,
+        width=width,
+        frames=frames,
+        fps=options.fps or preset.fps,
+        max_sequence_length=info.max_text_tokens,
+        scheduler=preset.scheduler,
+    )
+
+
+def check_frames(frames: int, info: ModelInfo) -> None:
+    """The Wan VAE packs `temporal_scale` frames into each latent frame after the first."""
+    step = info.temporal_scale
+    if frames < 1 or (frames - 1) % step:
+        lower = (frames - 1) // step * step + 1
+        choices = " or ".join(str(n) for n in (lower, lower + step) if n >= 1 and n != frames)
+        raise VidgenError(
+            f"--frames {frames} is not of the form {step}k+1 (the VAE packs {step} frames into one "
+            "latent frame)",
+            f"use --frames {choices}",
+        )
