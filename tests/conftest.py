@@ -1,6 +1,7 @@
 """Shared by every test: tiny models build into one throwaway cache per session, never the user's;
 and the in-process command-line harness the CLI and batch tests use."""
 
+import re
 from dataclasses import dataclass
 
 import pytest
@@ -19,10 +20,11 @@ def pytest_configure(config):
 def pytest_collection_modifyitems(items):
     """Each test that names a family (in its file, its name or its parameters) carries that family's
     marker, so `pytest -m helios` runs one family's tests alone."""
+    names = {name: re.compile(rf"(?<![a-z]){name}(?![a-z])") for name in registry.FAMILIES}  # not "want"
     for item in items:
         words = item.nodeid.lower()
-        for name in registry.FAMILIES:
-            if name in words:
+        for name, pattern in names.items():
+            if pattern.search(words):
                 item.add_marker(getattr(pytest.mark, name))
 
 
