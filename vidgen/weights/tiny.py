@@ -31,6 +31,10 @@ camera video scene view shot close wide night day morning evening light shadow p
 a photo of cinematic realistic beautiful calm wind tree flower grass field road house window""".split()
 
 TEXT_DIM = 32
+# Wan 2.1's VAE (AutoencoderKLWan), tiny: Wan and Helios (a Wan fine-tune) both decode with it.
+WAN_VAE = dict(
+    base_dim=8, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]
+)
 
 
 def build_tokenizer(model_max_length: int):

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from diffusers.video_processor import VideoProcessor
 
-from vidgen.families.helios import vae as helios_vae
 from vidgen.stages import vae as vae_stage
+from vidgen.stages import wan_vae
 
 
 @dataclass(frozen=True)
@@ -52,8 +52,8 @@ def image_latents(
     video ending on that image looks like to the history. `noise` None keeps the latents clean.
     """
     pixels = vae_stage.image_pixels(image, processor, *size)  # [1, 3, 1, H, W]
-    anchor = helios_vae.encode(vae, pixels, generator, device)
-    still = helios_vae.encode(vae, pixels.repeat(1, 1, window_frames, 1, 1), generator, device)[:, :, -1:]
+    anchor = wan_vae.encode(vae, pixels, generator, device)
+    still = wan_vae.encode(vae, pixels.repeat(1, 1, window_frames, 1, 1), generator, device)[:, :, -1:]
     if noise is not None:
         anchor = blurred(anchor, _sigmas(1, noise.image, generator, device), generator)
         still = blurred(still, _sigmas(1, noise.video, generator, device), generator)
@@ -78,11 +78,11 @@ def video_latents(
     pixels = vae_stage.video_pixels(video, processor, *size)  # [1, 3, F, H, W]
     windows = pixels.shape[2] // window_frames
     start = pixels.shape[2] - windows * window_frames
-    anchor = helios_vae.encode(vae, pixels[:, :, :1], generator, device)
+    anchor = wan_vae.encode(vae, pixels[:, :, :1], generator, device)
     chunks = []
     for i in range(windows):
         window = pixels[:, :, start + i * window_frames : start + (i + 1) * window_frames]
-        chunks.append(helios_vae.encode(vae, window, generator, device))  # [1, C, chunk, h, w]
+        chunks.append(wan_vae.encode(vae, window, generator, device))  # [1, C, chunk, h, w]
     if noise is not None:
         anchor = blurred(anchor, _sigmas(1, noise.image, generator, device), generator)
         chunks = [blurred(c, _frame_sigmas(c, noise.video, generator), generator) for c in chunks]

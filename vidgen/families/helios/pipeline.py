@@ -27,7 +27,6 @@ from vidgen.core.errors import VidgenError
 from vidgen.core.progress import Progress, Silent
 from vidgen.core.request import Request, Runtime
 from vidgen.families.helios import conditioning as helios_conditioning
-from vidgen.families.helios import vae as helios_vae
 from vidgen.families.helios.chunks import ChunkPlan, HeliosSettings, plan_chunks, window_frames
 from vidgen.families.helios.denoise import (
     Conditioning,
@@ -38,12 +37,13 @@ from vidgen.families.helios.denoise import (
 )
 from vidgen.families.helios.history import LatentHistory
 from vidgen.families.helios.model import HeliosCache, HeliosTransformer3DModel
-from vidgen.families.helios.text import encode_prompt
 from vidgen.runtime.levers import compile_stage, ready_transformer, reset_step_cache
 from vidgen.runtime.parallel import outcome_speaker
 from vidgen.stages import decode_ahead as decode_ahead_stage
 from vidgen.stages import vae as vae_stage
+from vidgen.stages import wan_vae
 from vidgen.stages.text import TextCache, encode_prompts
+from vidgen.stages.umt5_text import encode_prompt
 from vidgen.weights import loading
 
 SCHEDULERS = {cls.__name__: cls for cls in (HeliosScheduler, HeliosDMDScheduler)}
@@ -203,7 +203,7 @@ def generate_chunks(
     guidance = _guidance(model.sampler, request, settings)
     sampler = _ChunkSampler(model, request, settings, guidance, generator)
     text = _ChunkText(model, request, runtime, guidance, text_cache, prompts or (lambda _: request.prompt))
-    processor = helios_vae.video_processor(model.vae)
+    processor = wan_vae.video_processor(model.vae)
     vae_stage.set_tiling(model.vae, runtime.vae_tiling)
 
     with ExitStack() as held:
@@ -262,7 +262,7 @@ class _ChunkDecoder:
         self.model, self.request, self.runtime, self.plan = model, request, runtime, plan
         self.processor, self.progress, self.side = processor, progress, side
         self.room: bool | None = None  # asked once, after the first chunk
-        self.stats = helios_vae.latent_stats(model.vae, runtime.device) if side is not None else None
+        self.stats = wan_vae.latent_stats(model.vae, runtime.device) if side is not None else None
 
     def start(self, item: tuple[int, torch.Tensor]) -> decode_ahead_stage.Decoding[np.ndarray]:
         chunk, latents = item
@@ -276,13 +276,13 @@ class _ChunkDecoder:
         model, vae, device, stats = self.model, self.model.vae, self.runtime.device, self.stats
         if self.side is None or not self.room:
             with _stage_device(vae, model, self.runtime):
-                frames = helios_vae.decode_frames(vae, latents, self.processor, device)
+                frames = wan_vae.decode_frames(vae, latents, self.processor, device)
             self.progress.end_stage()
             return decode_ahead_stage.Decoding(lambda: frames[:count])
-        pixels = self.side.run(lambda: helios_vae.decode(vae, latents, device, stats), latents, *stats)
+        pixels = self.side.run(lambda: wan_vae.decode(vae, latents, device, stats), latents, *stats)
         self.progress.end_stage()
         return decode_ahead_stage.Decoding(
-            lambda: helios_vae.to_frames(pixels(), self.processor)[:count], in_flight=True
+            lambda: wan_vae.to_frames(pixels(), self.processor)[:count], in_flight=True
         )
 
 

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from vidgen.weights.tiny import TEXT_DIM, build_tokenizer, t5_config, write_pipeline
+from vidgen.weights.tiny import TEXT_DIM, WAN_VAE, build_tokenizer, t5_config, write_pipeline
 
 HELIOS_TRANSFORMER = dict(
     patch_size=(1, 2, 2),
@@ -16,9 +16,7 @@ HELIOS_TRANSFORMER = dict(
     num_layers=2,
     rope_dim=(4, 4, 4),
 )
-HELIOS_VAE = dict(
-    base_dim=8, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]
-)
+HELIOS_VAE = WAN_VAE  # Helios decodes with Wan 2.1's VAE
 
 HELIOS_VARIANTS: dict[str, dict] = {
     "base": dict(

@@ -21,13 +21,13 @@ from torch import nn
 from vidgen.core.errors import VidgenError
 from vidgen.core.progress import Progress, Silent
 from vidgen.core.request import Request, Result, Runtime
-from vidgen.families.helios import vae as wan_vae  # the Wan VAE's normalised latents, shared with Helios
-from vidgen.families.helios.text import encode_prompt  # UMT5 the Wan way: real tokens kept, padding zeroed
 from vidgen.families.wan.model import WanTransformer3DModel
 from vidgen.runtime.levers import compile_stage, ready_transformer, reset_step_cache, step_cache_context
 from vidgen.runtime.parallel import outcome_speaker
 from vidgen.stages import vae as vae_stage
+from vidgen.stages import wan_vae
 from vidgen.stages.text import TextCache, encode_prompts, truncation_warning
+from vidgen.stages.umt5_text import encode_prompt
 from vidgen.weights import loading
 
 SCHEDULERS = {cls.__name__: cls for cls in (UniPCMultistepScheduler, FlowMatchEulerDiscreteScheduler)}

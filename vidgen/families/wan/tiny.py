@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from vidgen.weights.tiny import TEXT_DIM, build_tokenizer, t5_config, write_pipeline
+from vidgen.weights.tiny import TEXT_DIM, WAN_VAE, build_tokenizer, t5_config, write_pipeline
 
 WAN_TRANSFORMER = dict(
     patch_size=(1, 2, 2),
@@ -17,9 +17,6 @@ WAN_TRANSFORMER = dict(
     cross_attn_norm=True,
     qk_norm="rms_norm_across_heads",
     rope_max_seq_len=32,
-)
-WAN_VAE = dict(
-    base_dim=8, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]
 )
 # The released Wan 2.1 T2V folders' sampler: UniPC on flow-matching sigmas, shifted (3.0 for 480p).
 WAN_SCHEDULER = dict(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0)

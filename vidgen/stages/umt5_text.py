@@ -1,4 +1,4 @@
-"""Prompt -> UMT5 embeddings the way Helios was trained: cleaned text, real tokens kept, padding zeroed.
+"""Prompt -> UMT5 embeddings the Wan way (Wan and Helios): cleaned text, real tokens kept, padding zeroed.
 
 Callers pass `encode_prompt` to `vidgen.stages.text.encode_prompts`, so encodings go through the same
 `TextCache` as CogVideoX's and a prompt schedule that returns to an earlier prompt encodes it once.

@@ -1,4 +1,4 @@
-"""The Wan VAE for Helios: pixels <-> normalised latents, both [B, C, F, H, W].
+"""The Wan 2.1 VAE (Wan and Helios decode with it): pixels <-> normalised latents, both [B, C, F, H, W].
 
 Latents are normalised per channel with the VAE config's `latents_mean` / `latents_std`. Decoding is
 per chunk, exactly as diffusers' Helios pipelines decode (each chunk's latents in one `vae.decode`
