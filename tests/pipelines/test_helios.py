@@ -193,9 +193,7 @@ def test_progress_reports_each_chunk_with_its_steps(tiny_helios, monkeypatch):
     request = replace(CASES["distilled-i2v"].make_request(), frames=66)
     progress = Recorder()
     # Decoding is not what this test is about, and is the slow part at this size.
-    monkeypatch.setattr(
-        helios.wan_vae, "decode_frames", lambda *args: np.zeros((33, 64, 128, 3), np.uint8)
-    )
+    monkeypatch.setattr(helios.wan_vae, "decode_frames", lambda *args: np.zeros((33, 64, 128, 3), np.uint8))
     list(helios.generate_chunks(model, request, helios.HeliosSettings(**DISTILLED), Runtime(), progress))
     # The amplified first chunk takes twice the 3 pyramid steps.
     assert progress.events == [
