@@ -80,7 +80,7 @@ MODES = ("t2v", "i2v", "v2v")
 @dataclass(frozen=True)
 class Preset:
     name: str
-    family: str  # "cogvideox" | "helios"
+    family: str  # a name in vidgen.families.registry.FAMILIES
     source: str  # a hub repo id, or "tiny:<family>/<variant>" built offline by vidgen.weights.tiny
     description: str
     # How a model folder without a preset is matched to this one (see model_info.architecture).
