@@ -69,10 +69,3 @@ class DownloadProgress:
 
     def note(self, line: str) -> None:
         self.console.print(line, highlight=False)
-
-
-class SilentDownload(DownloadProgress):
-    """No output (tests, --json)."""
-
-    def __init__(self) -> None:
-        super().__init__(Console(quiet=True))

@@ -24,7 +24,8 @@ from vidgen.core.progress import Progress, Silent
 from vidgen.core.request import Request, Result, Runtime
 from vidgen.families.cogvideox.denoise import Conditioning, Guidance, denoise
 from vidgen.families.cogvideox.model import CogVideoXTransformer3DModel, rotary_embedding
-from vidgen.runtime.levers import compile_stage, ready_transformer, reset_step_cache
+from vidgen.families.parts import load_parts
+from vidgen.runtime.levers import compile_stage, reset_step_cache
 from vidgen.runtime.parallel import outcome_speaker
 from vidgen.stages import vae as vae_stage
 from vidgen.stages.text import TextCache, encode_prompts, truncation_warning
@@ -61,21 +62,10 @@ def load(folder: Path, runtime: Runtime) -> CogVideoX:
     """Load every part of a diffusers-format CogVideoX folder (safetensors only) for `runtime`."""
     folder = Path(folder)
     loading.model_index(folder)  # a clear error for a folder that is not a model
-    dtype = runtime.dtype
-    tokenizer = loading.load_tokenizer(folder)  # first: a tokenizer that cannot load fails in seconds
-    text_encoder = loading.load_text_encoder(folder, dtype)
-    transformer = loading.load_diffusers_model(
-        CogVideoXTransformer3DModel, folder, "transformer", runtime.dtype
+    parts = load_parts(
+        folder, runtime, CogVideoXTransformer3DModel, AutoencoderKLCogVideoX, runtime.dtype, SCHEDULERS
     )
-    vae = loading.load_diffusers_model(AutoencoderKLCogVideoX, folder, "vae", dtype)
-    return CogVideoX(
-        folder=folder,
-        tokenizer=tokenizer,
-        text_encoder=loading.place(text_encoder, runtime),
-        transformer=ready_transformer(transformer, runtime),
-        vae=loading.place(vae, runtime),
-        scheduler=loading.load_scheduler(folder, SCHEDULERS),
-    )
+    return CogVideoX(**parts)
 
 
 @torch.no_grad()

@@ -37,7 +37,8 @@ from vidgen.families.helios.denoise import (
 )
 from vidgen.families.helios.history import LatentHistory
 from vidgen.families.helios.model import HeliosCache, HeliosTransformer3DModel
-from vidgen.runtime.levers import compile_stage, ready_transformer, reset_step_cache
+from vidgen.families.parts import load_parts
+from vidgen.runtime.levers import compile_stage, reset_step_cache
 from vidgen.runtime.parallel import outcome_speaker
 from vidgen.stages import decode_ahead as decode_ahead_stage
 from vidgen.stages import vae as vae_stage
@@ -92,17 +93,9 @@ def load(folder: str | Path, runtime: Runtime) -> Helios:
     """
     folder = Path(folder)
     sampler = sampler_for(loading.model_index(folder), folder)
-    tokenizer = loading.load_tokenizer(folder)  # first: a tokenizer that cannot load fails in seconds
-    text_encoder = loading.load_text_encoder(folder, runtime.dtype)
-    transformer = loading.load_diffusers_model(HeliosTransformer3DModel, folder, "transformer", runtime.dtype)
-    vae = loading.load_diffusers_model(AutoencoderKLWan, folder, "vae", torch.float32)
+    parts = load_parts(folder, runtime, HeliosTransformer3DModel, AutoencoderKLWan, torch.float32, SCHEDULERS)
     return Helios(
-        folder=folder,
-        tokenizer=tokenizer,
-        text_encoder=loading.place(text_encoder, runtime),
-        transformer=ready_transformer(transformer, runtime),
-        vae=loading.place(vae, runtime),
-        scheduler=loading.load_scheduler(folder, SCHEDULERS),
+        **parts,
         sampler=sampler,
     )
 

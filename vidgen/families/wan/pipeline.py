@@ -21,8 +21,9 @@ from torch import nn
 from vidgen.core.errors import VidgenError
 from vidgen.core.progress import Progress, Silent
 from vidgen.core.request import Request, Result, Runtime
+from vidgen.families.parts import load_parts
 from vidgen.families.wan.model import WanTransformer3DModel
-from vidgen.runtime.levers import compile_stage, ready_transformer, reset_step_cache, step_cache_context
+from vidgen.runtime.levers import compile_stage, reset_step_cache, step_cache_context
 from vidgen.runtime.parallel import outcome_speaker
 from vidgen.stages import vae as vae_stage
 from vidgen.stages import wan_vae
@@ -50,17 +51,8 @@ def load(folder: Path, runtime: Runtime) -> Wan:
     """Load every part of a diffusers-format Wan 2.1 T2V folder (safetensors only) for `runtime`."""
     folder = Path(folder)
     loading.model_index(folder)  # a clear error for a folder that is not a model
-    tokenizer = loading.load_tokenizer(folder)  # first: a tokenizer that cannot load fails in seconds
-    text_encoder = loading.load_text_encoder(folder, runtime.dtype)
-    transformer = loading.load_diffusers_model(WanTransformer3DModel, folder, "transformer", runtime.dtype)
-    vae = loading.load_diffusers_model(AutoencoderKLWan, folder, "vae", torch.float32)
     return Wan(
-        folder=folder,
-        tokenizer=tokenizer,
-        text_encoder=loading.place(text_encoder, runtime),
-        transformer=ready_transformer(transformer, runtime),
-        vae=loading.place(vae, runtime),
-        scheduler=loading.load_scheduler(folder, SCHEDULERS),
+        **load_parts(folder, runtime, WanTransformer3DModel, AutoencoderKLWan, torch.float32, SCHEDULERS)
     )
 
 
