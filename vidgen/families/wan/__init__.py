@@ -1,5 +1,6 @@
-"""Wan 2.1 text-to-video (1.3B, 14B): its registry row. Image-to-video and the 2.2 models are not run
-yet, so the row claims WanPipeline alone."""
+"""Wan text-to-video: its registry row. WanPipeline folders: Wan 2.1 (1.3B, 14B), Wan 2.2 A14B (two
+experts, `transformer_2`) and TI2V-5B (text-to-video). Image-to-video is not run yet, so the row claims
+WanPipeline alone."""
 
 from types import ModuleType
 

@@ -1,4 +1,6 @@
-"""Wan 2.1 text-to-video's request rules: sizes in whole transformer patches, 4k+1 frames."""
+"""Wan text-to-video's request rules: sizes in whole transformer patches (16 pixels for Wan 2.1 and 2.2
+A14B, 32 for TI2V-5B's 16x VAE: read from the folder's configs), 4k+1 frames, the second expert's
+guidance."""
 
 from vidgen.core.errors import VidgenError
 from vidgen.core.model_info import ModelInfo
@@ -28,13 +30,15 @@ def wan_request(
             f"{preset.name} was trained on {preset.frame_step}N+1 frames up to {preset.max_frames}; "
             f"{frames} frames run but may look worse"
         )
+    guidance = options.guidance if options.guidance is not None else preset.guidance
     return Request(
         mode="t2v",
         prompt=prompt,
         negative_prompt=options.negative_prompt,
         seed=seed,
         steps=options.steps or preset.steps,
-        guidance=options.guidance if options.guidance is not None else preset.guidance,
+        guidance=guidance,
+        guidance_2=expert_guidance(options, preset, info, guidance, notes),
         height=height,
         width=width,
         frames=frames,
@@ -55,3 +59,22 @@ def check_frames(frames: int, info: ModelInfo) -> None:
             "latent frame)",
             f"use --frames {choices}",
         )
+
+
+def expert_guidance(
+    options: Options, preset: Preset, info: ModelInfo, guidance: float, notes: list[str]
+) -> float | None:
+    """The low-noise expert's guidance of a two-expert model (None for one): --guidance-2; else
+    --guidance, as diffusers' guidance_scale_2 follows guidance_scale when not given; else the preset's."""
+    if info.experts < 2:
+        return None
+    if options.guidance_2 is not None:
+        if guidance <= 1.0 < options.guidance_2:
+            notes.append(
+                f"--guidance {guidance:g} runs no guidance for either expert (as diffusers' WanPipeline), "
+                f"so --guidance-2 {options.guidance_2:g} changes nothing"
+            )
+        return options.guidance_2
+    if options.guidance is not None or preset.guidance_2 is None:
+        return guidance
+    return preset.guidance_2
