@@ -46,6 +46,8 @@ OPTIONAL_KEYS = {
     "cache",
     "mag_ratios",
     "transformer",
+    "guidance_2",
+    "download_bytes",
 }
 
 # The types of the keys a preset file sets directly (the others are checked where they are read).
@@ -62,6 +64,8 @@ KEY_TYPES = {
     "fps": int,
     "steps": int,
     "guidance": (int, float),
+    "guidance_2": (int, float),
+    "download_bytes": int,
     "dynamic_cfg": bool,
     "vae_tiling": bool,
     "frame_step": int,
@@ -120,6 +124,11 @@ class Preset:
     # diffusers' class defaults (lists as tuples). A folder takes this preset's settings by itself only
     # when its transformer config is this one; None (tiny presets) never matches a folder.
     transformer: tuple[tuple[str, Any], ...] | None = None
+    # Wan 2.2 A14B: the guidance of the second (low-noise) expert; None where the model has one.
+    guidance_2: float | None = None
+    # What `vidgen download` fetches of the hub repo, in bytes (weights from the repo's index files, plus
+    # its tokenizer); 0 where unknown (tiny models build offline).
+    download_bytes: int = 0
 
     @property
     def is_tiny(self) -> bool:
@@ -154,6 +163,10 @@ def load_preset(path: Path) -> Preset:
     if "transformer" in data:
         data["transformer"] = tuple(sorted((key, plain(value)) for key, value in data["transformer"].items()))
     data["guidance"] = float(data["guidance"])
+    if "guidance_2" in data:
+        data["guidance_2"] = float(data["guidance_2"])
+    if data.get("download_bytes", 0) < 0:
+        raise ValueError(f"{path}: download_bytes must be a size in bytes, got {data['download_bytes']!r}")
     lora = data.get("lora", ())
     data["lora"] = (lora,) if isinstance(lora, str) else tuple(lora)
     if not all(isinstance(item, str) for item in data["lora"]):
