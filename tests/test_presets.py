@@ -76,6 +76,13 @@ def test_released_presets_match_the_model_cards():
             24,
             ("t2v", "i2v", "v2v"),
         ),
+        "wan2.1-t2v-1.3b": ("Wan-AI/Wan2.1-T2V-1.3B-Diffusers", "bf16", 480, 832, 81, 16, ("t2v",)),
+        "wan2.1-t2v-14b": ("Wan-AI/Wan2.1-T2V-14B-Diffusers", "bf16", 720, 1280, 81, 16, ("t2v",)),
+        "wan2.1-i2v-14b-480p": ("Wan-AI/Wan2.1-I2V-14B-480P-Diffusers", "bf16", 480, 832, 81, 16, ("i2v",)),
+        "wan2.1-i2v-14b-720p": ("Wan-AI/Wan2.1-I2V-14B-720P-Diffusers", "bf16", 720, 1280, 81, 16, ("i2v",)),
+        "wan2.2-t2v-a14b": ("Wan-AI/Wan2.2-T2V-A14B-Diffusers", "bf16", 720, 1280, 81, 16, ("t2v",)),
+        "wan2.2-i2v-a14b": ("Wan-AI/Wan2.2-I2V-A14B-Diffusers", "bf16", 720, 1280, 81, 16, ("i2v",)),
+        "wan2.2-ti2v-5b": ("Wan-AI/Wan2.2-TI2V-5B-Diffusers", "bf16", 704, 1280, 121, 24, ("t2v", "i2v")),
     }
     assert {p.name for p in RELEASED} == set(facts)
     for name, fact in facts.items():
@@ -105,6 +112,93 @@ def test_helios_presets_sample_as_the_authors_scripts_do():
         preset = PRESETS[name]
         assert (preset.steps, preset.guidance, preset.amplify_first_chunk) == fact
         assert preset.scheduler == ()
+
+
+def test_wan_presets_sample_as_the_authors_do():
+    # (steps, guidance, guidance of the low-noise expert, flow_shift override): the model cards and
+    # diffusers' Wan docs for 2.1 (shift 3.0 at 480p is the repos' own, 5.0 at 720p); the authors'
+    # wan/configs for 2.2 (sample_shift 12.0 / 5.0, guidance (low, high) noise (3.0, 4.0) / (3.5, 3.5)).
+    facts = {
+        "wan2.1-t2v-1.3b": (50, 5.0, None, None),
+        "wan2.1-t2v-14b": (50, 5.0, None, 5.0),
+        "wan2.1-i2v-14b-480p": (50, 5.0, None, None),
+        "wan2.1-i2v-14b-720p": (50, 5.0, None, 5.0),
+        "wan2.2-t2v-a14b": (40, 4.0, 3.0, 12.0),
+        "wan2.2-i2v-a14b": (40, 3.5, 3.5, 5.0),
+        "wan2.2-ti2v-5b": (50, 5.0, None, None),
+    }
+    assert {p.name for p in RELEASED if p.family == "wan"} == set(facts)
+    for name, fact in facts.items():
+        preset = PRESETS[name]
+        scheduler = dict(preset.scheduler)
+        assert (preset.steps, preset.guidance, preset.guidance_2, scheduler.get("flow_shift")) == fact, name
+        assert set(scheduler) <= {"flow_shift"}
+
+
+def test_released_wan_download_sizes_add_up_the_repos_weights():
+    # Parameter bytes of each part as the repos store it (the index files' total_size), counted from the
+    # released configs: UMT5-XXL fp32 (2.1) or bf16 (2.2), transformers fp32, CLIP ViT-H half, VAEs fp32.
+    umt5_fp32, umt5_bf16 = 22_723_641_344, 11_361_820_672
+    vae, vae_2_2, clip = 507_570_124, 2_818_754_672, 1_261_532_160
+    tokenizer = 21_500_000
+    weights = {
+        "wan2.1-t2v-1.3b": umt5_fp32 + 5_675_987_200 + vae,
+        "wan2.1-t2v-14b": umt5_fp32 + 57_153_966_336 + vae,
+        "wan2.1-i2v-14b-480p": umt5_fp32 + 65_579_515_136 + clip + vae,
+        "wan2.1-i2v-14b-720p": umt5_fp32 + 65_579_515_136 + clip + vae,
+        "wan2.2-t2v-a14b": umt5_bf16 + 2 * 57_153_966_336 + vae,
+        "wan2.2-i2v-a14b": umt5_bf16 + 2 * 57_155_604_736 + vae,
+        "wan2.2-ti2v-5b": umt5_bf16 + 19_999_150_848 + vae_2_2,
+    }
+    for name, total in weights.items():
+        assert abs(PRESETS[name].download_bytes - (total + tokenizer)) < 1_000_000, name
+
+
+@pytest.mark.parametrize(
+    "name, config",
+    [
+        ("wan2.1-t2v-1.3b", dict(num_attention_heads=12, ffn_dim=8960, num_layers=30)),
+        ("wan2.1-t2v-14b", {}),
+        ("wan2.1-i2v-14b-480p", dict(in_channels=36, image_dim=1280, added_kv_proj_dim=5120)),
+        ("wan2.2-t2v-a14b", {}),
+        ("wan2.2-i2v-a14b", dict(in_channels=36)),
+        (
+            "wan2.2-ti2v-5b",
+            dict(num_attention_heads=24, num_layers=30, ffn_dim=14336, in_channels=48, out_channels=48),
+        ),
+    ],
+)
+def test_wan_transformer_tables_build_the_released_parameter_counts(name, config):
+    # diffusers' conversion script's configs; the parameter counts are those of the repos' index files
+    # (fp32: 4 bytes each), so the table is the released shape and the download size counts it.
+    from accelerate import init_empty_weights
+
+    assert dict(PRESETS[name].transformer) == config
+    with init_empty_weights():
+        model = diffusers.WanTransformer3DModel(**config)
+    count = sum(tensor.numel() for tensor in model.state_dict().values())
+    expected = {
+        "wan2.1-t2v-1.3b": 1_418_996_800,
+        "wan2.1-t2v-14b": 14_288_491_584,
+        "wan2.1-i2v-14b-480p": 16_394_878_784,
+        "wan2.2-t2v-a14b": 14_288_491_584,
+        "wan2.2-i2v-a14b": 14_288_901_184,
+        "wan2.2-ti2v-5b": 4_999_787_712,
+    }
+    assert count == expected[name]
+
+
+def test_preset_guidance_2_and_download_bytes_are_checked(tmp_path):
+    base = (PRESET_DIR / "wan2.1-t2v-1.3b.toml").read_text()
+    (tmp_path / "a.toml").write_text(base.replace("guidance = 5.0", "guidance = 5.0\nguidance_2 = 3"))
+    assert load_preset(tmp_path / "a.toml").guidance_2 == 3.0
+    (tmp_path / "b.toml").write_text(base.replace("guidance = 5.0", 'guidance = 5.0\nguidance_2 = "3"'))
+    with pytest.raises(ValueError, match="guidance_2"):
+        load_preset(tmp_path / "b.toml")
+    (tmp_path / "c.toml").write_text(base.replace("28_929_000_000", "-1"))
+    with pytest.raises(ValueError, match="download_bytes"):
+        load_preset(tmp_path / "c.toml")
+    assert load_preset(PRESET_DIR / "tiny-wan.toml").download_bytes == 0
 
 
 @pytest.mark.parametrize("preset", [p for p in TINY if p.family == "helios"], ids=lambda p: p.name)

@@ -319,33 +319,43 @@ def models(context: typer.Context) -> None:
         return
     # Names and sources are what users copy from this table: never cut them. Modes wrap ("t2v i2v" over
     # "v2v" for Helios) to leave the sources room on an 80-column terminal; the family is in the name
-    # (and in `vidgen models show`), which leaves room for what is in the Hugging Face cache.
+    # (and in `vidgen models show`), which leaves room for what is in the Hugging Face cache. There the
+    # longest size ("1280x704, 121") wraps after its comma too; Rich would cut the table's edge instead.
+    out = Console()
     table = Table(
         Column("name", no_wrap=True),
         Column("modes", max_width=7),
-        "size, frames",
+        Column("size, frames", max_width=12 if out.width <= 80 else None),
         Column("source", overflow="fold", min_width=15),
         Column("cached", max_width=9),
     )
     for preset in load_presets().values():
         size = f"{preset.width}x{preset.height}, {preset.frames}"
         table.add_row(preset.name, " ".join(preset.modes), size, preset.source, _on_disk(preset))
-    Console().print(table)
+    out.print(table)
 
 
 def _on_disk(preset: "Preset") -> str:
     """The `cached` column: how much of a released model the hub cache holds ("damaged" for a cache
-    folder that cannot be read), or whether a tiny model is built yet."""
+    folder that cannot be read) and, for one not cached, the size `vidgen download` fetches; or whether
+    a tiny model is built yet."""
     from vidgen.families import registry  # torch and huggingface_hub load only when a command runs
     from vidgen.weights import tiny
     from vidgen.weights.download import cached_status
+    from vidgen.weights.hub import describe_size
 
     if preset.is_tiny:
         return "built" if tiny.is_built(*preset.tiny_variant) else "built on first use"
     try:
-        return cached_status(preset.source, registry.WEIGHTS.classes_for)
+        status = cached_status(preset.source, registry.WEIGHTS.classes_for)
     except VidgenError:
         return "damaged"
+    # What a download would fetch, under the answer (one short line each in the narrow column).
+    return (
+        f"{status}\n{describe_size(preset.download_bytes)}\nto fetch"
+        if status == "no" and preset.download_bytes
+        else status
+    )
 
 
 @models_app.command("show", cls=Command)

@@ -34,8 +34,19 @@ MOVED_OWNERS = {"thudm": "zai-org", "zai-org": "thudm"}
 NETWORK_ERRORS = {"TransportError", "TimeoutException", "NetworkError", "ConnectError"}
 NOT_THE_HUB = "the answer is not the hub's answer: a captive portal or a proxy's login page?"
 
-COMPONENTS = ("tokenizer", "text_encoder", "transformer", "vae", "scheduler")
-CONFIG_FILES = {"model_index.json", "config.json", "scheduler_config.json"}
+# The parts of a diffusers repo vidgen reads: Wan 2.2 A14B's second expert is `transformer_2`, Wan 2.1
+# I2V's CLIP image encoder and its preprocessing `image_encoder` and `image_processor`.
+COMPONENTS = (
+    "tokenizer",
+    "text_encoder",
+    "transformer",
+    "transformer_2",
+    "vae",
+    "scheduler",
+    "image_encoder",
+    "image_processor",
+)
+CONFIG_FILES = {"model_index.json", "config.json", "scheduler_config.json", "preprocessor_config.json"}
 TOKENIZER_FILES = {
     "tokenizer.json",
     "tokenizer_config.json",

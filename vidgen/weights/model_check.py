@@ -15,24 +15,35 @@ from vidgen.core.model_info import json_kind
 
 # A folder -> the classes its family runs, per component (the registry's answer, passed down). The
 # tokenizer is not among them: it may be any class transformers loads (see `check_tokenizer_class`),
-# since the text encoder's vocabulary, not the class, is what the model depends on.
-ClassesFor = Callable[[Path], Mapping[str, tuple[str, ...]]]
+# since the text encoder's vocabulary, not the class, is what the model depends on. A component whose
+# classes include None is optional: a folder may go without it (no entry in model_index.json, or
+# [null, null] as diffusers saves a pipeline's missing part: Wan 2.2 TI2V's `transformer_2`).
+ClassesFor = Callable[[Path], Mapping[str, tuple[str | None, ...]]]
 
 # Where each component names its own class: (file, key).
 CLASS_KEYS = {
     "tokenizer": ("tokenizer_config.json", "tokenizer_class"),
     "text_encoder": ("config.json", "architectures"),
     "transformer": ("config.json", "_class_name"),
+    "transformer_2": ("config.json", "_class_name"),
     "vae": ("config.json", "_class_name"),
     "scheduler": ("scheduler_config.json", "_class_name"),
+    "image_encoder": ("config.json", "architectures"),
+    "image_processor": ("preprocessor_config.json", "image_processor_type"),
 }
+# Components whose own file may leave its class unnamed (transformers then takes model_index.json's).
+UNNAMED_OK = ("tokenizer", "image_processor")
 
 # The weights file stem each weighted component saves under (transformers / diffusers naming).
 WEIGHTS = {
     "text_encoder": "model",
     "transformer": "diffusion_pytorch_model",
     "vae": "diffusion_pytorch_model",
+    "transformer_2": "diffusion_pytorch_model",
+    "image_encoder": "model",
 }
+# Every model has these; the others only where model_index.json names them (Wan 2.2 A14B, Wan 2.1 I2V).
+REQUIRED_WEIGHTS = ("text_encoder", "transformer", "vae")
 
 # Tokenizer classes every transformers release has (the released models' own).
 COMMON_TOKENIZERS = ("T5Tokenizer", "T5TokenizerFast", "AutoTokenizer")
@@ -52,6 +63,8 @@ def check_configs(
     index = read(folder, "model_index.json", repair)
     for component in ("tokenizer", *classes):
         entry = index.get(component)
+        if None in classes.get(component, ()) and not names_part(index, component):
+            continue  # an optional part this pipeline goes without
         if not isinstance(entry, list) or len(entry) != 2:
             raise VidgenError(f"'{folder / 'model_index.json'}' names no {component}", repair)
         check_component_class(entry[1], classes, folder / "model_index.json", component)
@@ -61,7 +74,7 @@ def check_configs(
         if component == "tokenizer" and not (folder / component / file_name).is_file():
             continue  # a tokenizer.json alone is a complete tokenizer; its class comes from model_index
         named = read(folder / component, file_name, repair).get(key)
-        if component == "tokenizer" and named is None:
+        if component in UNNAMED_OK and named is None:
             continue  # transformers then takes the class from the folder's other files
         check_component_class(
             named[0] if isinstance(named, list) and named else named,
@@ -71,6 +84,13 @@ def check_configs(
         )
     if tokenizer_files:
         check_tokenizer_files(folder / "tokenizer", repair)
+
+
+def names_part(index: dict, component: str) -> bool:
+    """Whether model_index.json names a class for `component` (diffusers saves a missing part as
+    [null, null])."""
+    entry = index.get(component)
+    return isinstance(entry, list) and any(value is not None for value in entry)
 
 
 def check_component_class(
@@ -111,11 +131,12 @@ def tokenizer_class(name: object) -> type | None:
     return cls if isinstance(cls, type) and issubclass(cls, PreTrainedTokenizerBase) else None
 
 
-def check_class(name: object, allowed: tuple[str, ...], path: Path, component: str) -> None:
-    if name not in allowed:
+def check_class(name: object, allowed: tuple[str | None, ...], path: Path, component: str) -> None:
+    classes = [cls for cls in allowed if cls is not None]  # None marks an optional part, not a class
+    if name not in classes:
         raise VidgenError(
             f"'{path}' names {component} class {name!r}, which vidgen does not run",
-            f"use a model whose {component} is {' or '.join(allowed)}",
+            f"use a model whose {component} is {' or '.join(classes)}",
         )
 
 
@@ -210,9 +231,11 @@ def read_header(path: Path, repair: str) -> dict[str, tuple[str, list[int]]]:
 
 
 def check_weights(folder: Path, repair: str) -> dict[str, dict[str, tuple[str, list[int], Path]]]:
-    """Every weights file is present and whole; returns each component's tensors (dtype, shape, file)."""
+    """Every weights file is present and whole; returns each component's tensors (dtype, shape, file)
+    for the required components and the optional ones model_index.json names."""
+    index = read(folder, "model_index.json", repair)
     components = {}
-    for component in WEIGHTS:
+    for component in (name for name in WEIGHTS if name in REQUIRED_WEIGHTS or names_part(index, name)):
         tensors = {}
         for path in weight_files(folder, component, repair):
             tensors.update({name: (*entry, path) for name, entry in read_header(path, repair).items()})
@@ -223,7 +246,7 @@ def check_weights(folder: Path, repair: str) -> dict[str, dict[str, tuple[str, l
 def check_layer_counts(folder: Path, tensors: dict, repair: str) -> None:
     """A config's layer count is no more than the blocks its weights hold: checked from the headers
     before a model is built from the config, which for `num_layers: 1000000000` would never finish."""
-    for component in WEIGHTS:
+    for component in tensors:
         path = folder / component / CLASS_KEYS[component][0]
         config = read(folder / component, path.name, repair)
         held = blocks_held(tensors[component])

@@ -47,6 +47,7 @@ OPTIONAL_KEYS = {
     "mag_ratios",
     "transformer",
     "guidance_2",
+    "download_bytes",
 }
 
 # The types of the keys a preset file sets directly (the others are checked where they are read).
@@ -64,6 +65,7 @@ KEY_TYPES = {
     "steps": int,
     "guidance": (int, float),
     "guidance_2": (int, float),
+    "download_bytes": int,
     "dynamic_cfg": bool,
     "vae_tiling": bool,
     "frame_step": int,
@@ -125,6 +127,9 @@ class Preset:
     # A model of two experts (Wan 2.2 A14B): the low-noise expert's guidance, unless --guidance-2 (or
     # --guidance) says otherwise; None: `guidance`.
     guidance_2: float | None = None
+    # What `vidgen download` fetches of the hub repo, in bytes (weights from the repo's index files, plus
+    # its tokenizer); 0 where unknown (tiny models build offline).
+    download_bytes: int = 0
 
     @property
     def is_tiny(self) -> bool:
@@ -161,6 +166,8 @@ def load_preset(path: Path) -> Preset:
     data["guidance"] = float(data["guidance"])
     if "guidance_2" in data:
         data["guidance_2"] = float(data["guidance_2"])
+    if data.get("download_bytes", 0) < 0:
+        raise ValueError(f"{path}: download_bytes must be a size in bytes, got {data['download_bytes']!r}")
     lora = data.get("lora", ())
     data["lora"] = (lora,) if isinstance(lora, str) else tuple(lora)
     if not all(isinstance(item, str) for item in data["lora"]):
