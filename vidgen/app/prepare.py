@@ -20,6 +20,7 @@ from vidgen.validate.common import (
     Model,
     Options,
     Plan,
+    check_last_image,
     check_mode,
     check_text,
     chosen_preset,
@@ -42,6 +43,9 @@ from vidgen.validate.runtime import (
 )
 from vidgen.weights.presets import Preset, closest_preset, load_presets
 from vidgen.weights.sources import ModelSource, fetch_configs, parse_model
+
+# The input files a request may take, as Options names them (the sidecar records them).
+INPUTS = ("image", "last_image", "video")
 
 
 def resolve_model(
@@ -114,7 +118,7 @@ def prepare(
     runtime = parallel_runtime(options, runtime, model.info.attention_heads, request.guidance > 1, rank)
     runtime = replace(runtime, parallel=check_split(runtime.parallel, request, model.info, model.family))
     check_fits(request, model.info, model.configs, runtime)
-    inputs = {name: path for name in ("image", "video") if (path := getattr(options, name))}
+    inputs = {name: path for name in INPUTS if (path := getattr(options, name))}
     return Plan(request, runtime, source, model.preset, output, inputs, tuple(notes))
 
 
@@ -130,6 +134,7 @@ def build_request(
     """The checked Request, by the family's rules (Helios: whole chunks, pyramid stages); `reader`
     reads each input file once across many requests (a batch's jobs)."""
     check_numbers(options)
+    check_last_image(options, info)
     check_text(prompt, "the prompt")  # a batch job's, or --prompt's for every job
     check_text(options.negative_prompt, "--negative-prompt")
     request = registry.family(info.family).build_request(options, prompt, seed, preset, info, notes, reader)

@@ -34,8 +34,11 @@ MOVED_OWNERS = {"thudm": "zai-org", "zai-org": "thudm"}
 NETWORK_ERRORS = {"TransportError", "TimeoutException", "NetworkError", "ConnectError"}
 NOT_THE_HUB = "the answer is not the hub's answer: a captive portal or a proxy's login page?"
 
-COMPONENTS = ("tokenizer", "text_encoder", "transformer", "vae", "scheduler")
-CONFIG_FILES = {"model_index.json", "config.json", "scheduler_config.json"}
+COMPONENTS = (
+    *("tokenizer", "text_encoder", "transformer", "vae", "scheduler"),
+    *("image_encoder", "image_processor"),  # Wan 2.1 image-to-video's CLIP
+)
+CONFIG_FILES = {"model_index.json", "config.json", "scheduler_config.json", "preprocessor_config.json"}
 TOKENIZER_FILES = {
     "tokenizer.json",
     "tokenizer_config.json",

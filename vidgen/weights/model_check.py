@@ -25,6 +25,8 @@ CLASS_KEYS = {
     "transformer": ("config.json", "_class_name"),
     "vae": ("config.json", "_class_name"),
     "scheduler": ("scheduler_config.json", "_class_name"),
+    "image_encoder": ("config.json", "architectures"),
+    "image_processor": ("preprocessor_config.json", "image_processor_type"),
 }
 
 # The weights file stem each weighted component saves under (transformers / diffusers naming).
@@ -32,6 +34,7 @@ WEIGHTS = {
     "text_encoder": "model",
     "transformer": "diffusion_pytorch_model",
     "vae": "diffusion_pytorch_model",
+    "image_encoder": "model",  # only where model_index.json names one (Wan 2.1 image-to-video)
 }
 
 # Tokenizer classes every transformers release has (the released models' own).
@@ -61,7 +64,7 @@ def check_configs(
         if component == "tokenizer" and not (folder / component / file_name).is_file():
             continue  # a tokenizer.json alone is a complete tokenizer; its class comes from model_index
         named = read(folder / component, file_name, repair).get(key)
-        if component == "tokenizer" and named is None:
+        if component in ("tokenizer", "image_processor") and named is None:
             continue  # transformers then takes the class from the folder's other files
         check_component_class(
             named[0] if isinstance(named, list) and named else named,
@@ -211,7 +214,7 @@ def read_header(path: Path, repair: str) -> dict[str, tuple[str, list[int]]]:
 def check_weights(folder: Path, repair: str) -> dict[str, dict[str, tuple[str, list[int], Path]]]:
     """Every weights file is present and whole; returns each component's tensors (dtype, shape, file)."""
     components = {}
-    for component in WEIGHTS:
+    for component in weighted_components(folder, repair):
         tensors = {}
         for path in weight_files(folder, component, repair):
             tensors.update({name: (*entry, path) for name, entry in read_header(path, repair).items()})
@@ -219,10 +222,22 @@ def check_weights(folder: Path, repair: str) -> dict[str, dict[str, tuple[str, l
     return components
 
 
+def weighted_components(folder: Path, repair: str) -> list[str]:
+    """The components with weights that the folder has: all of WEIGHTS, but an image encoder only where
+    model_index.json names one (`check_configs` has checked that the others are named)."""
+    index = read(folder, "model_index.json", repair)
+    optional = ("image_encoder",)
+    return [
+        component
+        for component in WEIGHTS
+        if component not in optional or (isinstance(index.get(component), list) and index[component][-1])
+    ]
+
+
 def check_layer_counts(folder: Path, tensors: dict, repair: str) -> None:
     """A config's layer count is no more than the blocks its weights hold: checked from the headers
     before a model is built from the config, which for `num_layers: 1000000000` would never finish."""
-    for component in WEIGHTS:
+    for component in tensors:
         path = folder / component / CLASS_KEYS[component][0]
         config = read(folder / component, path.name, repair)
         held = blocks_held(tensors[component])

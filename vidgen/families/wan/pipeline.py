@@ -1,14 +1,17 @@
-"""Wan 2.1 text-to-video, composed from the stages: text -> denoise -> decode.
+"""Wan 2.1 text-, image- and video-to-video, composed from the stages: text -> (encode) -> denoise ->
+decode.
 
-For a given model folder, request and seed the frames equal those of diffusers' WanPipeline with
-`generator=torch.Generator("cpu").manual_seed(seed)`: the one random draw (the initial noise, in
-float32) happens on the CPU generator in the same shape, the latents stay float32 between steps, and
-the guidance branches run one after the other (conditional first). Latents are [B, C, F, H, W].
+For a given model folder, request and seed the frames equal those of diffusers' WanPipeline,
+WanImageToVideoPipeline and WanVideoToVideoPipeline with `generator=torch.Generator("cpu").manual_seed(
+seed)`: the one random draw (the initial noise, in float32) happens on the CPU generator in the same
+shape, the latents stay float32 between steps, and the guidance branches run one after the other
+(conditional first). Latents are [B, C, F, H, W]. Image conditioning is in `image`, the video-to-video
+start in `video`.
 """
 
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +25,7 @@ from vidgen.core.errors import VidgenError
 from vidgen.core.progress import Progress, Silent
 from vidgen.core.request import Request, Result, Runtime
 from vidgen.families.parts import load_parts
+from vidgen.families.wan import image, video
 from vidgen.families.wan.model import WanTransformer3DModel
 from vidgen.runtime.levers import compile_stage, reset_step_cache, step_cache_context
 from vidgen.runtime.parallel import outcome_speaker
@@ -36,7 +40,7 @@ SCHEDULERS = {cls.__name__: cls for cls in (UniPCMultistepScheduler, FlowMatchEu
 
 @dataclass
 class Wan:
-    """A loaded Wan 2.1 text-to-video folder: its parts, each where `runtime.offload` put it."""
+    """A loaded Wan 2.1 folder: its parts, each where `runtime.offload` put it."""
 
     folder: Path
     tokenizer: object
@@ -45,15 +49,28 @@ class Wan:
     vae: AutoencoderKLWan  # always float32, as diffusers' Wan examples load it
     scheduler: UniPCMultistepScheduler | FlowMatchEulerDiscreteScheduler  # a template: copied per run
     park: str | torch.device = "cpu"  # where stage models wait off the device (tests use "meta")
+    image_encoder: nn.Module | None = None  # 2.1 image-to-video: CLIP, which embeds the image(s)
+    image_processor: object | None = None  # CLIP's resizing and normalisation
+
+
+@dataclass(frozen=True)
+class Start:
+    """Where denoising starts, and what the transformer sees besides the latents and the text."""
+
+    latents: torch.Tensor  # [1, C, F', h, w] float32: noise, or the noised video (V2V)
+    condition: torch.Tensor | None = None  # I2V: [1, 4 + C, F', h, w], beside the latents on the channels
+    image_embeds: torch.Tensor | None = None  # 2.1 I2V: CLIP states [1 or 2, I, D], transformer dtype
+
+    def model_input(self, latents: torch.Tensor) -> torch.Tensor:
+        return latents if self.condition is None else torch.cat([latents, self.condition], dim=1)
 
 
 def load(folder: Path, runtime: Runtime) -> Wan:
-    """Load every part of a diffusers-format Wan 2.1 T2V folder (safetensors only) for `runtime`."""
+    """Load every part of a diffusers-format Wan 2.1 folder (safetensors only) for `runtime`."""
     folder = Path(folder)
     loading.model_index(folder)  # a clear error for a folder that is not a model
-    return Wan(
-        **load_parts(folder, runtime, WanTransformer3DModel, AutoencoderKLWan, torch.float32, SCHEDULERS)
-    )
+    parts = load_parts(folder, runtime, WanTransformer3DModel, AutoencoderKLWan, torch.float32, SCHEDULERS)
+    return Wan(**parts, **image.load_image_encoder(folder, runtime))
 
 
 @torch.no_grad()
@@ -77,8 +94,14 @@ def generate(
     scheduler = _scheduler(model, request)
     scheduler.set_timesteps(request.steps, device=runtime.device)
     timesteps = scheduler.timesteps
-    scheduler.set_begin_index(0)
-    latents = _noise(model, request, runtime, generator)
+    if request.mode == "v2v":  # the scheduler finds its first step by the timestep, as in diffusers
+        timesteps = video.kept_timesteps(scheduler, request)
+    else:
+        scheduler.set_begin_index(0)
+    noise = _noise(model, request, runtime, generator)
+    with nullcontext() if request.mode == "t2v" else _stage("encode", progress, result, runtime):
+        start = _start(model, scheduler, request, runtime, noise, timesteps)
+    latents = start.latents
     reset_step_cache(model.transformer, timesteps)
 
     with (
@@ -86,9 +109,9 @@ def generate(
         loading.on_device(model.transformer, runtime, model.park),
     ):
         for t in timesteps:
-            prediction = _predict(model.transformer, latents, t, positive, "cond")
+            prediction = _predict(model.transformer, latents, t, positive, "cond", start)
             if guided:
-                unconditional = _predict(model.transformer, latents, t, negative, "uncond")
+                unconditional = _predict(model.transformer, latents, t, negative, "uncond", start)
                 prediction = unconditional + request.guidance * (prediction - unconditional)
             latents = scheduler.step(prediction, t, latents, return_dict=False)[0]
             progress.advance(1)
@@ -104,17 +127,44 @@ def generate(
 
 
 def _predict(
-    transformer: nn.Module, latents: torch.Tensor, t: torch.Tensor, text: torch.Tensor, branch: str
+    transformer: nn.Module,
+    latents: torch.Tensor,
+    t: torch.Tensor,
+    text: torch.Tensor,
+    branch: str,
+    start: Start,
 ) -> torch.Tensor:
-    """One transformer call on the float32 latents cast to the transformer's dtype; its own step-cache
-    state per guidance branch."""
+    """One transformer call on the float32 latents (and I2V's condition) cast to the transformer's
+    dtype; its own step-cache state per guidance branch."""
     with step_cache_context(transformer, branch):
         return transformer(
-            hidden_states=latents.to(transformer.dtype),
+            hidden_states=start.model_input(latents).to(transformer.dtype),
             timestep=t.expand(latents.shape[0]),
             encoder_hidden_states=text,
+            encoder_hidden_states_image=start.image_embeds,
             return_dict=False,
         )[0]
+
+
+def _start(
+    model: Wan,
+    scheduler,
+    request: Request,
+    runtime: Runtime,
+    noise: torch.Tensor,
+    timesteps: torch.Tensor,
+) -> Start:
+    """The starting latents for the request's mode, and I2V's conditioning."""
+    if request.mode == "v2v":
+        return Start(video.noised_video(model.vae, scheduler, request, runtime, noise, timesteps, model.park))
+    if request.mode != "i2v":
+        return Start(noise)
+    embeds = None
+    if model.image_encoder is not None:
+        frames = image.images(request)
+        embeds = image.embed_images(model.image_encoder, model.image_processor, frames, runtime, model.park)
+        embeds = embeds.to(model.transformer.dtype)
+    return Start(noise, image.condition(model.vae, request, runtime, model.park), embeds)
 
 
 def _text_embeddings(
@@ -164,12 +214,13 @@ def _scheduler(model: Wan, request: Request):
 
 
 def _noise(model: Wan, request: Request, runtime: Runtime, generator: torch.Generator) -> torch.Tensor:
-    """Gaussian noise [1, C, F', h, w] in float32, drawn on the CPU generator whatever the device."""
+    """Gaussian noise [1, C, F', h, w] in float32 (C: the VAE's latent channels), drawn on the CPU
+    generator whatever the device."""
     config = model.vae.config
     spatial, temporal = config.scale_factor_spatial, config.scale_factor_temporal
     shape = (
         1,
-        model.transformer.config.in_channels,
+        config.z_dim,
         (request.frames - 1) // temporal + 1,
         request.height // spatial,
         request.width // spatial,
