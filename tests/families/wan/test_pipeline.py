@@ -60,7 +60,8 @@ def test_the_tiny_folder_is_a_wan_pipeline_with_a_flow_unipc_sampler(folder):
     assert scheduler["use_flow_sigmas"] and scheduler["prediction_type"] == "flow_prediction"
     assert registry.detect(folder).name == "wan"
     info = registry.read_info(folder)
-    assert (info.family, info.modes, info.size_multiple, info.temporal_scale) == ("wan", ("t2v",), 16, 4)
+    expected = ("wan", ("t2v", "v2v"), 16, 4)
+    assert (info.family, info.modes, info.size_multiple, info.temporal_scale) == expected
 
 
 def test_with_diffusers_transformer_the_frames_equal_wan_pipeline_bit_for_bit(folder, reference):
