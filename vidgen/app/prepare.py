@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
+from vidgen.core.errors import VidgenError
 from vidgen.core.model_info import ModelInfo
 from vidgen.core.request import Request
 from vidgen.families import registry
@@ -137,6 +138,12 @@ def build_request(
     check_last_image(options, info)
     check_text(prompt, "the prompt")  # a batch job's, or --prompt's for every job
     check_text(options.negative_prompt, "--negative-prompt")
+    if options.guidance_2 is not None and info.experts < 2:
+        raise VidgenError(
+            f"--guidance-2 is for a model of two experts (Wan 2.2 A14B); '{options.model}' has one "
+            "transformer",
+            "drop --guidance-2 (--guidance sets its guidance)",
+        )
     request = registry.family(info.family).build_request(options, prompt, seed, preset, info, notes, reader)
     check_frame_count(request.frames)
     return request

@@ -81,20 +81,25 @@ def load(
 
 
 def with_loras(loaded: Any, runtime: Runtime) -> Any:
-    """`loaded` with its transformer holding `runtime.loras`: when it holds another set, reloaded from
-    its folder and made ready again (a fused LoRA cannot be taken out exactly). A batch calls this
-    per job; its jobs come grouped by LoRA set, so each set is fused once."""
-    # None when the last set could not be fused (its job failed): the next job loads a fresh copy.
-    if loaded.transformer is not None and getattr(loaded.transformer, "vidgen_loras", ()) == runtime.loras:
-        return loaded
+    """`loaded` with its transformers holding `runtime.loras` (each expert of a two-expert model those
+    for it): one that holds another set is reloaded from its folder and made ready again (a fused LoRA
+    cannot be taken out exactly). A batch calls this per job; its jobs come grouped by LoRA set, so
+    each set is fused once."""
     from vidgen.runtime.levers import ready_transformer
+    from vidgen.runtime.lora import for_expert
     from vidgen.weights import loading
 
-    # The class from the folder: after a failed fuse the transformer is gone.
-    cls = registry.detect(Path(loaded.folder)).transformer()
-    loaded.transformer = None  # freed before the new copy loads
-    transformer = loading.load_diffusers_model(cls, loaded.folder, "transformer", runtime.dtype)
-    loaded.transformer = ready_transformer(transformer, runtime)
+    # part -> expert: "transformer" -> "" for a model of one; Wan 2.2 A14B's names both of its own.
+    for part, expert in getattr(loaded, "experts", {"transformer": ""}).items():
+        wanted, current = for_expert(runtime.loras, expert), getattr(loaded, part)
+        # None when the last set could not be fused (its job failed): the next job loads a fresh copy.
+        if current is not None and getattr(current, "vidgen_loras", ()) == wanted:
+            continue
+        # The class from the folder: after a failed fuse the transformer is gone.
+        cls = registry.detect(Path(loaded.folder)).transformer()
+        setattr(loaded, part, None)  # freed before the new copy loads
+        transformer = loading.load_diffusers_model(cls, loaded.folder, part, runtime.dtype)
+        setattr(loaded, part, ready_transformer(transformer, runtime, expert))
     return loaded
 
 

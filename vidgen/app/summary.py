@@ -64,7 +64,8 @@ def lever_flags(runtime: Runtime) -> list[tuple[str, object]]:
         flags.append(("mag-ratios", runtime.mag_source))
     for lora in runtime.loras:  # the file it resolved to, unless it came from the hub by name
         where = lora.path if Path(lora.source).expanduser().exists() else lora.source
-        flags.append(("lora", f"{where}:{lora.scale:g}"))
+        expert = f"{lora.expert}=" if lora.expert else ""  # --lora high=PATH: the expert it went into
+        flags.append(("lora", f"{expert}{where}:{lora.scale:g}"))
     return flags
 
 
@@ -77,6 +78,7 @@ def levers(runtime: Runtime) -> dict[str, Any]:
     if runtime.loras:
         values["loras"] = [
             {"source": lora.source, "path": lora.path, "scale": lora.scale, "sha256": lora.sha256}
+            | ({"expert": lora.expert} if lora.expert else {})
             for lora in runtime.loras
         ]
     if runtime.parallel.world_size > 1:
@@ -89,6 +91,7 @@ def settings(plan: Plan) -> dict[str, Any]:
     values: dict[str, Any] = {
         "steps": request.steps,
         "guidance": request.guidance,
+        **({} if request.guidance_2 is None else {"guidance_2": request.guidance_2}),
         "dynamic_cfg": request.dynamic_cfg,
         "height": request.height,
         "width": request.width,
@@ -128,6 +131,7 @@ def _flags(plan: Plan) -> list[tuple[str, object]]:
         ("seed", request.seed),
         ("steps", request.steps),
         ("guidance", request.guidance),
+        *([] if request.guidance_2 is None else [("guidance-2", request.guidance_2)]),
         ("dynamic-cfg" if request.dynamic_cfg else "no-dynamic-cfg", True),
         ("height", request.height),
         ("width", request.width),

@@ -94,6 +94,13 @@ GUIDANCE = typer.Option(
     help="Classifier-free guidance scale.",
     show_default="the preset's",
 )
+GUIDANCE_2 = typer.Option(
+    None,
+    "--guidance-2",
+    min=0.0,
+    help="The low-noise expert's guidance scale (Wan 2.2 A14B, a model of two experts).",
+    show_default="--guidance when given, else the preset's",
+)
 DYNAMIC_CFG = typer.Option(
     None,
     "--dynamic-cfg/--no-dynamic-cfg",
@@ -189,7 +196,8 @@ LORA = typer.Option(
     None,
     "--lora",
     help="A LoRA to fuse into the transformer: PATH_OR_REPO[:SCALE] (a .safetensors file, a folder holding "
-    "pytorch_lora_weights.safetensors, or a hub repo id); repeat it to stack LoRAs.",
+    "pytorch_lora_weights.safetensors, or a hub repo id); repeat it to stack LoRAs. A model of two experts "
+    "(Wan 2.2 A14B) takes high=PATH_OR_REPO[:SCALE] or low=... into one of them; a plain one goes into both.",
     show_default="the preset's, else none",
 )
 PARALLEL = typer.Option(
@@ -304,6 +312,7 @@ SAMPLING = (
     Opt("seed", int | None, SEED),
     Opt("steps", int | None, STEPS),
     Opt("guidance", float | None, GUIDANCE),
+    Opt("guidance_2", float | None, GUIDANCE_2),
 )
 DYNAMIC = (Opt("dynamic_cfg", bool | None, DYNAMIC_CFG),)
 SIZE = (Opt("height", int | None, HEIGHT), Opt("width", int | None, WIDTH))

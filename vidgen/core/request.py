@@ -62,6 +62,8 @@ class Request:
     seed: int = 0
     steps: int = 50
     guidance: float = 6.0
+    # The second expert's guidance (Wan 2.2 A14B's low-noise transformer); None for a one-expert model.
+    guidance_2: float | None = None
     dynamic_cfg: bool = False
     height: int = 480
     width: int = 720
@@ -92,6 +94,9 @@ class Lora:
     path: str  # the safetensors file it resolved to
     scale: float = 1.0
     sha256: str = ""
+    # Which expert of a two-expert model takes it ("high" or "low", as `--lora high=PATH` names it);
+    # "" for every transformer the model has.
+    expert: str = ""
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,17 @@ from vidgen.weights import loading
 
 
 def load_parts(
-    folder: Path, runtime: Runtime, transformer: type, vae: type, vae_dtype: torch.dtype, schedulers: dict
+    folder: Path,
+    runtime: Runtime,
+    transformer: type,
+    vae: type,
+    vae_dtype: torch.dtype,
+    schedulers: dict,
+    expert: str = "",
 ) -> dict[str, Any]:
     """folder, tokenizer, text encoder, transformer (levers applied), VAE and scheduler of a
-    diffusers-format folder, placed for `runtime`: a family's pipeline dataclass takes them as they are."""
+    diffusers-format folder, placed for `runtime`: a family's pipeline dataclass takes them as they are.
+    `expert`: which expert the transformer is, for the LoRAs named for one (Wan 2.2's "high")."""
     tokenizer = loading.load_tokenizer(folder)  # first: a tokenizer that cannot load fails in seconds
     text_encoder = loading.load_text_encoder(folder, runtime.dtype)
     denoiser = loading.load_diffusers_model(transformer, folder, "transformer", runtime.dtype)
@@ -23,7 +30,7 @@ def load_parts(
         folder=folder,
         tokenizer=tokenizer,
         text_encoder=loading.place(text_encoder, runtime),
-        transformer=ready_transformer(denoiser, runtime),
+        transformer=ready_transformer(denoiser, runtime, expert),
         vae=loading.place(decoder, runtime),
         scheduler=loading.load_scheduler(folder, schedulers),
     )

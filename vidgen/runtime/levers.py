@@ -20,7 +20,7 @@ from vidgen.core.errors import VidgenError
 from vidgen.core.progress import Progress
 from vidgen.core.request import Runtime
 from vidgen.runtime.attention import ATTENTION_BACKENDS
-from vidgen.runtime.lora import fuse_loras
+from vidgen.runtime.lora import for_expert, fuse_loras
 from vidgen.runtime.mag_cache import (
     MEASURE,
     NEVER_ENDS,
@@ -41,12 +41,13 @@ from vidgen.weights.loading import place
 COMPILE_OPTIONS: dict[str, Any] = {"fullgraph": False}
 
 
-def ready_transformer(transformer: nn.Module, runtime: Runtime) -> nn.Module:
+def ready_transformer(transformer: nn.Module, runtime: Runtime, expert: str = "") -> nn.Module:
     """A just-loaded transformer made ready as `runtime` says, in the one order that works: quantized
     on the CPU (so offload hooks stream the smaller weights), placed by the offload plan, then its
     attention backend, step cache and compile. LoRAs are fused first: into the weights as loaded, so
-    quantizing and offloading see the fused weights."""
-    fuse_loras(transformer, runtime.loras)
+    quantizing and offloading see the fused weights; `expert` (of a two-expert model: "high", "low")
+    takes those named for it too."""
+    fuse_loras(transformer, for_expert(runtime.loras, expert))
     # The mag cache's stored ratios belong to these weights: read them before offloading hides them.
     weights = weights_fingerprint(transformer) if runtime.cache == "mag" else None
     quantize(transformer, runtime.quantize, runtime.dtype)

@@ -1,5 +1,9 @@
 """LoRA adapters: `--lora PATH_OR_REPO[:SCALE]` found, checked against the model, and fused into it.
 
+A model of two experts (Wan 2.2 A14B) takes `--lora high=...` into its high-noise transformer and
+`--lora low=...` into the low-noise one, as the published distill LoRAs come in pairs; a plain `--lora`
+goes into both (diffusers' users load such a file twice, the second time `load_into_transformer_2`).
+
 The files are read by diffusers' LoRA loaders (`CogVideoXLoraLoaderMixin`, `HeliosLoraLoaderMixin`),
 which convert the layouts other trainers share into diffusers' PEFT keys; PEFT then injects and merges
 them. Fused, the weights are folded into the transformer's own linear layers and the PEFT wrappers are
@@ -25,6 +29,8 @@ PREFIX = "transformer."
 # A scale is a trailing ":number" only: a path may hold colons of its own.
 SCALED = re.compile(r"(?P<source>.+):(?P<scale>[^:/]*)")
 REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
+EXPERTS = ("high", "low")  # a two-expert model's transformer and transformer_2, in that order
+EXPERT = re.compile(r"(?P<expert>high|low)=(?P<rest>.+)")
 HINT = "pass a .safetensors LoRA file, a folder holding pytorch_lora_weights.safetensors, or a hub repo id"
 
 
@@ -44,6 +50,21 @@ def parse_lora(text: str) -> tuple[str, float]:
     if not math.isfinite(scale):
         raise VidgenError(f"--lora '{text}': scale {scale_text} is not a finite number", "e.g. style:0.8")
     return source, scale
+
+
+def split_expert(text: str) -> tuple[str, str]:
+    """("high" or "low", PATH_OR_REPO[:SCALE]) from `high=PATH_OR_REPO[:SCALE]`; ("", text) without
+    the prefix (or where a file is named so)."""
+    match = EXPERT.fullmatch(text)
+    if match is None or Path(text).expanduser().exists():
+        return "", text
+    return match["expert"], match["rest"]
+
+
+def for_expert(loras: tuple[Lora, ...], expert: str) -> tuple[Lora, ...]:
+    """The LoRAs one transformer takes: those for every transformer, and those named for `expert`
+    ("high", "low"; "" for a model's only transformer)."""
+    return tuple(lora for lora in loras if lora.expert in ("", expert))
 
 
 def locate(source: str) -> Path:
@@ -188,18 +209,47 @@ def check_values(state: dict[str, torch.Tensor], source: str, dtype: torch.dtype
 
 
 def check_lora(
-    text: str, family: Family, config_folder: Path, notes: list[str], dtype: torch.dtype = torch.float32
+    text: str,
+    family: Family,
+    config_folder: Path,
+    notes: list[str],
+    dtype: torch.dtype = torch.float32,
+    experts: int = 1,
 ) -> Lora:
     """`--lora TEXT` found, read and matched against the transformer `config_folder` describes (built
     on the meta device: no weights load) and the run's `dtype`; raises VidgenError, notes a LoRA that
-    matches only part."""
-    source, scale = parse_lora(text)
+    matches only part. With two `experts`, `high=` / `low=` names the transformer it goes into."""
+    expert, rest = split_expert(text)
+    if expert and experts < 2:
+        raise VidgenError(
+            f"--lora '{text}' names the {expert}-noise expert, but this model has one transformer",
+            f"drop '{expert}=': --lora {rest}",
+        )
+    source, scale = parse_lora(rest)
     path = locate(source)
     state, _ = read_lora(path, family.transformer())
     check_values(state, source, dtype)
     check_matrices(state, source)
     wanted = targets(state)
-    layers = _linear_layers(family.transformer(), config_folder)
+    # The experts of one model share a config; each is checked against its own all the same.
+    parts = ["transformer", "transformer_2"][:experts]
+    for part in [parts[EXPERTS.index(expert)]] if expert else parts:
+        _check_layers(
+            wanted, _linear_layers(family.transformer(), config_folder, part), source, family, notes
+        )
+    if experts > 1 and not expert:
+        notes.append(f"LoRA '{source}' goes into both experts; --lora high=... or low=... puts a LoRA in one")
+    return Lora(source=source, path=str(path), scale=scale, sha256=sha256(path), expert=expert)
+
+
+def _check_layers(
+    wanted: dict[str, tuple[int, int]],
+    layers: dict[str, tuple[int, int]],
+    source: str,
+    family: Family,
+    notes: list[str],
+) -> None:
+    """The LoRA's layers are the transformer's (some at least), each of the transformer's width."""
     matched = [name for name in wanted if name in layers]
     if not matched:
         example = next(iter(wanted), "no LoRA tensors at all")
@@ -216,16 +266,16 @@ def check_lora(
                 f"{lora_in}->{lora_out} features in the LoRA, {model_in}->{model_out} here",
                 "use a LoRA trained for this model (same family and size)",
             )
-    if len(matched) < len(wanted):
-        notes.append(f"LoRA '{source}' matches {len(matched)} of its {len(wanted)} layers in this model")
-    return Lora(source=source, path=str(path), scale=scale, sha256=sha256(path))
+    note = f"LoRA '{source}' matches {len(matched)} of its {len(wanted)} layers in this model"
+    if len(matched) < len(wanted) and note not in notes:  # once for the two experts
+        notes.append(note)
 
 
-def _linear_layers(cls: type, config_folder: Path) -> dict[str, tuple[int, int]]:
+def _linear_layers(cls: type, config_folder: Path, part: str = "transformer") -> dict[str, tuple[int, int]]:
     from accelerate import init_empty_weights
 
     with init_empty_weights():
-        model = cls.from_config(cls.load_config(config_folder / "transformer"))
+        model = cls.from_config(cls.load_config(config_folder / part))
     return {
         name: (module.in_features, module.out_features)
         for name, module in model.named_modules()

@@ -42,6 +42,7 @@ class Options:
     seed: int | None = None
     steps: int | None = None
     guidance: float | None = None
+    guidance_2: float | None = None  # --guidance-2: the low-noise expert's (a two-expert model only)
     dynamic_cfg: bool | None = None
     height: int | None = None
     width: int | None = None

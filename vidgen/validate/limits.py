@@ -27,6 +27,7 @@ MAX_FRAMES = 1_000_000
 def check_numbers(options: Options) -> None:
     """Refuse NaN, infinities and sizes no model can take; every check is a comparison or two."""
     _check_range("--guidance", options.guidance, 0.0, MAX_GUIDANCE, "pass e.g. --guidance 6")
+    _check_range("--guidance-2", options.guidance_2, 0.0, MAX_GUIDANCE, "pass e.g. --guidance-2 3")
     _check_range("--strength", options.strength, 0.0, 1.0, "pass e.g. --strength 0.8")
     _check_range("--height", options.height, 16, MAX_SIDE, "pass e.g. --height 480")
     _check_range("--width", options.width, 16, MAX_SIDE, "pass e.g. --width 720")

@@ -79,7 +79,7 @@ def with_loras(
     """The runtime with the request's LoRAs, checked against the model's transformer config and the
     runtime's dtype (through `reader`, a batch's, once per distinct --lora)."""
     texts = model.preset.lora if given is None or given == [] else tuple(given)
-    loras = check_loras(texts, model.family, model.configs, notes, reader, runtime.dtype)
+    loras = check_loras(texts, model.family, model.configs, notes, reader, runtime.dtype, model.info.experts)
     return replace(runtime, loras=loras)
 
 
@@ -90,12 +90,16 @@ def check_loras(
     notes: list[str],
     reader: InputReader | None = None,
     dtype: torch.dtype = torch.float32,
+    experts: int = 1,
 ) -> tuple[Lora, ...]:
     """Each `--lora TEXT` found and checked against the transformer's config in `configs` (no weights
-    load) and the run's `dtype`; raises VidgenError for a file that cannot apply to this model."""
+    load) and the run's `dtype`; raises VidgenError for a file that cannot apply to this model (of
+    `experts` transformers: `high=` and `low=` name one)."""
     from vidgen.runtime.lora import check_lora  # diffusers' loaders load only when a LoRA is given
 
-    check = partial(check_lora, family=family, config_folder=configs, notes=notes, dtype=dtype)
+    check = partial(
+        check_lora, family=family, config_folder=configs, notes=notes, dtype=dtype, experts=experts
+    )
     if reader is None:
         return tuple(check(text) for text in texts)
     # A batch runs in one dtype, so a LoRA's check holds for every job that names it.

@@ -155,7 +155,8 @@ def read(folder: Path, name: str, repair: str) -> dict:
 
 def weight_files(folder: Path, component: str, repair: str) -> list[Path]:
     """The safetensors files of one component: the index's shards, or the one file."""
-    directory, stem = folder / component, WEIGHTS[component]
+    # A second expert (Wan 2.2's transformer_2) is saved as the first.
+    directory, stem = folder / component, WEIGHTS[component.removesuffix("_2")]
     index_path = directory / f"{stem}.safetensors.index.json"
     if index_path.is_file():
         weight_map = read(directory, index_path.name, repair).get("weight_map")

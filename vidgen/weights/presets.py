@@ -46,6 +46,7 @@ OPTIONAL_KEYS = {
     "cache",
     "mag_ratios",
     "transformer",
+    "guidance_2",
 }
 
 # The types of the keys a preset file sets directly (the others are checked where they are read).
@@ -62,6 +63,7 @@ KEY_TYPES = {
     "fps": int,
     "steps": int,
     "guidance": (int, float),
+    "guidance_2": (int, float),
     "dynamic_cfg": bool,
     "vae_tiling": bool,
     "frame_step": int,
@@ -120,6 +122,9 @@ class Preset:
     # diffusers' class defaults (lists as tuples). A folder takes this preset's settings by itself only
     # when its transformer config is this one; None (tiny presets) never matches a folder.
     transformer: tuple[tuple[str, Any], ...] | None = None
+    # A model of two experts (Wan 2.2 A14B): the low-noise expert's guidance, unless --guidance-2 (or
+    # --guidance) says otherwise; None: `guidance`.
+    guidance_2: float | None = None
 
     @property
     def is_tiny(self) -> bool:
@@ -154,6 +159,8 @@ def load_preset(path: Path) -> Preset:
     if "transformer" in data:
         data["transformer"] = tuple(sorted((key, plain(value)) for key, value in data["transformer"].items()))
     data["guidance"] = float(data["guidance"])
+    if "guidance_2" in data:
+        data["guidance_2"] = float(data["guidance_2"])
     lora = data.get("lora", ())
     data["lora"] = (lora,) if isinstance(lora, str) else tuple(lora)
     if not all(isinstance(item, str) for item in data["lora"]):

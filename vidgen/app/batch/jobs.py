@@ -76,6 +76,8 @@ class Job:
             spec["last_image"] = self.options.last_image
         if self.options.lora:  # only when given: the specs of earlier manifests stay the same
             spec["lora"] = list(self.options.lora)
+        if self.options.guidance_2 is not None:  # the same: only when given
+            spec["guidance_2"] = self.options.guidance_2
         return {**spec, "format": self.format}
 
     def failed(self, error: str) -> "Job":
@@ -279,11 +281,12 @@ def _check_name(job: Job) -> None:
 
 def _beside(folder: Path, text: str) -> str:
     """`text` relative to the job file's folder when a file or folder is there; else as written."""
-    from vidgen.runtime.lora import parse_lora
+    from vidgen.runtime.lora import parse_lora, split_expert
 
-    source, scale = parse_lora(text)
+    expert, rest = split_expert(text)
+    source, scale = parse_lora(rest)
     path = folder / Path(source).expanduser()
-    return f"{path}:{scale!r}" if path.exists() else text
+    return f"{expert + '=' if expert else ''}{path}:{scale!r}" if path.exists() else text
 
 
 def _options(merged: dict[str, Any], typed: dict[str, Any], mode: str, folder: Path) -> Options:

@@ -36,6 +36,7 @@ KEYS: dict[str, Key] = {
     "seed": Key(int, 0, 2**64 - 1),
     "steps": Key(int, 1, 1000),
     "guidance": Key(float, 0.0, MAX_GUIDANCE),
+    "guidance_2": Key(float, 0.0, MAX_GUIDANCE),
     "dynamic_cfg": Key(bool),
     "height": Key(int, 16, MAX_SIDE),
     "width": Key(int, 16, MAX_SIDE),

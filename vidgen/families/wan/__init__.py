@@ -1,5 +1,6 @@
-"""Wan 2.1 (1.3B, 14B): its registry row. Text-to-video and video-to-video run on WanPipeline folders,
-image-to-video (and first-last-frame) on WanImageToVideoPipeline folders."""
+"""Wan: its registry row. WanPipeline folders (Wan 2.1 1.3B and 14B, Wan 2.2 A14B with two experts,
+`transformer_2`, and TI2V-5B) run text-to-video and video-to-video; WanImageToVideoPipeline folders
+image-to-video (and first-last-frame)."""
 
 from types import ModuleType
 

@@ -1,10 +1,11 @@
-"""Wan 2.1 image-to-video's conditioning: the image (and, for first-last-frame, the last image) as the
-transformer sees it beside the noise.
+"""Wan image-to-video's conditioning: the image (and, for first-last-frame, the last image) as the
+transformer sees it, as diffusers' WanImageToVideoPipeline makes it.
 
-Two views of the image, as diffusers' WanImageToVideoPipeline makes them:
-- CLIP ViT-H's last-but-one hidden states, attended to by each block's extra cross-attention;
+Wan 2.1 I2V and 2.2 I2V A14B:
+- (2.1 only) CLIP ViT-H's last-but-one hidden states, attended to by each block's extra cross-attention;
 - a video of the image then black frames (then the last image), encoded by the VAE to its mean, put on
   the channel axis after a 4-channel mask of which frames are given: [1, 4 + C, F', h, w].
+Wan 2.2 TI2V-5B: the image's latent is the first latent frame itself, kept clean (`first_frame`).
 
 No random draw happens here (the VAE's mean, not a sample), so the seed's one draw stays the noise.
 """
@@ -76,6 +77,14 @@ def condition(vae: nn.Module, request: Request, runtime: Runtime, park: str | to
     mask = given_mask(request.frames, vae.config.scale_factor_temporal, len(given) > 1)
     mask = mask[None, :, :, None, None].expand(1, -1, -1, *latents.shape[-2:]).to(latents.device)
     return torch.cat([mask, latents], dim=1)
+
+
+def first_frame(vae: nn.Module, request: Request, runtime: Runtime, park: str | torch.device) -> torch.Tensor:
+    """[1, C, 1, h, w] float32: the image's latent (the VAE's mean), TI2V-5B's first latent frame."""
+    processor = wan_vae.video_processor(vae)
+    pixels = processor.preprocess(Image.fromarray(request.image), request.height, request.width)
+    with loading.on_device(vae, runtime, park):
+        return wan_vae.encode_mean(vae, pixels.unsqueeze(2), runtime.device)
 
 
 def given_mask(frames: int, temporal: int, last: bool) -> torch.Tensor:

@@ -1,5 +1,7 @@
-"""Wan 2.1's request rules: sizes in whole transformer patches, 4k+1 frames; image-to-video's image (and
-last image), video-to-video's video cut to the most frames of that form, and its strength."""
+"""Wan's request rules: sizes in whole transformer patches (16 pixels for Wan 2.1 and 2.2 A14B, 32 for
+TI2V-5B's 16x VAE: read from the folder's configs), 4k+1 frames, the second expert's guidance;
+image-to-video's image (and last image), video-to-video's video cut to the most frames of that form, and
+its strength."""
 
 from vidgen.core.errors import VidgenError
 from vidgen.core.model_info import ModelInfo
@@ -51,13 +53,15 @@ def wan_request(
     strength = options.strength if options.strength is not None else DEFAULT_STRENGTH
     if options.mode == "v2v":
         check_strength(steps, strength)
+    guidance = options.guidance if options.guidance is not None else preset.guidance
     return Request(
         mode=options.mode,
         prompt=prompt,
         negative_prompt=options.negative_prompt,
         seed=seed,
         steps=steps,
-        guidance=options.guidance if options.guidance is not None else preset.guidance,
+        guidance=guidance,
+        guidance_2=expert_guidance(options, preset, info, guidance, notes),
         height=height,
         width=width,
         frames=frames,
@@ -87,3 +91,22 @@ def check_frames(frames: int, info: ModelInfo) -> None:
 def longest_valid_frames(available: int, info: ModelInfo) -> int:
     """The most frames of the form 4k+1, at most `available` (0 for no frames)."""
     return (available - 1) // info.temporal_scale * info.temporal_scale + 1 if available else 0
+
+
+def expert_guidance(
+    options: Options, preset: Preset, info: ModelInfo, guidance: float, notes: list[str]
+) -> float | None:
+    """The low-noise expert's guidance of a two-expert model (None for one): --guidance-2; else
+    --guidance, as diffusers' guidance_scale_2 follows guidance_scale when not given; else the preset's."""
+    if info.experts < 2:
+        return None
+    if options.guidance_2 is not None:
+        if guidance <= 1.0 < options.guidance_2:
+            notes.append(
+                f"--guidance {guidance:g} runs no guidance for either expert (as diffusers' WanPipeline), "
+                f"so --guidance-2 {options.guidance_2:g} changes nothing"
+            )
+        return options.guidance_2
+    if options.guidance is not None or preset.guidance_2 is None:
+        return guidance
+    return preset.guidance_2

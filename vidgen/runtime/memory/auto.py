@@ -57,9 +57,15 @@ def plan_for(
     """The planner's choice for `free` device bytes, this model and request size; an explicit
     --quantize wins over the planner's fp8-storage."""
     dtype_bytes = torch.empty((), dtype=runtime.dtype).element_size()
-    parts = folder_parts(folder, runtime.dtype, torch.float32 if info.vae_fp32 else runtime.dtype)
+    parts = folder_parts(
+        folder, runtime.dtype, torch.float32 if info.vae_fp32 else runtime.dtype, info.experts
+    )
     if runtime.quantize != "none":  # the planner sizes the user's quantized weights, never re-quantizes
-        parts = replace(parts, transformer=int(parts.transformer * FP8_STORAGE_RATIO))
+        parts = replace(
+            parts,
+            transformer=int(parts.transformer * FP8_STORAGE_RATIO),
+            transformer_2=int(parts.transformer_2 * FP8_STORAGE_RATIO),
+        )
         plans = tuple(plan for plan in plans if plan[1] == "none")
     size = (request.height, request.width, request.frames)
     work = stage_work(info, read_footprint(folder), *size, request.guidance > 1, dtype_bytes)

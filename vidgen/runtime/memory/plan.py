@@ -6,7 +6,8 @@ plans, fastest first:
 
 - "none": every part resident on the device for the whole run.
 - "model": each stage's model comes to the device for its stage and leaves after it (the text encoder
-  is parked once the prompt is encoded, the transformer before the decode).
+  is parked once the prompt is encoded, the transformer before the decode). A model of two experts
+  (Wan 2.2 A14B) has one on the device at a time: the high-noise one leaves at the boundary step.
 - "group": groups of blocks stream to the device while the previous group computes (diffusers' group
   offloading with CUDA streams); two groups are in flight at once.
 - "group" + fp8-storage: the same with the weights stored in fp8, halving what streams and what the
@@ -37,10 +38,23 @@ class Parts:
     vae: int
     text_encoder_blocks: int
     transformer_blocks: int
+    # The second expert's bytes (Wan 2.2 A14B's low-noise transformer; 0: one transformer). Both are
+    # held; the device needs only the one denoising, unless nothing is offloaded.
+    transformer_2: int = 0
 
     @property
     def total(self) -> int:
-        return self.text_encoder + self.transformer + self.vae
+        return self.text_encoder + self.transformers + self.vae
+
+    @property
+    def transformers(self) -> int:
+        """Every expert's bytes: what a plan holds."""
+        return self.transformer + self.transformer_2
+
+    @property
+    def expert(self) -> int:
+        """The largest expert's bytes: what the device holds while it denoises."""
+        return max(self.transformer, self.transformer_2)
 
 
 @dataclass(frozen=True)
@@ -100,17 +114,17 @@ def device_peak(offload: str, quantize: str, parts: Parts, work: Work, tiled: bo
     decode = parts.vae + (work.decode_tiled if tiled else work.decode)
     scale = FP8_STORAGE_RATIO if quantize == "fp8-storage" else 1.0
     if offload == "none":
-        weights = parts.text_encoder + parts.transformer * scale + parts.vae
+        weights = parts.text_encoder + parts.transformers * scale + parts.vae
         return int(weights + max(work.text, work.denoise, decode - parts.vae))
     if offload == "model":
-        return int(max(parts.text_encoder + work.text, parts.transformer * scale + work.denoise, decode))
+        return int(max(parts.text_encoder + work.text, parts.expert * scale + work.denoise, decode))
     if offload == "group":
         # Two groups of one block each are on the device at once: the one computing, the one copying in.
         text_groups = 2 * parts.text_encoder / parts.text_encoder_blocks
-        blocks = 2 * parts.transformer * scale / parts.transformer_blocks
+        blocks = 2 * parts.expert * scale / parts.transformer_blocks
         return int(max(text_groups + work.text, blocks + work.denoise, decode))
     if offload == "sequential":
-        layer = parts.transformer / parts.transformer_blocks / LAYERS_PER_BLOCK
+        layer = parts.expert / parts.transformer_blocks / LAYERS_PER_BLOCK
         text_layer = parts.text_encoder / parts.text_encoder_blocks / LAYERS_PER_BLOCK
         return int(max(text_layer + work.text, layer + work.denoise, decode))
     raise ValueError(f"unknown offload plan {offload!r}")
@@ -121,16 +135,20 @@ def host_need(offload: str, quantize: str, parts: Parts) -> int:
     if offload == "none":
         return 0
     scale = FP8_STORAGE_RATIO if quantize == "fp8-storage" else 1.0
-    return int(parts.text_encoder + parts.transformer * scale + parts.vae)
+    return int(parts.text_encoder + parts.transformers * scale + parts.vae)
 
 
 def _reason(
     free_device: int, parts: Parts, offload: str, quantize: str, tiled: bool, vae_tiling: bool | None
 ) -> str:
-    sizes = f"{free_device / GB:.1f} GB free, transformer {parts.transformer / GB:.1f} GB"
+    transformer = f"transformer {parts.transformer / GB:.1f} GB"
+    if parts.transformer_2:
+        transformer = f"two experts {parts.transformer / GB:.1f} + {parts.transformer_2 / GB:.1f} GB"
+    sizes = f"{free_device / GB:.1f} GB free, {transformer}"
     what = {
         "none": "everything resident",
-        "model": "each model on the device for its stage only",
+        "model": "each model on the device for its stage only"
+        + (" (one expert at a time)" if parts.transformer_2 else ""),
         "group": "group offload",
         "sequential": "sequential offload",
     }[offload]

@@ -44,17 +44,20 @@ def block_count(tensors: dict[str, tuple[str, list[int]]]) -> int:
     return max(len(indices), 1)
 
 
-def folder_parts(folder: Path, dtype: torch.dtype, vae_dtype: torch.dtype) -> Parts:
-    """Each part's bytes as vidgen loads it: text encoder and transformer in `dtype`, VAE in `vae_dtype`."""
+def folder_parts(folder: Path, dtype: torch.dtype, vae_dtype: torch.dtype, experts: int = 1) -> Parts:
+    """Each part's bytes as vidgen loads it: text encoder and transformer in `dtype`, VAE in `vae_dtype`;
+    with two `experts`, transformer_2 too."""
     text = component_tensors(folder, "text_encoder")
     transformer = component_tensors(folder, "transformer")
     vae = component_tensors(folder, "vae")
+    second = component_tensors(folder, "transformer_2") if experts > 1 else {}
     return Parts(
         text_encoder=loaded_bytes(text, dtype),
         transformer=loaded_bytes(transformer, dtype),
         vae=loaded_bytes(vae, vae_dtype),
         text_encoder_blocks=block_count(text),
         transformer_blocks=block_count(transformer),
+        transformer_2=loaded_bytes(second, dtype),
     )
 
 
