@@ -331,7 +331,12 @@ def check_mode(mode: str, info: ModelInfo, name: str, presets: Mapping[str, Pres
     able = [p for p in presets.values() if mode in p.modes]
     # One released model and one tiny one, so the hint also works offline.
     examples = [p.name for p in able if not p.is_tiny][:1] + [p.name for p in able if p.is_tiny][:1]
-    what = "has no image input" if mode == "i2v" else "only animates an image"
+    if mode == "i2v":
+        what = "has no image input"
+    elif "t2v" in info.modes:  # a text model without video-to-video (Wan 2.2's)
+        what = "takes no input video"
+    else:
+        what = "only animates an image"
     raise VidgenError(
         f"'{name}' cannot do {MODE_NAMES[mode]}: it {what} (modes: {', '.join(info.modes)})",
         f"use `vidgen {info.modes[0]}` with it, or {article(mode)} {mode} model such as "
