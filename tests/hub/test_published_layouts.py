@@ -33,22 +33,9 @@ SIZES = {
     "wan2.2-ti2v-5b": ("t2v", 32, 64, 9),  # the Wan2.2 VAE: 16x spatial, so sizes in 32s
     "wan2.2-ti2v-5b/i2v": ("i2v", 32, 64, 9),
 }
-# The Wan presets whose pipelines are on other branches: their layouts are here, their runs wait. The
-# lead removes a mark when the branch is merged (strict: an unexpected pass fails the suite).
-PENDING = {
-    "wan2.1-i2v-14b-480p": "needs the wan-i2v merge (WanImageToVideoPipeline, CLIP image encoder)",
-    "wan2.1-i2v-14b-720p": "needs the wan-i2v merge (WanImageToVideoPipeline, CLIP image encoder)",
-    "wan2.2-i2v-a14b": "needs the wan-22 and wan-i2v merges (2.2 image-to-video, two experts)",
-    "wan2.2-ti2v-5b/i2v": "needs the wan-22 merge (TI2V image-to-video, expand_timesteps)",
-}
 
 
-def _case(name):
-    marks = [pytest.mark.xfail(strict=True, reason=PENDING[name])] if name in PENDING else []
-    return pytest.param(name, marks=marks, id=name)
-
-
-@pytest.mark.parametrize("case", [_case(name) for name in sorted(SIZES)])
+@pytest.mark.parametrize("case", sorted(SIZES))
 def test_every_preset_runs_from_its_published_layout_without_network(
     case, published_cache, hub_env, silent_hub, invoke_cli, tmp_path
 ):

@@ -87,9 +87,6 @@ def test_dry_run_lists_the_clip_image_encoder_and_processor_of_wan_2_1_i2v(
         assert name in listed
 
 
-@pytest.mark.xfail(
-    strict=True, reason="needs the wan-i2v merge: the registry's Wan row claims WanPipeline only"
-)
 def test_download_of_wan_2_1_i2v_is_verified(layouts, hub_env, monkeypatch, tmp_path, invoke_cli):
     with serve(layouts, hub_env, monkeypatch, tmp_path, "wan2.1-i2v-14b-480p"):
         run = invoke_cli("download", "wan2.1-i2v-14b-480p")

@@ -21,6 +21,7 @@ from vidgen.validate.common import (
     Model,
     Options,
     Plan,
+    check_last_image,
     check_mode,
     check_text,
     chosen_preset,
@@ -44,6 +45,9 @@ from vidgen.validate.runtime import (
 from vidgen.weights.presets import Preset, closest_preset, load_presets
 from vidgen.weights.sources import ModelSource, fetch_configs, parse_model
 
+# The input files a request may take, as Options names them (the sidecar records them).
+INPUTS = ("image", "last_image", "video")
+
 
 def resolve_model(
     source: ModelSource,
@@ -65,8 +69,12 @@ def resolve_model(
     if source.preset is not None and preset_name is None:
         return Model(source, family, info, source.preset, configs, tuple(notes))
     closest = closest_preset(info.architecture, info.modes, presets, family.name)
-    if closest is None:  # presets/ lacks a model with these modes: a new one needs its file
-        raise ValueError(f"no preset has architecture {info.architecture!r} or modes {info.modes}")
+    if closest is None:  # no preset of its family runs these modes: its defaults come from a preset file
+        raise VidgenError(
+            f"'{source.spec}' is a {family.title} {info.architecture} model with modes "
+            f"{', '.join(info.modes)}, and no preset of that kind gives its defaults",
+            "add a preset file for it to a folder named by VIDGEN_PRESETS (see README)",
+        )
     matched = released_preset(configs, family, info, presets)
     if preset_name is not None and preset_name.casefold() != NO_PRESET:
         preset = chosen_preset(preset_name, matched or closest, info, presets)
@@ -115,7 +123,7 @@ def prepare(
     runtime = parallel_runtime(options, runtime, model.info.attention_heads, request.guidance > 1, rank)
     runtime = replace(runtime, parallel=check_split(runtime.parallel, request, model.info, model.family))
     check_fits(request, model.info, model.configs, runtime)
-    inputs = {name: path for name in ("image", "video") if (path := getattr(options, name))}
+    inputs = {name: path for name in INPUTS if (path := getattr(options, name))}
     return Plan(request, runtime, source, model.preset, output, inputs, tuple(notes))
 
 
@@ -131,6 +139,7 @@ def build_request(
     """The checked Request, by the family's rules (Helios: whole chunks, pyramid stages); `reader`
     reads each input file once across many requests (a batch's jobs)."""
     check_numbers(options)
+    check_last_image(options, info)
     check_text(prompt, "the prompt")  # a batch job's, or --prompt's for every job
     check_text(options.negative_prompt, "--negative-prompt")
     if options.guidance_2 is not None and info.experts < 2:

@@ -103,7 +103,7 @@ def settings(plan: Plan) -> dict[str, Any]:
     if request.mode == "v2v" and registry.family(plan.preset.family).v2v_strength:
         values["strength"] = request.strength
     values.update(request.settings)  # a family's own settings: Helios' pyramid steps
-    values.update(plan.inputs)  # "image" / "video": the input files as given
+    values.update(plan.inputs)  # "image" / "last_image" / "video": the input files as given
     return values
 
 
@@ -144,7 +144,7 @@ def _flags(plan: Plan) -> list[tuple[str, object]]:
         ("format", plan.output.format),
     ]
     flags += lever_flags(runtime)
-    flags += [(name, path) for name, path in plan.inputs.items()]
+    flags += [(name.replace("_", "-"), path) for name, path in plan.inputs.items()]
     if plan.source.kind != "preset":  # the settings a folder or repo took, chosen again
         flags.append(("preset", plan.preset.name))
     if request.mode == "v2v" and registry.family(plan.preset.family).v2v_strength:

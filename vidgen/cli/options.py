@@ -230,6 +230,12 @@ VERBOSE = typer.Option(
 )
 JSON = typer.Option(False, "--json", help="Print one JSON summary on stdout, nothing else.")
 IMAGE = typer.Option(None, "--image", "-i", help="The image to animate.", show_default=False)
+LAST_IMAGE = typer.Option(
+    None,
+    "--last-image",
+    help="The video's last frame, with --image as its first (Wan first-last-frame models).",
+    show_default=False,
+)
 VIDEO = typer.Option(None, "--video", help="The video to transform.", show_default=False)
 STRENGTH = typer.Option(
     None,
@@ -327,7 +333,7 @@ PARALLELISM = (Opt("parallel", Parallel | None, PARALLEL),)
 REPORT = (Opt("quiet", bool, QUIET), Opt("verbose", bool, VERBOSE), Opt("json_output", bool, JSON))
 PROMPTS = (Opt("prompt_argument", str | None, PROMPT_ARGUMENT),)
 PROMPT_OPTION = (Opt("prompt", str | None, PROMPT),)
-IMAGE_INPUT = (Opt("image", str | None, IMAGE),)
+IMAGE_INPUT = (Opt("image", str | None, IMAGE), Opt("last_image", str | None, LAST_IMAGE))
 VIDEO_INPUT = (Opt("video", str | None, VIDEO), Opt("strength", float | None, STRENGTH))
 WRITE = (
     Opt("output", str | None, OUTPUT),

@@ -42,6 +42,9 @@ class Family:
     v2v_strength: bool = False
     # Whether the guidance branches run as one batch, so that cfg parallelism can split them.
     batched_guidance: bool = True
+    # Components of `classes` that a folder may leave out (model_index.json names none, or null): Wan's
+    # image encoder, which only the 2.1 image-to-video folders have.
+    optional_components: tuple[str, ...] = ()
 
     @property
     def streams(self) -> bool:

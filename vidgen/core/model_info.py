@@ -41,6 +41,9 @@ class ModelInfo:
     # Transformers that take turns over the steps, each with its own weights (Wan 2.2 A14B: 2, high
     # noise then low); the memory plan holds all of them, the device one at a time.
     experts: int = 1
+    # Whether image-to-video takes --last-image (the video's last frame): "never", "optional", or
+    # "required" (Wan 2.1's first-last-frame model embeds both images as one sequence).
+    last_image: str = "never"
 
     @property
     def size_multiple(self) -> int:

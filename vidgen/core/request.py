@@ -71,6 +71,8 @@ class Request:
     fps: int = 8
     # i2v: the conditioning image, uint8 [H, W, 3] as read from disk (the pipeline resizes it).
     image: np.ndarray | None = field(default=None, compare=False, repr=False)
+    # i2v with --last-image: the video's last frame, uint8 [H, W, 3] as read (Wan's first-last-frame).
+    last_image: np.ndarray | None = field(default=None, compare=False, repr=False)
     # v2v: the input frames, uint8 [F, H, W, 3], already cut to `frames`.
     video: np.ndarray | None = field(default=None, compare=False, repr=False)
     strength: float = 0.8

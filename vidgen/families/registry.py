@@ -56,7 +56,20 @@ def _names() -> str:
 
 
 def _classes_for(folder: Path) -> dict[str, tuple[str, ...]]:
-    return dict(detect(folder).classes)
+    """The classes the folder's family runs, per component the folder must have: an optional one
+    (Wan's image encoder) only where model_index.json names it."""
+    family = detect(folder)
+    index = read_json(folder / "model_index.json")
+
+    def has(component: str) -> bool:
+        entry = index.get(component)
+        return isinstance(entry, list) and len(entry) == 2 and entry[1] is not None
+
+    return {
+        component: classes
+        for component, classes in family.classes.items()
+        if component not in family.optional_components or has(component)
+    }
 
 
 # What the weights layer asks of the families, as one value it is handed.

@@ -35,6 +35,14 @@ def encode(
     return ((latents - mean) * inv_std).float()
 
 
+def encode_mean(vae: torch.nn.Module, pixels: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """Pixels [B, 3, F, H, W] -> normalised latents of the posterior's mean, float32: what diffusers'
+    Wan image- and video-to-video pipelines condition on (they draw no noise for it)."""
+    mean, inv_std = latent_stats(vae, device)
+    latents = vae.encode(pixels.to(device=device, dtype=vae.dtype)).latent_dist.mode()
+    return ((latents - mean) * inv_std).float()
+
+
 def decode(
     vae: torch.nn.Module,
     latents: torch.Tensor,

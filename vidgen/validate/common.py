@@ -49,6 +49,7 @@ class Options:
     frames: int | None = None
     fps: int | None = None
     image: str | None = None
+    last_image: str | None = None  # --last-image: i2v's last frame (Wan's first-last-frame model)
     video: str | None = None
     strength: float | None = None
     device: str | None = None
@@ -330,7 +331,12 @@ def check_mode(mode: str, info: ModelInfo, name: str, presets: Mapping[str, Pres
     able = [p for p in presets.values() if mode in p.modes]
     # One released model and one tiny one, so the hint also works offline.
     examples = [p.name for p in able if not p.is_tiny][:1] + [p.name for p in able if p.is_tiny][:1]
-    what = "has no image input" if mode == "i2v" else "only animates an image"
+    if mode == "i2v":
+        what = "has no image input"
+    elif "t2v" in info.modes:  # a text model without video-to-video (Wan 2.2's)
+        what = "takes no input video"
+    else:
+        what = "only animates an image"
     raise VidgenError(
         f"'{name}' cannot do {MODE_NAMES[mode]}: it {what} (modes: {', '.join(info.modes)})",
         f"use `vidgen {info.modes[0]}` with it, or {article(mode)} {mode} model such as "
@@ -342,6 +348,44 @@ def required(path: str | None, option: str, example: str) -> str:
     if not path:
         raise VidgenError(f"{option} is missing", f"pass the input with {option} {example}")
     return path
+
+
+def check_last_image(options: Options, info: ModelInfo) -> None:
+    """--last-image goes with an image-to-video model that takes a last frame; a first-last-frame model
+    needs it. Checked before any file is read."""
+    if options.mode != "i2v":
+        return
+    if options.last_image and info.last_image == "never":
+        raise VidgenError(
+            f"'{options.model}' cannot take --last-image: it animates from a first frame alone",
+            "drop --last-image, or pass a first-last-frame model (Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers)",
+        )
+    if not options.last_image and info.last_image == "required":
+        raise VidgenError(
+            f"--last-image is missing: '{options.model}' is a first-last-frame model and needs the video's "
+            "last frame too",
+            "pass it with --last-image last.png",
+        )
+
+
+def check_video_length(available: int, frames: int, path: str) -> None:
+    """The input video holds `frames` frames (0: none of the counts the model takes fit)."""
+    if frames == 0:
+        raise VidgenError(f"video '{path}' is too short ({available} frames)", "pass a longer video")
+    if available < frames:
+        raise VidgenError(
+            f"video '{path}' has {available} frames, fewer than --frames {frames}",
+            "pass fewer --frames or a longer video",
+        )
+
+
+def check_strength(steps: int, strength: float) -> None:
+    """Video-to-video runs the last steps x strength steps: at least one."""
+    if int(steps * strength) == 0:
+        raise VidgenError(
+            f"--strength {strength} with {steps} steps leaves no denoising step",
+            "raise --strength or --steps so that steps x strength is at least 1",
+        )
 
 
 def check_size(height: int, width: int, info: ModelInfo, name: str) -> None:

@@ -60,7 +60,8 @@ def test_the_tiny_folder_is_a_wan_pipeline_with_a_flow_unipc_sampler(folder):
     assert scheduler["use_flow_sigmas"] and scheduler["prediction_type"] == "flow_prediction"
     assert registry.detect(folder).name == "wan"
     info = registry.read_info(folder)
-    assert (info.family, info.modes, info.size_multiple, info.temporal_scale) == ("wan", ("t2v",), 16, 4)
+    expected = ("wan", ("t2v", "v2v"), 16, 4)
+    assert (info.family, info.modes, info.size_multiple, info.temporal_scale) == expected
 
 
 def test_with_diffusers_transformer_the_frames_equal_wan_pipeline_bit_for_bit(folder, reference):
@@ -118,3 +119,17 @@ def test_vidgen_t2v_with_tiny_wan_writes_the_video(vidgen, offline_workdir):
     assert frames.shape == (9, 32, 48, 3)
     sidecar = json.loads((offline_workdir / "cat.mp4.json").read_text())
     assert sidecar["model"]["preset"] == "tiny-wan"
+
+
+def test_a_folder_of_a_kind_no_preset_describes_is_a_one_line_error(folder):
+    """Without a preset of the folder's family and modes there are no defaults to run it on: one line
+    naming the model and the fix, not a ValueError's traceback."""
+    from vidgen.app.prepare import resolve_model
+    from vidgen.core.errors import VidgenError
+    from vidgen.weights.presets import load_presets
+    from vidgen.weights.sources import parse_model
+
+    others = {name: preset for name, preset in load_presets().items() if preset.family != "wan"}
+    with pytest.raises(VidgenError) as error:
+        resolve_model(parse_model(str(folder), others), others)
+    assert "Wan wan2.1-t2v model" in str(error.value) and "VIDGEN_PRESETS" in error.value.hint

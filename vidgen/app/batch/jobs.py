@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vidgen.app.batch.keys import MODE_KEYS, key_problem, normalize_key, read_value
-from vidgen.app.prepare import build_request
+from vidgen.app.prepare import INPUTS, build_request
 from vidgen.core.errors import VidgenError
 from vidgen.core.request import Runtime
 from vidgen.io.writer import sidecar_path
@@ -71,7 +71,9 @@ class Job:
         spec = {key: getattr(self.options, key) for key in SPEC_KEYS if key != "format"}
         for key, mode in MODE_KEYS.items():
             if self.options.mode != mode:
-                del spec[key]
+                spec.pop(key, None)
+        if self.options.mode == "i2v" and self.options.last_image:  # only when given, as lora below
+            spec["last_image"] = self.options.last_image
         if self.options.lora:  # only when given: the specs of earlier manifests stay the same
             spec["lora"] = list(self.options.lora)
         if self.options.guidance_2 is not None:  # the same: only when given
@@ -293,7 +295,7 @@ def _options(merged: dict[str, Any], typed: dict[str, Any], mode: str, folder: P
     for key, needed in MODE_KEYS.items():
         if key in typed and job_mode != needed:
             raise VidgenError(f"{key} is for {needed} jobs; this job is {job_mode}", f"set mode {needed}")
-    for key in ("image", "video"):
+    for key in INPUTS:
         if key in typed:
             merged[key] = str(folder / Path(typed[key]).expanduser())
     if "lora" in typed:  # a job's LoRA file, like its inputs, may be written relative to the job file
@@ -356,9 +358,7 @@ def plan_job(
     runtime = with_loras(runtime, options.lora, model, [] if notes is None else notes, reader)
     check_fits(request, model.info, model.configs, runtime)
     inputs = {
-        key: path
-        for key in ("image", "video")
-        if MODE_KEYS[key] == options.mode and (path := getattr(options, key))
+        key: path for key in INPUTS if MODE_KEYS[key] == options.mode and (path := getattr(options, key))
     }
     return Plan(request, runtime, model.source, model.preset, Output(outdir / job.output, job.format), inputs)
 

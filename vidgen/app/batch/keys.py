@@ -43,6 +43,7 @@ KEYS: dict[str, Key] = {
     "frames": Key(int, 1, MAX_FRAMES),
     "fps": Key(int, 1, 240),
     "image": Key(str),
+    "last_image": Key(str),
     "video": Key(str),
     "strength": Key(float, 0.0, 1.0),
     "format": Key(str, choices=FORMATS),
@@ -64,7 +65,7 @@ BATCH_WIDE = (
 )
 
 # Keys that only a job of one mode uses.
-MODE_KEYS = {"image": "i2v", "video": "v2v", "strength": "v2v"}
+MODE_KEYS = {"image": "i2v", "last_image": "i2v", "video": "v2v", "strength": "v2v"}
 
 
 def normalize_key(key: str) -> str:

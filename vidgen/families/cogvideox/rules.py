@@ -5,7 +5,15 @@ rotary grid or the learned positions can take, and the video-to-video input cut 
 from vidgen.core.errors import VidgenError
 from vidgen.core.model_info import ModelInfo
 from vidgen.core.request import Request
-from vidgen.validate.common import InputReader, Options, check_size, fixed_size_message, required
+from vidgen.validate.common import (
+    InputReader,
+    Options,
+    check_size,
+    check_strength,
+    check_video_length,
+    fixed_size_message,
+    required,
+)
 from vidgen.weights.presets import Preset
 
 DEFAULT_STRENGTH = Request.__dataclass_fields__["strength"].default
@@ -40,11 +48,8 @@ def cogvideox_request(
     notes.extend(_frames_notes(frames, preset, info, options.mode))
     steps = options.steps or preset.steps
     strength = options.strength if options.strength is not None else DEFAULT_STRENGTH
-    if options.mode == "v2v" and int(steps * strength) == 0:
-        raise VidgenError(
-            f"--strength {strength} with {steps} steps leaves no denoising step",
-            "raise --strength or --steps so that steps x strength is at least 1",
-        )
+    if options.mode == "v2v":
+        check_strength(steps, strength)
     return Request(
         mode=options.mode,
         prompt=prompt,
@@ -120,16 +125,6 @@ def longest_valid_frames(available: int, info: ModelInfo, mode: str) -> int:
         if not frames_problem(frames, info, mode):
             return frames
     return 0
-
-
-def check_video_length(available: int, frames: int, path: str) -> None:
-    if frames == 0:
-        raise VidgenError(f"video '{path}' is too short ({available} frames)", "pass a longer video")
-    if available < frames:
-        raise VidgenError(
-            f"video '{path}' has {available} frames, fewer than --frames {frames}",
-            "pass fewer --frames or a longer video",
-        )
 
 
 def _frames_notes(frames: int, preset: Preset, info: ModelInfo, mode: str) -> list[str]:

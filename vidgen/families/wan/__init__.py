@@ -1,6 +1,6 @@
-"""Wan text-to-video: its registry row. WanPipeline folders: Wan 2.1 (1.3B, 14B), Wan 2.2 A14B (two
-experts, `transformer_2`) and TI2V-5B (text-to-video). Image-to-video is not run yet, so the row claims
-WanPipeline alone."""
+"""Wan: its registry row. WanPipeline folders (Wan 2.1 1.3B and 14B, Wan 2.2 A14B with two experts,
+`transformer_2`, and TI2V-5B) run text-to-video and video-to-video; WanImageToVideoPipeline folders
+image-to-video (and first-last-frame)."""
 
 from types import ModuleType
 
@@ -25,19 +25,25 @@ def _transformer() -> type:
 FAMILY = Family(
     name="wan",
     title="Wan",
-    # Exactly "WanPipeline": a prefix would claim WanImageToVideoPipeline and the others too.
-    pipeline_prefixes=("WanPipeline",),
+    # Whole names: a prefix "Wan" would claim the VACE and Animate pipelines too.
+    pipeline_prefixes=("WanPipeline", "WanImageToVideoPipeline"),
     classes={
         "text_encoder": ("UMT5EncoderModel",),
         "transformer": ("WanTransformer3DModel",),
         "vae": ("AutoencoderKLWan",),
         "scheduler": ("UniPCMultistepScheduler", "FlowMatchEulerDiscreteScheduler"),
+        # Wan 2.1 image-to-video embeds the image with CLIP ViT-H as well as encoding it with the VAE.
+        "image_encoder": ("CLIPVisionModel",),
+        "image_processor": ("CLIPImageProcessor",),
     },
+    optional_components=("image_encoder", "image_processor"),
     read_info=read_wan_info,
     build_request=wan_request,
     pipeline=_pipeline,
     build_tiny=build_tiny_wan,
     transformer=_transformer,
+    # Video-to-video noises the input video to the first kept timestep, as CogVideoX.
+    v2v_strength=True,
     # The pipeline runs the conditional and unconditional branches one after the other.
     batched_guidance=False,
 )

@@ -1,17 +1,32 @@
-"""What a Wan text-to-video folder's configs say about the requests it can serve: Wan 2.1, Wan 2.2 A14B
-(two experts: `transformer_2` and `boundary_ratio` in model_index.json) and Wan 2.2 TI2V-5B (48 latent
-channels, the 16x Wan 2.2 VAE, `expand_timesteps`)."""
+"""What a Wan folder's configs say about the requests it can serve. WanPipeline folders: Wan 2.1
+(text- and video-to-video), Wan 2.2 A14B (two experts: `transformer_2` and `boundary_ratio` in
+model_index.json) and TI2V-5B (48 latent channels, the 16x Wan 2.2 VAE, `expand_timesteps`: text- and
+image-to-video). WanImageToVideoPipeline folders: Wan 2.1 I2V and first-last-frame (CLIP image
+embeddings), Wan 2.2 I2V A14B (two experts, the image in the latents alone)."""
 
 from pathlib import Path
 
 from vidgen.core.errors import VidgenError
 from vidgen.core.model_info import REPAIR, ModelInfo, read_json, value
 
+IMAGE_TO_VIDEO = "WanImageToVideoPipeline"
+
 # architecture -> the height, width and frames its released models were trained at.
 SAMPLE_SIZES = {
     "wan2.1-t2v": (480, 832, 81),
+    "wan2.1-i2v": (480, 832, 81),
+    "wan2.1-flf2v": (720, 1280, 81),
     "wan2.2-t2v-a14b": (720, 1280, 81),
+    "wan2.2-i2v-a14b": (720, 1280, 81),
     "wan2.2-ti2v-5b": (704, 1280, 121),
+}
+# architecture -> the modes its folders run, as diffusers' pipelines run them: WanVideoToVideoPipeline
+# knows neither a second expert nor a timestep per token, so only Wan 2.1's text folders take a video;
+# WanImageToVideoPipeline runs TI2V-5B's text folder as image-to-video.
+MODES = {
+    "wan2.1-t2v": ("t2v", "v2v"),
+    "wan2.2-t2v-a14b": ("t2v",),
+    "wan2.2-ti2v-5b": ("t2v", "i2v"),
 }
 
 
@@ -26,12 +41,17 @@ def read_wan_info(folder: Path) -> ModelInfo:
     experts = expert_count(index, index_path)
     if experts == 2:
         read_json(folder / "transformer_2" / "config.json")  # a missing second expert: one line, now
-    architecture = _architecture(index, experts)
+    if index["_class_name"] == IMAGE_TO_VIDEO:
+        architecture, last_image = _image_conditioning(folder, index, transformer, experts)
+        modes: tuple[str, ...] = ("i2v",)
+    else:
+        architecture, last_image = _architecture(index, experts), "never"
+        modes = MODES[architecture]
     return ModelInfo(
         family="wan",
         pipeline=index["_class_name"],
         architecture=architecture,
-        modes=("t2v",),
+        modes=modes,
         spatial_scale=value(vae, "scale_factor_spatial", vae_path),
         temporal_scale=value(vae, "scale_factor_temporal", vae_path),
         patch_size=patch[-1],
@@ -46,6 +66,7 @@ def read_wan_info(folder: Path) -> ModelInfo:
         text_in_sequence=False,  # cross-attention: the text is not in the attention sequence
         vae_fp32=True,
         experts=experts,
+        last_image=last_image,
     )
 
 
@@ -71,3 +92,31 @@ def _architecture(index: dict, experts: int) -> str:
     if index.get("expand_timesteps"):  # a timestep per token: TI2V-5B's way of keeping an image clean
         return "wan2.2-ti2v-5b"
     return "wan2.1-t2v"
+
+
+def _image_conditioning(folder: Path, index: dict, transformer: dict, experts: int) -> tuple[str, str]:
+    """(architecture, last_image) of a WanImageToVideoPipeline folder.
+
+    Wan 2.1 I2V embeds the first frame with CLIP (`image_dim`); the first-last-frame model (FLF2V) adds
+    position embeddings over two images' tokens (`pos_embed_seq_len`), so it needs both, and the I2V
+    models take exactly one (diffusers' pipeline fails on a second). Wan 2.2 I2V A14B has no image
+    embeddings: the last image, if given, goes into the latents alone.
+    """
+    if transformer.get("image_dim") is None:
+        if experts < 2:
+            raise VidgenError(
+                f"'{folder}' is a Wan image-to-video folder with neither image embeddings (Wan 2.1) nor two "
+                "experts (Wan 2.2 A14B), which vidgen does not run",
+                REPAIR,
+            )
+        return "wan2.2-i2v-a14b", "optional"
+    encoder = index.get("image_encoder")
+    if not isinstance(encoder, list) or len(encoder) != 2 or encoder[1] is None:
+        raise VidgenError(
+            f"'{folder / 'model_index.json'}' names no image_encoder, which a Wan 2.1 image-to-video "
+            "model needs to embed the image",
+            REPAIR,
+        )
+    if transformer.get("pos_embed_seq_len") is not None:
+        return "wan2.1-flf2v", "required"
+    return "wan2.1-i2v", "never"

@@ -1,12 +1,22 @@
-"""Wan text-to-video's request rules: sizes in whole transformer patches (16 pixels for Wan 2.1 and 2.2
-A14B, 32 for TI2V-5B's 16x VAE: read from the folder's configs), 4k+1 frames, the second expert's
-guidance."""
+"""Wan's request rules: sizes in whole transformer patches (16 pixels for Wan 2.1 and 2.2 A14B, 32 for
+TI2V-5B's 16x VAE: read from the folder's configs), 4k+1 frames, the second expert's guidance;
+image-to-video's image (and last image), video-to-video's video cut to the most frames of that form, and
+its strength."""
 
 from vidgen.core.errors import VidgenError
 from vidgen.core.model_info import ModelInfo
 from vidgen.core.request import Request
-from vidgen.validate.common import InputReader, Options, check_size
+from vidgen.validate.common import (
+    InputReader,
+    Options,
+    check_size,
+    check_strength,
+    check_video_length,
+    required,
+)
 from vidgen.weights.presets import Preset
+
+DEFAULT_STRENGTH = Request.__dataclass_fields__["strength"].default  # 0.8, as diffusers' Wan V2V
 
 
 def wan_request(
@@ -18,31 +28,48 @@ def wan_request(
     notes: list[str],
     reader: InputReader | None = None,
 ) -> Request:
-    """The checked Wan Request: the preset's defaults filled in, sizes and frames the model takes."""
-    if options.mode != "t2v":
-        raise VidgenError(f"Wan runs text-to-video here, not {options.mode}", "use `vidgen t2v`")
+    """The checked Wan Request: the preset's defaults filled in, sizes and frames the model takes, the
+    input files read."""
+    reader = reader or InputReader(max_bytes=0)  # one request: nothing worth keeping
     height, width = options.height or preset.height, options.width or preset.width
     check_size(height, width, info, options.model)
     frames = options.frames or preset.frames
+    image = last_image = video = None
+    if options.mode == "i2v":
+        image = reader.image(required(options.image, "--image", "photo.png"))
+        last_image = reader.image(options.last_image) if options.last_image else None
+    if options.mode == "v2v":
+        video = reader.video(required(options.video, "--video", "clip.mp4"), max_frames=frames)
+        frames = options.frames or longest_valid_frames(len(video), info)
+        check_video_length(len(video), frames, options.video)
+        video = video[:frames]
     check_frames(frames, info)
     if (frames - 1) % preset.frame_step or frames > preset.max_frames:
         notes.append(
             f"{preset.name} was trained on {preset.frame_step}N+1 frames up to {preset.max_frames}; "
             f"{frames} frames run but may look worse"
         )
+    steps = options.steps or preset.steps
+    strength = options.strength if options.strength is not None else DEFAULT_STRENGTH
+    if options.mode == "v2v":
+        check_strength(steps, strength)
     guidance = options.guidance if options.guidance is not None else preset.guidance
     return Request(
-        mode="t2v",
+        mode=options.mode,
         prompt=prompt,
         negative_prompt=options.negative_prompt,
         seed=seed,
-        steps=options.steps or preset.steps,
+        steps=steps,
         guidance=guidance,
         guidance_2=expert_guidance(options, preset, info, guidance, notes),
         height=height,
         width=width,
         frames=frames,
         fps=options.fps or preset.fps,
+        image=image,
+        last_image=last_image,
+        video=video,
+        strength=strength,
         max_sequence_length=info.max_text_tokens,
         scheduler=preset.scheduler,
     )
@@ -59,6 +86,11 @@ def check_frames(frames: int, info: ModelInfo) -> None:
             "latent frame)",
             f"use --frames {choices}",
         )
+
+
+def longest_valid_frames(available: int, info: ModelInfo) -> int:
+    """The most frames of the form 4k+1, at most `available` (0 for no frames)."""
+    return (available - 1) // info.temporal_scale * info.temporal_scale + 1 if available else 0
 
 
 def expert_guidance(
