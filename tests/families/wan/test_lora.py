@@ -1,0 +1,166 @@
+"""`--lora` on Wan 2.1 in the layouts people publish, for the tiny transformer's shapes: diffusers' own
+(PEFT keys, saved by `WanPipeline.save_lora_weights`), lightx2v's step-distilled StepDistill-CfgDistill
+LoRA (original Wan key names, `lora_down` / `lora_up` / `alpha`, bias differences `diff_b`, zeroed norm
+differences `diff`, the embeddings, the time projection and the head) and CausVid's (the same names
+without alphas). vidgen fuses each through diffusers' converter; the frames equal diffusers' WanPipeline
+after `load_lora_weights` of the same file, computed here.
+"""
+
+import diffusers
+import numpy as np
+import pytest
+import torch
+from parity import assert_uint8_matches, read_png_folder
+from peft import LoraConfig
+from peft.utils import get_peft_model_state_dict
+from safetensors.torch import save_file
+
+SEED = 7
+RANK = 4
+PROMPT = "a cat walks"
+# The tiny transformer (vidgen.families.wan.tiny): width 24 (2 heads x 12), feed-forward 32, text 32,
+# time frequencies 32, 2 blocks, 16 channels out in 1x2x2 patches.
+WIDTH, FFN, TEXT, FREQ, OUT, BLOCKS = 24, 32, 32, 32, 64, 2
+INPUTS = dict(height=32, width=48, num_frames=9, num_inference_steps=2, guidance_scale=5.0)
+
+
+@pytest.fixture(scope="module")
+def folder(tiny_folder):
+    return tiny_folder("wan", "t2v")
+
+
+def original_layer(name: str, shape: tuple[int, int], generator, alpha: bool, bias: bool = True) -> dict:
+    """One Linear's LoRA in the original Wan trainers' layout (`name` as the Wan repo names the layer)."""
+    fan_in, fan_out = shape
+    layer = {
+        f"diffusion_model.{name}.lora_down.weight": torch.randn(RANK, fan_in, generator=generator) * 0.3,
+        f"diffusion_model.{name}.lora_up.weight": torch.randn(fan_out, RANK, generator=generator) * 0.3,
+    }
+    if alpha:  # rank 4, alpha 8: the converter scales the matrices by alpha / rank
+        layer[f"diffusion_model.{name}.alpha"] = torch.tensor(2.0 * RANK)
+    if bias:
+        layer[f"diffusion_model.{name}.diff_b"] = torch.randn(fan_out, generator=generator) * 0.1
+    return layer
+
+
+def original_layout(seed: int, alpha: bool) -> dict[str, torch.Tensor]:
+    """A LoRA on every linear layer of the blocks, the embeddings, time projection and head, in bf16
+    (as lightx2v and Kijai publish them), with the zeroed norm differences those files carry."""
+    generator = torch.Generator().manual_seed(seed)
+    state: dict[str, torch.Tensor] = {}
+    square = (WIDTH, WIDTH)
+    for block in range(BLOCKS):
+        prefix = f"blocks.{block}"
+        for attention in ("self_attn", "cross_attn"):
+            for projection in "qkvo":
+                state |= original_layer(f"{prefix}.{attention}.{projection}", square, generator, alpha)
+            for norm in ("norm_q", "norm_k"):
+                state[f"diffusion_model.{prefix}.{attention}.{norm}.diff"] = torch.zeros(WIDTH)
+        state |= original_layer(f"{prefix}.ffn.0", (WIDTH, FFN), generator, alpha)
+        state |= original_layer(f"{prefix}.ffn.2", (FFN, WIDTH), generator, alpha)
+        state[f"diffusion_model.{prefix}.norm3.diff"] = torch.zeros(WIDTH)
+        state[f"diffusion_model.{prefix}.norm3.diff_b"] = torch.zeros(WIDTH)
+    for name, shape in {
+        "text_embedding.0": (TEXT, WIDTH),
+        "text_embedding.2": square,
+        "time_embedding.0": (FREQ, WIDTH),
+        "time_embedding.2": square,
+        "time_projection.1": (WIDTH, 6 * WIDTH),
+        "head.head": (WIDTH, OUT),
+    }.items():
+        state |= original_layer(name, shape, generator, alpha=False)
+    return {key: value.to(torch.bfloat16) for key, value in state.items()}
+
+
+def diffusers_layout(folder, path) -> None:
+    """A rank-4 PEFT LoRA on the blocks' attention and feed-forward, saved by diffusers' WanPipeline."""
+    transformer = diffusers.WanTransformer3DModel.from_pretrained(folder, subfolder="transformer")
+    torch.manual_seed(0)
+    targets = ["to_q", "to_k", "to_v", "to_out.0", "net.0.proj", "net.2"]
+    transformer.add_adapter(
+        LoraConfig(r=RANK, lora_alpha=8, init_lora_weights=False, target_modules=targets), "trained"
+    )
+    with torch.no_grad():  # PEFT's random B is small: scaled up, the video changes far past the bound
+        for name, parameter in transformer.named_parameters():
+            if "lora_B" in name:
+                parameter.mul_(2.0)
+    diffusers.WanPipeline.save_lora_weights(
+        path.parent,
+        transformer_lora_layers=get_peft_model_state_dict(transformer, adapter_name="trained"),
+        transformer_lora_adapter_metadata=transformer.peft_config["trained"].to_dict(),
+        weight_name=path.name,
+    )
+
+
+@pytest.fixture(scope="module")
+def loras(folder, tmp_path_factory):
+    root = tmp_path_factory.mktemp("wan-loras")
+    files = {name: root / f"{name}.safetensors" for name in ("diffusers", "lightx2v", "causvid")}
+    diffusers_layout(folder, files["diffusers"])
+    save_file(original_layout(seed=1, alpha=True), files["lightx2v"])
+    save_file(original_layout(seed=2, alpha=False), files["causvid"])
+    return files
+
+
+def diffusers_frames(folder, lora=None, scale: float = 1.0, scheduler=None, **inputs) -> np.ndarray:
+    """diffusers' WanPipeline with `load_lora_weights(lora)` at `scale`, as uint8 frames."""
+    pipe = diffusers.WanPipeline.from_pretrained(folder)
+    pipe.set_progress_bar_config(disable=True)
+    if scheduler is not None:
+        pipe.scheduler = scheduler(pipe.scheduler.config)
+    if lora is not None:
+        pipe.load_lora_weights(lora, adapter_name="lora")
+        pipe.set_adapters(["lora"], [scale])
+    generator = torch.Generator("cpu").manual_seed(SEED)
+    frames = pipe(prompt=PROMPT, negative_prompt="", generator=generator, output_type="np", **inputs).frames[
+        0
+    ]
+    return (frames * 255).round().astype(np.uint8)
+
+
+def vidgen_frames(vidgen, workdir, *options: str) -> np.ndarray:
+    run = vidgen(
+        "t2v", "-m", "tiny-wan", PROMPT, "--seed", str(SEED), "--format", "png", "-o", "out", "--overwrite",
+        "--quiet", "--device", "cpu", *options,
+    )  # fmt: skip
+    assert run.exit_code == 0, run.stderr
+    return read_png_folder(workdir / "out")
+
+
+@pytest.fixture(scope="module")
+def without_lora(folder):
+    return diffusers_frames(folder, **INPUTS)
+
+
+@pytest.mark.parametrize(("layout", "scale"), [("diffusers", 1.0), ("lightx2v", 1.0), ("causvid", 0.6)])
+def test_each_published_layout_changes_the_frames_as_diffusers_load_lora_weights_does(
+    vidgen, offline_workdir, folder, loras, without_lora, layout, scale
+):
+    reference = diffusers_frames(folder, loras[layout], scale, **INPUTS)
+    assert np.abs(reference.astype(int) - without_lora).mean() > 3  # the LoRA moves the video
+    frames = vidgen_frames(vidgen, offline_workdir, "--steps", "2", "--lora", f"{loras[layout]}:{scale}")
+    assert_uint8_matches(frames, reference)
+
+
+def test_the_original_layout_reaches_every_layer_it_names(folder, loras):
+    """The bias differences, embeddings, time projection and head all land: none is dropped unnoticed."""
+    from vidgen.families import registry
+    from vidgen.families.wan.model import WanTransformer3DModel
+    from vidgen.runtime.lora import check_lora, fuse_loras
+
+    notes: list[str] = []
+    lora = check_lora(str(loras["lightx2v"]), registry.family("wan"), folder, notes)
+    assert notes == []  # every layer the file names is in the model
+    base = WanTransformer3DModel.from_pretrained(folder, subfolder="transformer").state_dict()
+    fused = fuse_loras(WanTransformer3DModel.from_pretrained(folder, subfolder="transformer"), (lora,))
+    changed = {name for name, value in fused.state_dict().items() if not torch.equal(value, base[name])}
+    for layer in (
+        "blocks.1.attn2.to_out.0",
+        "blocks.0.ffn.net.0.proj",
+        "condition_embedder.text_embedder.linear_1",
+        "condition_embedder.time_embedder.linear_2",
+        "condition_embedder.time_proj",
+        "proj_out",
+    ):
+        assert {f"{layer}.weight", f"{layer}.bias"} <= changed, layer
+    assert not any("norm" in name for name in changed)  # the zeroed norm differences change nothing
