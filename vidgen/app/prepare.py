@@ -29,6 +29,7 @@ from vidgen.validate.common import (
     released_preset,
     resolve_prompt,
     resolve_seed,
+    with_flow_shift,
 )
 from vidgen.validate.limits import check_frame_count, check_numbers
 from vidgen.validate.memory import check_fits
@@ -132,6 +133,7 @@ def build_request(
     check_numbers(options)
     check_text(prompt, "the prompt")  # a batch job's, or --prompt's for every job
     check_text(options.negative_prompt, "--negative-prompt")
-    request = registry.family(info.family).build_request(options, prompt, seed, preset, info, notes, reader)
+    family = registry.family(info.family)
+    request = family.build_request(options, prompt, seed, preset, info, notes, reader)
     check_frame_count(request.frames)
-    return request
+    return with_flow_shift(request, options.flow_shift, family)

@@ -94,6 +94,13 @@ GUIDANCE = typer.Option(
     help="Classifier-free guidance scale.",
     show_default="the preset's",
 )
+FLOW_SHIFT = typer.Option(
+    None,
+    "--flow-shift",
+    help="Wan: the sampler's flow shift (the released folders': 3 for 480p, 5 for 720p); "
+    "step-distilled LoRAs name theirs (lightx2v's: 5).",
+    show_default="the preset's, else the folder's",
+)
 DYNAMIC_CFG = typer.Option(
     None,
     "--dynamic-cfg/--no-dynamic-cfg",
@@ -298,6 +305,7 @@ SAMPLING = (
     Opt("seed", int | None, SEED),
     Opt("steps", int | None, STEPS),
     Opt("guidance", float | None, GUIDANCE),
+    Opt("flow_shift", float | None, FLOW_SHIFT),
 )
 DYNAMIC = (Opt("dynamic_cfg", bool | None, DYNAMIC_CFG),)
 SIZE = (Opt("height", int | None, HEIGHT), Opt("width", int | None, WIDTH))

@@ -42,6 +42,9 @@ class Family:
     v2v_strength: bool = False
     # Whether the guidance branches run as one batch, so that cfg parallelism can split them.
     batched_guidance: bool = True
+    # Whether the sampler is flow matching with a shift that `--flow-shift` sets (the scheduler
+    # override "flow_shift").
+    flow_shift: bool = False
 
     @property
     def streams(self) -> bool:

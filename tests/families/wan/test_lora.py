@@ -164,3 +164,79 @@ def test_the_original_layout_reaches_every_layer_it_names(folder, loras):
     ):
         assert {f"{layer}.weight", f"{layer}.bias"} <= changed, layer
     assert not any("norm" in name for name in changed)  # the zeroed norm differences change nothing
+
+
+# --- the 4-step recipe ---------------------------------------------------------------------------------
+# lightx2v's configs for this LoRA (configs/distill/wan21/wan_t2v_distill_lora_4step_cfg.json in
+# ModelTC/LightX2V): 4 steps, no classifier-free guidance, sample_shift 5, denoising_step_list
+# [1000, 750, 500, 250]: shifted by 5 those are the timesteps it was trained at.
+RECIPE = ("--steps", "4", "--guidance", "1", "--flow-shift", "5")
+TRAINED_TIMESTEPS = [1000.0, 937.5, 833.3, 625.0]
+
+
+def unipc_shift_5(config):
+    return diffusers.UniPCMultistepScheduler.from_config(config, flow_shift=5.0)
+
+
+def test_the_folders_sampler_at_shift_5_steps_through_the_timesteps_lightx2v_trained_at(folder):
+    scheduler = unipc_shift_5(diffusers.UniPCMultistepScheduler.load_config(folder, subfolder="scheduler"))
+    scheduler.set_timesteps(4)
+    assert np.allclose(scheduler.timesteps.float(), TRAINED_TIMESTEPS, atol=1.5)
+
+
+def test_the_4_step_recipe_equals_diffusers_wan_pipeline_with_the_lora_at_shift_5(
+    vidgen, offline_workdir, folder, loras
+):
+    frames = vidgen_frames(vidgen, offline_workdir, *RECIPE, "--lora", str(loras["lightx2v"]))
+    sidecar = (offline_workdir / "out.json").read_text()
+    assert '"flow_shift": 5.0' in sidecar and "--flow-shift=5.0" in sidecar  # its command replays it
+    inputs = {**INPUTS, "num_inference_steps": 4, "guidance_scale": 1.0}
+    reference = diffusers_frames(folder, loras["lightx2v"], scheduler=unipc_shift_5, **inputs)
+    assert_uint8_matches(frames, reference)
+    default_shift = diffusers_frames(folder, loras["lightx2v"], **inputs)
+    assert np.abs(reference.astype(int) - default_shift).mean() > 1  # the shift is not a no-op
+
+
+def test_a_preset_file_carries_the_recipe_as_the_options_do(vidgen, offline_workdir, loras, monkeypatch):
+    from vidgen.weights.presets import PRESET_DIR
+
+    text = (PRESET_DIR / "tiny-wan.toml").read_text()
+    text = text.replace('name = "tiny-wan"', 'name = "tiny-wan-4step"')
+    text = text.replace("steps = 2", "steps = 4").replace("guidance = 5.0", "guidance = 1.0")
+    text += f'lora = "{loras["lightx2v"]}"\n\n[scheduler]\nflow_shift = 5.0\n'
+    (offline_workdir / "presets").mkdir()
+    (offline_workdir / "presets" / "tiny-wan-4step.toml").write_text(text)
+    monkeypatch.setenv("VIDGEN_PRESETS", str(offline_workdir / "presets"))
+    flags = vidgen_frames(vidgen, offline_workdir, *RECIPE, "--lora", str(loras["lightx2v"]))
+    run = vidgen(
+        "t2v", "-m", "tiny-wan-4step", PROMPT, "--seed", str(SEED), "--format", "png", "-o", "preset",
+        "--quiet", "--device", "cpu",
+    )  # fmt: skip
+    assert run.exit_code == 0, run.stderr
+    assert np.array_equal(read_png_folder(offline_workdir / "preset"), flags)
+
+
+@pytest.mark.parametrize(
+    ("model", "error"),
+    [
+        ("tiny-cogvideox", "--flow-shift sets a flow-matching sampler's shift; CogVideoX's sampler has none"),
+        ("tiny-wan", "--flow-shift 0 is too small (at least 0.1)"),
+    ],
+)
+def test_a_flow_shift_that_cannot_apply_is_one_line_before_loading(vidgen, offline_workdir, model, error):
+    shift = "0" if model == "tiny-wan" else "5"
+    run = vidgen("t2v", "-m", model, "a cat", "--flow-shift", shift, "-o", "out.mp4")
+    assert run.exit_code == 2, run.stderr
+    assert len(run.stderr_lines) == 1 and error in run.stderr
+    assert not (offline_workdir / "out.mp4").exists()
+
+
+def test_flow_match_euler_takes_the_shift_under_its_own_name(folder):
+    from vidgen.core.request import Request, Runtime
+    from vidgen.families.wan import pipeline as wan
+
+    model = wan.load(folder, Runtime())
+    scheduler = (("_class_name", "FlowMatchEulerDiscreteScheduler"), ("flow_shift", 5.0))
+    request = Request(mode="t2v", prompt="a cat", scheduler=scheduler)
+    chosen = wan._scheduler(model, request)
+    assert isinstance(chosen, diffusers.FlowMatchEulerDiscreteScheduler) and chosen.config.shift == 5.0
