@@ -38,6 +38,9 @@ class ModelInfo:
     held_latent_frames: int = 0
     text_in_sequence: bool = True  # the text tokens share the attention sequence (CogVideoX)
     vae_fp32: bool = False  # the VAE always runs in fp32, whatever --dtype (Wan's VAE in Helios)
+    # The guidance branches run as one batch of two (CogVideoX), or one after the other (Wan), when a
+    # transformer call holds one branch's activations at a time.
+    guidance_batched: bool = True
 
     @property
     def size_multiple(self) -> int:

@@ -31,4 +31,5 @@ def read_wan_info(folder: Path) -> ModelInfo:
         tile_pixels=256 * 256,  # diffusers' Wan VAE tile
         text_in_sequence=False,  # cross-attention: the text is not in the attention sequence
         vae_fp32=True,
+        guidance_batched=False,  # the pipeline runs the conditional, then the unconditional branch
     )
