@@ -217,8 +217,8 @@ def _generate(mode: str, values: dict[str, Any]) -> None:
 
 BATCH_HELP = (
     "JOBS holds one JSON object per line, or CSV under a header row. Its keys are the long option names "
-    "(prompt, negative_prompt, seed, steps, guidance, dynamic_cfg, height, width, frames, fps, image, "
-    "video, strength, format, mode, lora) and name; they override the options given here (lora: what "
+    "(prompt, negative_prompt, seed, steps, guidance, flow_shift, dynamic_cfg, height, width, frames, fps, "
+    "image, video, strength, format, mode, lora) and name; they override the options given here (lora: what "
     "--lora takes, or a list of them). Relative image, video and lora paths are relative to the job "
     "file. Each video goes to OUTDIR/NAME.mp4 (NAME: the job's line number, 00007, unless set) with "
     "NAME.mp4.json beside it, and OUTDIR/manifest.jsonl "

@@ -240,3 +240,20 @@ def test_flow_match_euler_takes_the_shift_under_its_own_name(folder):
     request = Request(mode="t2v", prompt="a cat", scheduler=scheduler)
     chosen = wan._scheduler(model, request)
     assert isinstance(chosen, diffusers.FlowMatchEulerDiscreteScheduler) and chosen.config.shift == 5.0
+
+
+def test_a_batch_job_may_set_its_flow_shift(vidgen, offline_workdir, loras):
+    import json
+
+    jobs = [
+        {"name": "recipe", "prompt": PROMPT, "steps": 4, "guidance": 1.0, "flow_shift": 5.0},
+        {"name": "plain", "prompt": PROMPT, "steps": 4, "guidance": 1.0},
+    ]
+    (offline_workdir / "jobs.jsonl").write_text("".join(json.dumps(job) + "\n" for job in jobs))
+    lora = ("--lora", str(loras["lightx2v"]))
+    common = ("-m", "tiny-wan", "--seed", str(SEED), "--format", "png", "--quiet", "--device", "cpu", *lora)
+    run = vidgen("batch", "jobs.jsonl", "-o", "batch", *common)
+    assert run.exit_code == 0, run.stderr
+    recipe = read_png_folder(offline_workdir / "batch" / "recipe")
+    assert np.array_equal(recipe, vidgen_frames(vidgen, offline_workdir, *RECIPE, *lora))
+    assert not np.array_equal(recipe, read_png_folder(offline_workdir / "batch" / "plain"))
