@@ -31,6 +31,7 @@ from vidgen.validate.common import (
     released_preset,
     resolve_prompt,
     resolve_seed,
+    with_flow_shift,
 )
 from vidgen.validate.limits import check_frame_count, check_numbers
 from vidgen.validate.memory import check_fits
@@ -148,6 +149,7 @@ def build_request(
             "transformer",
             "drop --guidance-2 (--guidance sets its guidance)",
         )
-    request = registry.family(info.family).build_request(options, prompt, seed, preset, info, notes, reader)
+    family = registry.family(info.family)
+    request = family.build_request(options, prompt, seed, preset, info, notes, reader)
     check_frame_count(request.frames)
-    return request
+    return with_flow_shift(request, options.flow_shift, family)

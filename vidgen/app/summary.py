@@ -143,6 +143,9 @@ def _flags(plan: Plan) -> list[tuple[str, object]]:
         ("vae-tiling" if runtime.vae_tiling else "no-vae-tiling", True),
         ("format", plan.output.format),
     ]
+    shift = dict(request.scheduler).get("flow_shift")
+    if shift is not None and registry.family(plan.preset.family).flow_shift:
+        flags.append(("flow-shift", shift))  # the preset's or --flow-shift's: the same either way
     flags += lever_flags(runtime)
     flags += [(name.replace("_", "-"), path) for name, path in plan.inputs.items()]
     if plan.source.kind != "preset":  # the settings a folder or repo took, chosen again

@@ -217,11 +217,11 @@ def _generate(mode: str, values: dict[str, Any]) -> None:
 
 BATCH_HELP = (
     "JOBS holds one JSON object per line, or CSV under a header row. Its keys are the long option names "
-    "(prompt, negative_prompt, seed, steps, guidance, guidance_2, dynamic_cfg, height, width, frames, fps, "
-    "image, last_image, video, strength, format, mode, lora) and name; they override the options given "
-    "here (lora: what --lora takes, or a list of them). Relative image, video and lora paths are relative "
-    "to the job file. Each video goes to OUTDIR/NAME.mp4 (NAME: the job's line number, 00007, unless set) "
-    "with "
+    "(prompt, negative_prompt, seed, steps, guidance, guidance_2, flow_shift, dynamic_cfg, height, width, "
+    "frames, fps, image, last_image, video, strength, format, mode, lora) and name; they override the "
+    "options given here (lora: what --lora takes, or a list of them). Relative image, video and lora paths "
+    "are relative to the job file. Each video goes to OUTDIR/NAME.mp4 (NAME: the job's line number, 00007, "
+    "unless set) with "
     "NAME.mp4.json beside it, and OUTDIR/manifest.jsonl "
     "records every job. The same command again skips finished jobs and runs the rest. Under torchrun "
     "each rank runs its share and writes manifest.rankN.jsonl. Exit codes: 0 every job done; 1 some "

@@ -101,6 +101,13 @@ GUIDANCE_2 = typer.Option(
     help="The low-noise expert's guidance scale (Wan 2.2 A14B, a model of two experts).",
     show_default="--guidance when given, else the preset's",
 )
+FLOW_SHIFT = typer.Option(
+    None,
+    "--flow-shift",
+    help="Wan: the sampler's flow shift (the released folders': 3 for 480p, 5 for 720p); "
+    "step-distilled LoRAs name theirs (lightx2v's: 5).",
+    show_default="the preset's, else the folder's",
+)
 DYNAMIC_CFG = typer.Option(
     None,
     "--dynamic-cfg/--no-dynamic-cfg",
@@ -313,6 +320,7 @@ SAMPLING = (
     Opt("steps", int | None, STEPS),
     Opt("guidance", float | None, GUIDANCE),
     Opt("guidance_2", float | None, GUIDANCE_2),
+    Opt("flow_shift", float | None, FLOW_SHIFT),
 )
 DYNAMIC = (Opt("dynamic_cfg", bool | None, DYNAMIC_CFG),)
 SIZE = (Opt("height", int | None, HEIGHT), Opt("width", int | None, WIDTH))

@@ -40,11 +40,12 @@ class Family:
     chunk_count: Callable[[int, ModelInfo], int] | None = None
     # Whether --strength applies to video-to-video (CogVideoX noises the input; Helios continues it).
     v2v_strength: bool = False
-    # Whether the guidance branches run as one batch, so that cfg parallelism can split them.
-    batched_guidance: bool = True
     # Components of `classes` that a folder may leave out (model_index.json names none, or null): Wan's
     # image encoder, which only the 2.1 image-to-video folders have.
     optional_components: tuple[str, ...] = ()
+    # Whether the sampler is flow matching with a shift that `--flow-shift` sets (the scheduler
+    # override "flow_shift").
+    flow_shift: bool = False
 
     @property
     def streams(self) -> bool:

@@ -44,6 +44,9 @@ class ModelInfo:
     # Whether image-to-video takes --last-image (the video's last frame): "never", "optional", or
     # "required" (Wan 2.1's first-last-frame model embeds both images as one sequence).
     last_image: str = "never"
+    # The guidance branches run as one batch of two (CogVideoX: cfg parallelism can split them), or one
+    # after the other (Wan, Helios), when a transformer call holds one branch's activations at a time.
+    guidance_batched: bool = True
 
     @property
     def size_multiple(self) -> int:

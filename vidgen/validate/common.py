@@ -43,6 +43,7 @@ class Options:
     steps: int | None = None
     guidance: float | None = None
     guidance_2: float | None = None  # --guidance-2: the low-noise expert's (a two-expert model only)
+    flow_shift: float | None = None  # --flow-shift, over the scheduler's (families with `flow_shift`)
     dynamic_cfg: bool | None = None
     height: int | None = None
     width: int | None = None
@@ -167,6 +168,20 @@ def chosen_preset(name: str, matched: Preset, info: ModelInfo, presets: Mapping[
             f"pass a {info.family} preset such as {matched.name}, or --preset {NO_PRESET}",
         )
     return preset
+
+
+def with_flow_shift(request: Request, shift: float | None, family: Family) -> Request:
+    """The request with `--flow-shift` over the sampler's shift (the preset's or the folder's); a
+    family whose sampler has no shift refuses it."""
+    if shift is None:
+        return request
+    if not family.flow_shift:
+        raise VidgenError(
+            f"--flow-shift sets a flow-matching sampler's shift; {family.title}'s sampler has none",
+            "drop --flow-shift",
+        )
+    scheduler = dict(request.scheduler) | {"flow_shift": shift}
+    return replace(request, scheduler=tuple(sorted(scheduler.items())))
 
 
 def describe_settings(preset: Preset) -> str:

@@ -22,6 +22,9 @@ MAX_SIDE = 4096
 # CogVideoX takes at most 161 frames in one pass; Helios streams chunk by chunk, so its videos may be
 # long. A million frames is over 11 hours at 24 fps: longer than any run, and small enough to count.
 MAX_FRAMES = 1_000_000
+# A flow-matching sampler's shift: the released Wan folders use 3.0 (480p) and 5.0 (720p), diffusers
+# suggests up to 12 for large videos; 0 would put every step at sigma 0 (no denoising at all).
+FLOW_SHIFT_RANGE = (0.1, 100.0)
 
 
 def check_numbers(options: Options) -> None:
@@ -32,6 +35,7 @@ def check_numbers(options: Options) -> None:
     _check_range("--height", options.height, 16, MAX_SIDE, "pass e.g. --height 480")
     _check_range("--width", options.width, 16, MAX_SIDE, "pass e.g. --width 720")
     _check_range("--frames", options.frames, 1, MAX_FRAMES, "pass e.g. --frames 49")
+    _check_range("--flow-shift", options.flow_shift, *FLOW_SHIFT_RANGE, "pass e.g. --flow-shift 5")
     seconds = getattr(options, "seconds", None)  # `vidgen stream` only
     if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
         raise VidgenError(f"--seconds {seconds} is not a positive duration", "pass e.g. --seconds 60")

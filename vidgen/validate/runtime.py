@@ -218,7 +218,7 @@ def join_ranks(rank: Rank, device: str, options: object) -> None:
 
 def check_split(plan: ParallelPlan, request: Request, info: ModelInfo, family: Family) -> ParallelPlan:
     """`plan` made ready for this request's token counts (or a VidgenError where they cannot split)."""
-    if plan.cfg > 1 and not family.batched_guidance:
+    if plan.cfg > 1 and not info.guidance_batched:
         raise VidgenError(
             f"--parallel cfg does not run {family.title}: its pipeline runs the guidance branches one after "
             "the other",

@@ -13,7 +13,7 @@ from typing import Any
 
 from vidgen.core.choices import FORMATS
 from vidgen.core.errors import VidgenError
-from vidgen.validate.limits import MAX_FRAMES, MAX_GUIDANCE, MAX_SIDE
+from vidgen.validate.limits import FLOW_SHIFT_RANGE, MAX_FRAMES, MAX_GUIDANCE, MAX_SIDE
 
 MODES = ("t2v", "i2v", "v2v")
 
@@ -37,6 +37,7 @@ KEYS: dict[str, Key] = {
     "steps": Key(int, 1, 1000),
     "guidance": Key(float, 0.0, MAX_GUIDANCE),
     "guidance_2": Key(float, 0.0, MAX_GUIDANCE),
+    "flow_shift": Key(float, *FLOW_SHIFT_RANGE),
     "dynamic_cfg": Key(bool),
     "height": Key(int, 16, MAX_SIDE),
     "width": Key(int, 16, MAX_SIDE),

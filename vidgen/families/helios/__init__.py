@@ -45,6 +45,4 @@ FAMILY = Family(
     token_count_parts="history and each pyramid stage",
     stream_pipeline=_chunks,
     chunk_count=chunk_count,
-    # The pipeline runs the conditional and unconditional branches one after the other.
-    batched_guidance=False,
 )

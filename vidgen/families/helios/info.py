@@ -51,4 +51,5 @@ def read_helios_info(folder: Path) -> ModelInfo:
         held_latent_frames=LATENT_WINDOW,
         text_in_sequence=False,
         vae_fp32=True,
+        guidance_batched=False,  # the pipeline runs the conditional, then the unconditional branch
     )

@@ -44,6 +44,7 @@ FAMILY = Family(
     transformer=_transformer,
     # Video-to-video noises the input video to the first kept timestep, as CogVideoX.
     v2v_strength=True,
-    # The pipeline runs the conditional and unconditional branches one after the other.
-    batched_guidance=False,
+    # UniPC's `flow_shift` (FlowMatchEulerDiscreteScheduler calls it `shift`): step-distilled LoRAs
+    # were trained at another shift than the folder's.
+    flow_shift=True,
 )

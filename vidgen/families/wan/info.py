@@ -67,6 +67,7 @@ def read_wan_info(folder: Path) -> ModelInfo:
         vae_fp32=True,
         experts=experts,
         last_image=last_image,
+        guidance_batched=False,  # the pipeline runs the conditional, then the unconditional branch
     )
 
 

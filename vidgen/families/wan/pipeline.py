@@ -274,6 +274,8 @@ def _scheduler(model: Wan, request: Request):
         raise VidgenError(
             f"scheduler {name!r} does not run Wan here", hint=f"use one of {', '.join(sorted(SCHEDULERS))}"
         )
+    if name == FlowMatchEulerDiscreteScheduler.__name__ and "flow_shift" in overrides:
+        overrides["shift"] = overrides.pop("flow_shift")  # the same shift, under this class's name
     return SCHEDULERS[name].from_config(model.scheduler.config, **overrides)
 
 

@@ -89,6 +89,12 @@ def _decode_bytes(height: int, width: int, frames: int, info: ModelInfo, channel
     return at_once * pixels * channels * FP32
 
 
+def _branches(info: ModelInfo, guided: bool) -> int:
+    """The guidance branches one transformer call holds: classifier-free guidance runs a conditional
+    and an unconditional one, batched together or one after the other."""
+    return 2 if guided and info.guidance_batched else 1
+
+
 def least_bytes(
     height: int,
     width: int,
@@ -101,7 +107,7 @@ def least_bytes(
 ) -> int:
     """The least memory generating `frames` frames of `height` x `width` takes, weights aside: the peak
     of the transformer's activations and the VAE decode, plus the latents and the video assembled."""
-    batch = 2 if guided else 1  # classifier-free guidance runs the conditional and unconditional halves
+    batch = _branches(info, guided)
     tokens = attended_tokens(info, height, width, frames)
     transformer = batch * tokens * footprint.inner_dim * dtype_bytes * FLOOR_COPIES
     latent_frames = info.latent_frames(frames)
@@ -124,7 +130,7 @@ def stage_work(
     dtype_bytes: int,
 ) -> Work:
     """Each stage's typical peak working memory for one request, for the offload planner."""
-    batch = 2 if guided else 1
+    batch = _branches(info, guided)
     tokens = attended_tokens(info, height, width, frames)
     inner = footprint.ffn_dim or 4 * footprint.inner_dim
     per_token = PEAK_HIDDEN * footprint.inner_dim + PEAK_INNER * inner
