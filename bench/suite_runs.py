@@ -218,7 +218,8 @@ def _experts_note(model, calls: dict[str, int]) -> str:
     """How many calls each expert ran and how large each is: the peak says whether both were resident."""
     gb = sum(p.numel() * p.element_size() for p in model.transformer.parameters()) / 1024**3
     counts = ", ".join(f"{name} {count}" for name, count in calls.items())
-    return f"transformer calls: {counts}; {gb:.3g} GB of weights per expert"
+    parked = "; parked on meta, not the CPU" if str(model.park) == "meta" else ""
+    return f"transformer calls: {counts}; {gb:.3g} GB of weights per expert{parked}"
 
 
 def largest_difference(frames: np.ndarray, reference: np.ndarray) -> int:
