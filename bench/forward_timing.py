@@ -1,5 +1,6 @@
-"""What the forward-pass benches share: their run options, the clock, paired timing against a reference
-model, and ours set up as vidgen runs it (`--attention`, `--compile`).
+"""What the forward-pass benches share: their run options, the clock, the two models built on the same
+weights, paired timing against the reference model, and ours set up as vidgen runs it (`--attention`,
+`--compile`; the reference too where a bench compares them alike).
 
 Runs alternate (ours, reference, ours, ...) after a warm-up so drifting machine load hits both alike;
 ratios are the median of the per-pair ratios.
@@ -13,12 +14,15 @@ import torch
 
 from vidgen.core.errors import VidgenError
 from vidgen.core.request import DTYPES, Runtime
-from vidgen.runtime.attention import ATTENTION_CHOICES, resolve_attention
-from vidgen.runtime.levers import apply_runtime
+from vidgen.runtime import levers
+from vidgen.runtime.attention import ATTENTION_BACKENDS, ATTENTION_CHOICES, resolve_attention
 
 
-def add_run_options(parser: argparse.ArgumentParser) -> None:
-    """--repeats, --warmup, --threads, --attention, --compile and --clock."""
+def add_run_options(parser: argparse.ArgumentParser, reference_alike: bool = False) -> None:
+    """--repeats, --warmup, --threads, --attention, --compile and --clock. `reference_alike`: the bench
+    gives diffusers' model the same attention backend and compile as ours (`apply_levers(reference=)`)."""
+    theirs = "diffusers' model too" if reference_alike else "diffusers' model keeps its default, SDPA"
+    compiled = "diffusers' model compiled alike" if reference_alike else "diffusers eager"
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per model and pair")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs per model and pair (at least 1)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
@@ -26,12 +30,12 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         "--attention",
         choices=ATTENTION_CHOICES,
         default="sdpa",
-        help="ours' attention backend, as vidgen's --attention (diffusers' model keeps its default, SDPA)",
+        help=f"ours' attention backend, as vidgen's --attention ({theirs})",
     )
     parser.add_argument(
         "--compile",
         action="store_true",
-        help="ours with vidgen's --compile (regional torch.compile; the warm-up compiles); diffusers eager",
+        help=f"ours with vidgen's --compile (regional torch.compile; the warm-up compiles); {compiled}",
     )
     parser.add_argument(
         "--clock",
@@ -103,12 +107,39 @@ def compare(
     )
 
 
-def apply_levers(ours: torch.nn.Module, args: argparse.Namespace) -> Runtime:
-    """Ours as vidgen runs it with `--attention` and `--compile`."""
+def apply_levers(
+    ours: torch.nn.Module, args: argparse.Namespace, reference: torch.nn.Module | None = None
+) -> Runtime:
+    """Ours as vidgen runs it with `--attention` and `--compile`; with `reference`, diffusers' model
+    gets the same backend and, with `--compile`, the same regional compile (its `_repeated_blocks`)."""
     try:
         attention = resolve_attention(args.attention, args.device, DTYPES[args.dtype])
     except VidgenError as error:
         raise SystemExit(f"error: {error}") from None
     runtime = Runtime(args.device, DTYPES[args.dtype], attention=attention, compile=args.compile)
-    apply_runtime(ours, runtime)
+    levers.apply_runtime(ours, runtime)
+    if reference is not None:
+        reference.set_attention_backend(ATTENTION_BACKENDS[attention].diffusers)
+        if args.compile:
+            reference.compile_repeated_blocks(**levers.COMPILE_OPTIONS)
     return runtime
+
+
+def shared_models(
+    reference_cls: type, ours_cls: type, args: argparse.Namespace, **config
+) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """(ours, reference) built from `config`, in eval mode: the reference with its own random
+    initialisation on `args.device` in `args.dtype` (the modules it keeps in float32 in float32, as
+    from_pretrained(torch_dtype=...) loads them), ours holding the same tensors (neither model writes
+    its weights, so sharing halves the memory of a run)."""
+    torch.manual_seed(0)
+    reference = reference_cls(**config).eval()
+    kept = set(reference_cls._keep_in_fp32_modules or ())
+    with torch.no_grad():
+        for name, param in reference.named_parameters():
+            dtype = torch.float32 if kept & set(name.split(".")) else DTYPES[args.dtype]
+            param.data = param.data.to(args.device, dtype)
+    with torch.device("meta"):
+        ours = ours_cls(**config)
+    ours.load_state_dict(reference.state_dict(), strict=True, assign=True)
+    return ours.eval(), reference

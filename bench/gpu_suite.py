@@ -3,23 +3,29 @@
     python bench/gpu_suite.py --json suite.json        # released sizes, bf16, one CUDA GPU, < 8 minutes
     python bench/gpu_suite.py --smoke                  # the same code on tiny configs on the CPU (CI)
     python bench/gpu_suite.py --only cogvideox-2b --skip-memory
+    python bench/gpu_suite.py --family wan --json wan.json   # the Wan rows alone, one device call
 
 Models are built in memory with random weights at the released sizes (the compute equals the real
 checkpoints'; bench/suite_models.py), nothing is downloaded or written. Speed cases (issue 11):
 Helios-Distilled at 384x640 (33-frame chunks, pyramid steps 2,2,2, first chunk amplified; 3 chunks
-timed after the warm-up chunk: frames per second, transformer + VAE decode) and CogVideoX-2b / -5b at
+timed after the warm-up chunk: frames per second, transformer + VAE decode), CogVideoX-2b / -5b at
 49x480x720 with CFG (5 steps timed after a warm-up step, plus the decode; the 50-step video time is
-projected). Each case runs diffusers' pipeline (the reference), then vidgen eager (SDPA), with the best
+projected) and Wan2.1-T2V-1.3B / -14B at 81x480x832 with CFG (2 steps timed after a warm-up step, plus
+the decode, projected to 50 steps; the 14B built with 4 of its 40 blocks, its step time scaled by 10).
+Each case runs diffusers' pipeline (the reference), then vidgen eager (SDPA), with the best
 `--attention`, `--compile`, `--cache first-block` and `--quantize fp8` (a skipped row says why where
 torchao or fp8 matmuls are missing); Helios adds eager with each chunk decoded on a second CUDA stream
 beside the next chunk's denoising, as `vidgen stream` runs it. The memory table (issue 12) runs
 vidgen with each offload plan on Helios-Distilled (one chunk) and CogVideoX-5b under a cap on usable
 GPU memory standing for 24 GB and 16 GB cards; a plan that runs out of memory is a row that says
-so. Every row that generates frames gives its largest uint8 difference to diffusers' frames.
+so. Wan 2.2 A14B's rows (uncapped) give the peak with its two 14B experts under model and group
+offload, one step of each expert at 81x480x832 (the first expert leaves the device before the second
+comes). Every row that generates frames gives its largest uint8 difference to diffusers' frames.
 
 Rows print as they finish and the JSON is rewritten after each, so a run stopped at its limit keeps
 what it measured; rows that would start after `--budget` seconds are skipped with that reason. The
-tables (with date, card and versions) print last.
+tables (with date, card and versions) print last. Everything does not fit one 10-minute device call
+(Helios' memory rows, last, are the first to go): `--family` picks a family's cases for a call of its own.
 """
 
 import argparse
@@ -59,6 +65,9 @@ MEMORY_PLANS = (
     ("sequential", "none"),
 )
 CARDS_GB = (24, 16)
+# Wan 2.2 A14B: its two experts under the plans that keep one expert (model) or one block (group) on
+# the device, uncapped (None): the peak is the measure.
+EXPERT_PLANS = (("model", "none"), ("group", "none"))
 DECODE_AHEAD_RUN = "vidgen stream decode ahead"  # eager, each chunk decoded beside the next one's denoising
 GB = 1024**3
 
@@ -69,6 +78,8 @@ class Case:
     spec: models.ModelSpec
     workload: runs.Workload
     memory: bool = False  # the memory table's plans instead of the speed runs
+    plans: tuple[tuple[str, str], ...] = MEMORY_PLANS  # memory: (offload, quantize) in order
+    cards: tuple[int | None, ...] = CARDS_GB  # memory: the caps, GB (None: uncapped, any device)
 
 
 @dataclass
@@ -90,21 +101,33 @@ def cases(smoke: bool) -> list[Case]:
             "helios", _request(height=64, width=128, frames=66, guidance=1.0), pyramid_steps=(1, 1, 1)
         )
         cogvideox = runs.Workload("cogvideox", _request(height=64, width=96, frames=9, steps=3))
+        wan = runs.Workload("wan", _wan_request(height=64, width=96, frames=9, steps=3))
         specs = (models.TINY_HELIOS, models.TINY_2B, models.TINY_5B)
+        wan_specs = (models.TINY_WAN, models.TINY_WAN_14B, models.TINY_WAN_22)
     else:
         helios = runs.Workload(
             "helios", _request(height=384, width=640, frames=4 * 33, guidance=1.0), pyramid_steps=(2, 2, 2)
         )
         cogvideox = runs.Workload("cogvideox", _request(height=480, width=720, frames=49, steps=6))
+        wan = runs.Workload("wan", _wan_request(height=480, width=832, frames=81, steps=3))
         specs = (models.HELIOS_DISTILLED, models.COGVIDEOX_2B, models.COGVIDEOX_5B)
+        wan_specs = (models.WAN_1_3B, models.WAN_14B, models.WAN_22_A14B)
     one_chunk = replace(helios, request=replace(helios.request, frames=33))
+    # Two steps: with 0.875 as the boundary, the sampler's first timestep (1000) goes to the high-noise
+    # expert and its second (750) to the low-noise one.
+    experts = replace(
+        wan, request=replace(wan.request, steps=2, guidance=4.0, guidance_2=3.0), projected_steps=None
+    )
     # Ordered so that each model is built once, but Helios' memory rows (rebuilt: the same seed gives
     # the same weights) come last: they take longest and matter least for a partial run.
     return [
         Case("helios-distilled", specs[0], helios),
         Case("cogvideox-2b", specs[1], cogvideox),
         Case("cogvideox-5b", specs[2], cogvideox),
+        Case("wan2.1-t2v-1.3b", wan_specs[0], wan),
+        Case("wan2.1-t2v-14b", wan_specs[1], wan),
         Case("memory-cogvideox-5b", specs[2], cogvideox, memory=True),
+        Case("memory-wan2.2-a14b", wan_specs[2], experts, memory=True, plans=EXPERT_PLANS, cards=(None,)),
         Case("memory-helios-distilled", specs[0], one_chunk, memory=True),
     ]
 
@@ -113,12 +136,23 @@ def _request(**sizes) -> Request:
     return Request(mode="t2v", prompt=PROMPT, seed=1, **{"guidance": 6.0, **sizes})
 
 
+def _wan_request(**sizes) -> Request:
+    """Wan's defaults: guidance 5, UMT5's 512 text tokens."""
+    return _request(guidance=5.0, max_sequence_length=512, **sizes)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     names = [case.name for case in cases(smoke=False)]
     parser.add_argument("--smoke", action="store_true", help="tiny configs on the CPU (what CI runs)")
     parser.add_argument("--json", type=Path, help="write the rows here as JSON (after every row)")
     parser.add_argument("--only", action="append", choices=names, help="run only this case (repeatable)")
+    parser.add_argument(
+        "--family",
+        action="append",
+        choices=sorted({case.spec.family for case in cases(smoke=False)}),
+        help="run only this family's cases (repeatable)",
+    )
     parser.add_argument("--skip-memory", action="store_true", help="leave out the memory table")
     parser.add_argument(
         "--budget", type=float, default=420.0, help="seconds after which rows are skipped (default 420)"
@@ -135,17 +169,24 @@ def main(argv: list[str] | None = None) -> int:
     dtype = torch.float32 if args.smoke else torch.bfloat16
     if args.smoke:
         levers.COMPILE_OPTIONS = {"backend": "aot_eager", "fullgraph": False}  # no C++ builds on a CPU
-    chosen = [
-        case
-        for case in cases(args.smoke)
-        if (not args.only or case.name in args.only) and not (case.memory and args.skip_memory)
-    ]
+    chosen = chosen_cases(args)
     suite = Suite(device, dtype, time.monotonic() + args.budget, header(device), args.json)
     for case in chosen:
         suite.run_case(case)
     suite.release()
     print(tables(suite.rows, suite.header), flush=True)
     return 0
+
+
+def chosen_cases(args: argparse.Namespace) -> list[Case]:
+    """The cases `--only`, `--family` and `--skip-memory` leave, in the suite's order."""
+    return [
+        case
+        for case in cases(args.smoke)
+        if (not args.only or case.name in args.only)
+        and (not args.family or case.spec.family in args.family)
+        and not (case.memory and args.skip_memory)
+    ]
 
 
 class Suite:
@@ -158,8 +199,8 @@ class Suite:
         self.built: models.Built | None = None
 
     def run_case(self, case: Case) -> None:
-        if case.memory and self.device != "cuda":
-            for label in _plan_labels():
+        if case.memory and self.device != "cuda" and any(case.cards):
+            for label in _plan_labels(case.plans):
                 self.add(Row("memory", case.name, label, note="skipped: needs CUDA"))
             return
         if time.monotonic() > self.deadline:
@@ -183,6 +224,7 @@ class Suite:
 
     def release(self) -> None:
         self.built = None
+        torch._dynamo.reset()  # compiled graphs may hold the last model's tensors
         _free()
 
     def speed_rows(self, case: Case, built: models.Built) -> None:
@@ -206,10 +248,10 @@ class Suite:
         built.pipe.to("cpu")  # every plan starts from weights in host memory, as after loading
         _free()
         out_of_memory: set[str] = set()
-        for card in CARDS_GB:
-            for (offload, quantize), label in zip(MEMORY_PLANS, _plan_labels(), strict=True):
+        for card in case.cards:
+            for (offload, quantize), label in zip(case.plans, _plan_labels(case.plans), strict=True):
                 if label in out_of_memory:
-                    note = f"skipped: out of memory with {max(CARDS_GB)} GB"
+                    note = f"skipped: out of memory with {max(case.cards)} GB"
                     self.add(Row("memory", case.name, label, card_gb=card, note=note))
                     continue
                 runtime = Runtime(self.device, self.dtype, offload=offload, quantize=quantize)
@@ -239,6 +281,7 @@ class Suite:
             row.note = f"failed: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
         if measure is not None:
             family = case.workload.family
+            measure.layer_scale = case.spec.layer_scale
             reference = self.references.get(case.spec.name)
             row.seconds = measure.seconds(family)
             row.rate = measure.rate(family, case.workload.chunk_frames)
@@ -285,29 +328,36 @@ def _vidgen(
     if fresh:
         parts = dict(text_encoder=models.fresh(built.pipe.text_encoder), vae=models.fresh(built.pipe.vae))
     model = models.vidgen_model(built, runtime, models.vidgen_transformer(built), **parts)
+    if case.memory and built.spec.boundary_ratio is not None:
+        # Parked on the CPU, each part would be a second host copy beside diffusers' pipeline's (64 GiB:
+        # two 26.6 GiB experts, the 10.6 GiB text encoder): 128 GiB in all, the GPU machine's RAM. On
+        # meta the device memory is freed alike; each part runs once per video, so none comes back.
+        model.park = "meta"
     return runs.vidgen_run(model, case.workload, runtime, decode_ahead)
 
 
-def _plan_labels() -> list[str]:
+def _plan_labels(plans: tuple[tuple[str, str], ...] = MEMORY_PLANS) -> list[str]:
     return [
-        f"offload {offload}" + (f" + {quantize}" if quantize != "none" else "")
-        for offload, quantize in MEMORY_PLANS
+        f"offload {offload}" + (f" + {quantize}" if quantize != "none" else "") for offload, quantize in plans
     ]
 
 
 class _capped:
-    """Usable GPU memory capped at `card` GB while inside, standing for a smaller card."""
+    """Usable GPU memory capped at `card` GB while inside, standing for a smaller card; None: no cap."""
 
-    def __init__(self, card: int) -> None:
+    def __init__(self, card: int | None) -> None:
         self.card = card
 
     def __enter__(self) -> None:
         _free()
+        if self.card is None:
+            return
         total = torch.cuda.get_device_properties(0).total_memory
         torch.cuda.set_per_process_memory_fraction(min(1.0, self.card * GB / total))
 
     def __exit__(self, *exc) -> None:
-        torch.cuda.set_per_process_memory_fraction(1.0)
+        if self.card is not None:
+            torch.cuda.set_per_process_memory_fraction(1.0)
 
 
 def _free() -> None:

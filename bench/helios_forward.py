@@ -33,7 +33,7 @@ from vidgen.ui.console import quiet_libraries  # noqa: E402
 
 quiet_libraries()  # before diffusers loads: with torchao installed it and torch log on import
 from diffusers import HeliosTransformer3DModel as DiffusersModel  # noqa: E402
-from forward_timing import add_run_options, apply_levers, compare, set_threads  # noqa: E402
+from forward_timing import add_run_options, apply_levers, compare, set_threads, shared_models  # noqa: E402
 
 from vidgen.families.helios.model import HeliosCache, HeliosTransformer3DModel  # noqa: E402
 
@@ -57,18 +57,7 @@ def parse_args() -> argparse.Namespace:
 
 def build_models(args: argparse.Namespace) -> tuple[HeliosTransformer3DModel, DiffusersModel]:
     """The released architecture with `args.layers` blocks; ours shares the reference's weight tensors."""
-    torch.manual_seed(0)
-    reference = DiffusersModel(num_layers=args.layers).eval()
-    with torch.no_grad():
-        for name, param in reference.named_parameters():
-            # As from_pretrained(torch_dtype=...) loads it: the fp32-kept modules stay float32.
-            keep = any(m in name.split(".") for m in DiffusersModel._keep_in_fp32_modules)
-            param.data = param.data.to(args.device, torch.float32 if keep else DTYPES[args.dtype])
-    with torch.device("meta"):
-        ours = HeliosTransformer3DModel(num_layers=args.layers)
-    # assign=True shares the tensors (neither model writes its weights): half the memory for the run.
-    ours.load_state_dict(reference.state_dict(), strict=True, assign=True)
-    return ours.eval(), reference
+    return shared_models(DiffusersModel, HeliosTransformer3DModel, args, num_layers=args.layers)
 
 
 def make_inputs(args: argparse.Namespace) -> dict:

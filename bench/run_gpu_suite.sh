@@ -9,7 +9,8 @@
 #    for torch 2.11; --quantize fp8), imageio-ffmpeg 0.6.0: about 39 MB in .whl/, git-ignored.
 # 2. One device `run`, with carry [".whl"] and timeout_s 600:
 #        bash bench/run_gpu_suite.sh gpu
-#    (extra arguments go to the suite, e.g. `gpu --only cogvideox-5b --skip-memory` for a rerun).
+#    (extra arguments go to the suite, e.g. `gpu --only cogvideox-5b --skip-memory` for a rerun, or
+#    `gpu --family wan` for the Wan rows alone: everything does not fit one call).
 #    Without this script on the machine, the same as one command line:
 #        set -o pipefail; python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir
 #        --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site || exit;

@@ -1,10 +1,12 @@
 """The GPU suite's models: built in memory from configs with random weights, no files, no downloads.
 
 `build(spec, device, dtype)` returns diffusers' pipeline made from components (tokenizer built offline
-as vidgen.weights.tiny does, T5/UMT5 text encoder, VAE, scheduler, diffusers' transformer) and, from the SAME
-weight tensors, vidgen's loaded model (`vidgen.families.cogvideox.pipeline.CogVideoX` / `helios.Helios`) with
-vidgen's transformer. At the released sizes the compute equals the real checkpoints'; `--smoke` builds
-the same way from tiny configs.
+as vidgen.weights.tiny does, T5/UMT5 text encoder, VAE, scheduler, diffusers' transformer, and Wan 2.2
+A14B's second expert) and, from the SAME weight tensors, vidgen's loaded model
+(`vidgen.families.cogvideox.pipeline.CogVideoX` / `helios.Helios` / `wan.Wan`) with vidgen's
+transformer(s). At the released sizes the compute equals the real checkpoints'; a spec may build fewer
+blocks than released (`released_layers`: the suite scales the step time up); `--smoke` builds the
+same way from tiny configs.
 
 Weights are made fast and without doubling memory: each model is built with its parameters on the
 meta device (buffers stay real), then every parameter is drawn straight on the device in its load
@@ -13,7 +15,7 @@ scales one, biases zero, so activations stay finite through 40 layers and the VA
 """
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,9 @@ from vidgen.families.cogvideox import pipeline as cogvideox
 from vidgen.families.cogvideox import tiny as cogvideox_tiny
 from vidgen.families.helios import pipeline as helios
 from vidgen.families.helios import tiny as helios_tiny
+from vidgen.families.wan import experts
+from vidgen.families.wan import pipeline as wan
+from vidgen.families.wan import tiny as wan_tiny
 from vidgen.weights import tiny
 from vidgen.weights.loading import place
 
@@ -46,11 +51,20 @@ class ModelSpec:
     """One model to build: its family and the configs of its parts."""
 
     name: str
-    family: str  # "cogvideox" | "helios"
+    family: str  # "cogvideox" | "helios" | "wan"
     transformer: dict[str, Any]
     text: dict[str, Any]  # T5Config / UMT5Config fields besides the shared ones
     vae: dict[str, Any] = field(default_factory=dict)
     scheduler: dict[str, Any] = field(default_factory=dict)
+    # The released model's blocks when `transformer` builds fewer (its "num_layers"); None: as released.
+    released_layers: int | None = None
+    # Wan 2.2 A14B: a second expert of the same config (`transformer_2`) from this ratio on.
+    boundary_ratio: float | None = None
+
+    @property
+    def layer_scale(self) -> float:
+        """Released blocks over built blocks: what a step's time is scaled by (1.0 as released)."""
+        return self.released_layers / self.transformer["num_layers"] if self.released_layers else 1.0
 
 
 COGVIDEOX_2B = ModelSpec("cogvideox-2b", "cogvideox", {}, T5_XXL, dict(scaling_factor=1.15258426))
@@ -62,6 +76,16 @@ COGVIDEOX_5B = ModelSpec(
     dict(scaling_factor=0.7),
 )
 HELIOS_DISTILLED = ModelSpec("helios-distilled", "helios", {}, UMT5_XXL)
+# The released Wan 2.1 T2V folders' sampler (480p shift); diffusers' class defaults are the 14B config.
+WAN_SCHEDULER = wan_tiny.WAN_SCHEDULER
+WAN_1_3B = ModelSpec(
+    "wan2.1-t2v-1.3b", "wan", dict(num_attention_heads=12, ffn_dim=8960, num_layers=30), UMT5_XXL
+)
+# 4 of the 14B's 40 blocks (with all 40, each row's 3 guided steps at 81x480x832 would take ~30 s on an
+# H100, the case minutes): the step time is scaled by 10; what the blocks leave out (embeddings, output,
+# sampler) is under 1% of a step.
+WAN_14B = ModelSpec("wan2.1-t2v-14b", "wan", dict(num_layers=4), UMT5_XXL, released_layers=40)
+WAN_22_A14B = ModelSpec("wan2.2-t2v-a14b", "wan", dict(num_layers=40), UMT5_XXL, boundary_ratio=0.875)
 
 TINY_2B = ModelSpec(
     "cogvideox-2b (tiny)",
@@ -84,6 +108,16 @@ TINY_HELIOS = ModelSpec(
     TINY_TEXT,
     helios_tiny.HELIOS_VAE,
 )
+TINY_WAN = ModelSpec("wan2.1-t2v-1.3b (tiny)", "wan", wan_tiny.WAN_TRANSFORMER, TINY_TEXT, tiny.WAN_VAE)
+TINY_WAN_14B = ModelSpec(
+    "wan2.1-t2v-14b (tiny)",
+    "wan",
+    dict(wan_tiny.WAN_TRANSFORMER, num_layers=2),  # the first-block cache needs two
+    TINY_TEXT,
+    tiny.WAN_VAE,
+    released_layers=4,
+)
+TINY_WAN_22 = replace(TINY_WAN, name="wan2.2-t2v-a14b (tiny)", boundary_ratio=WAN_22_A14B.boundary_ratio)
 
 
 @dataclass
@@ -91,13 +125,13 @@ class Built:
     """diffusers' pipeline and the weights vidgen's model is made from (shared, not copied)."""
 
     spec: ModelSpec
-    pipe: Any  # diffusers.CogVideoXPipeline | diffusers.HeliosPyramidPipeline
+    pipe: Any  # diffusers.CogVideoXPipeline | diffusers.HeliosPyramidPipeline | diffusers.WanPipeline
     dtype: torch.dtype
 
 
 def build(spec: ModelSpec, device: str, dtype: torch.dtype, seed: int = 0) -> Built:
-    """diffusers' pipeline for `spec` with random weights on `device` (transformer and text encoder in
-    `dtype`; Helios' VAE in float32 as vidgen and the authors load it)."""
+    """diffusers' pipeline for `spec` with random weights on `device` (transformers and text encoder in
+    `dtype`; the Wan VAE (Helios', Wan's) in float32 as vidgen and the authors load it)."""
     import diffusers
     import transformers
 
@@ -120,6 +154,8 @@ def build(spec: ModelSpec, device: str, dtype: torch.dtype, seed: int = 0) -> Bu
         encoder_cls, config_cls = transformers.UMT5EncoderModel, transformers.UMT5Config
         transformer_cls, vae_cls = diffusers.HeliosTransformer3DModel, diffusers.AutoencoderKLWan
         vae_dtype, max_length = torch.float32, 512
+        if spec.family == "wan":
+            transformer_cls = diffusers.WanTransformer3DModel
     parts = dict(
         tokenizer=tiny.build_tokenizer(model_max_length=max_length),
         text_encoder=random_model(lambda: encoder_cls(config_cls(**text_config)), device, dtype, generator),
@@ -131,6 +167,13 @@ def build(spec: ModelSpec, device: str, dtype: torch.dtype, seed: int = 0) -> Bu
             timestep_spacing="trailing", prediction_type="v_prediction", rescale_betas_zero_snr=True
         )
         pipe = diffusers.CogVideoXPipeline(scheduler=scheduler, **parts)
+    elif spec.family == "wan":
+        if spec.boundary_ratio is not None:  # the low-noise expert: same config, its own weights
+            parts["transformer_2"] = random_model(
+                lambda: transformer_cls(**spec.transformer), device, dtype, generator
+            )
+        scheduler = diffusers.UniPCMultistepScheduler(**WAN_SCHEDULER)
+        pipe = diffusers.WanPipeline(scheduler=scheduler, boundary_ratio=spec.boundary_ratio, **parts)
     else:
         scheduler = diffusers.HeliosDMDScheduler()
         pipe = diffusers.HeliosPyramidPipeline(scheduler=scheduler, is_distilled=True, **parts)
@@ -182,13 +225,20 @@ def _draw(name: str, shape: torch.Size, dtype: torch.dtype, device: str, generat
     return tensor.normal_(0.0, GAIN / math.sqrt(fan_in), generator=generator)
 
 
-def vidgen_transformer(built: Built) -> nn.Module:
-    """vidgen's transformer holding diffusers' transformer's weights: the same tensors, not copies."""
+def vidgen_transformer(built: Built, part: str = "transformer") -> nn.Module:
+    """vidgen's transformer holding the weights of diffusers' pipeline's `part` (Wan 2.2's second
+    expert: "transformer_2"): the same tensors, not copies."""
     from vidgen.families.cogvideox.model import CogVideoXTransformer3DModel
     from vidgen.families.helios.model import HeliosTransformer3DModel
+    from vidgen.families.wan.model import WanTransformer3DModel
 
-    source = built.pipe.transformer
-    cls = CogVideoXTransformer3DModel if built.spec.family == "cogvideox" else HeliosTransformer3DModel
+    source = getattr(built.pipe, part)
+    classes = {
+        "cogvideox": CogVideoXTransformer3DModel,
+        "helios": HeliosTransformer3DModel,
+        "wan": WanTransformer3DModel,
+    }
+    cls = classes[built.spec.family]
     return sharing(lambda: cls.from_config(source.config), source, built.dtype)
 
 
@@ -215,8 +265,9 @@ def sharing(make, source: nn.Module, dtype: torch.dtype) -> nn.Module:
 
 
 def vidgen_model(built: Built, runtime: Runtime, transformer: nn.Module, text_encoder=None, vae=None):
-    """vidgen's loaded model (what `cogvideox.load` / `helios.load` return) from built parts, placed
-    for `runtime` as load() places them. Text encoder and VAE default to diffusers' pipeline's own."""
+    """vidgen's loaded model (what `cogvideox.load` / `helios.load` / `wan.load` return) from built
+    parts, placed for `runtime` as load() places them. Text encoder and VAE default to diffusers'
+    pipeline's own; a two-expert Wan gets vidgen's second expert on the pipeline's `transformer_2`."""
     from vidgen.runtime.levers import ready_transformer
 
     pipe = built.pipe
@@ -230,4 +281,9 @@ def vidgen_model(built: Built, runtime: Runtime, transformer: nn.Module, text_en
     )
     if built.spec.family == "cogvideox":
         return cogvideox.CogVideoX(**parts)
+    if built.spec.family == "wan":
+        second = None
+        if built.spec.boundary_ratio is not None:
+            second = ready_transformer(vidgen_transformer(built, "transformer_2"), runtime, experts.LOW)
+        return wan.Wan(**parts, transformer_2=second, boundary_ratio=built.spec.boundary_ratio)
     return helios.Helios(**parts, sampler=helios.Sampler(pyramid=True, distilled=True))

@@ -3,9 +3,11 @@
 Helios: a video of `chunks` chunks; the first (amplified) is the warm-up, the rest are timed from the
 end of chunk 1's decode to the end of the last chunk's decode: frames per second, transformer + VAE.
 A one-chunk run (the memory table's) is timed from its start, text encoding and weight moves included.
-CogVideoX: `steps` denoising steps; the first is the warm-up (and the compile), the rest give the
-time per step; the decode is timed from the last step to the frames. The 50-step video time is
-projected as 50 x step + decode (the text encoder's few milliseconds left out).
+CogVideoX and Wan: `steps` denoising steps; the first is the warm-up (and the compile), the rest give
+the time per step; the decode is timed from the last step to the frames. The 50-step video time is
+projected as 50 x step + decode (the text encoder's few milliseconds left out); a model built with
+fewer blocks than released has its step time scaled by released / built blocks first. A workload
+without a projection (the Wan 2.2 memory rows: a step of each expert) is timed from its start.
 
 Clocks wait for the GPU (`torch.cuda.synchronize`) at each mark: one sync per step or chunk, the same
 for both pipelines. With vidgen's decode beside the denoise (`decode_ahead`, what `vidgen stream` does
@@ -25,6 +27,7 @@ from vidgen.core.request import Request, Runtime
 from vidgen.families.cogvideox import pipeline as cogvideox
 from vidgen.families.helios import pipeline as helios
 from vidgen.families.helios import pyramid
+from vidgen.families.wan import pipeline as wan
 
 PROJECTED_STEPS = 50
 
@@ -36,6 +39,7 @@ class Workload:
     family: str
     request: Request
     pyramid_steps: tuple[int, ...] = ()  # Helios-Distilled
+    projected_steps: int | None = PROJECTED_STEPS  # CogVideoX, Wan; None: the run timed from its start
 
     @property
     def chunk_frames(self) -> int:
@@ -52,16 +56,22 @@ class Measure:
     start: float = 0.0  # when the run began (a one-chunk Helios run is timed from here)
     peak_bytes: int | None = None
     note: str = ""  # said after the timing detail
+    projected_steps: int | None = PROJECTED_STEPS  # the workload's
+    layer_scale: float = 1.0  # released over built blocks: a step's time is scaled by it
 
     def seconds(self, family: str) -> float:
-        """Helios: the timed chunks' seconds; CogVideoX: the projected 50-step video's seconds."""
+        """Helios: the timed chunks' seconds; CogVideoX, Wan: the projected video's seconds, or the
+        whole run's without a projection."""
         if family == "helios":
             return self.marks[-1] - (self.marks[0] if len(self.marks) > 1 else self.start)
-        return PROJECTED_STEPS * self.step_seconds + self.decode_seconds
+        if self.projected_steps is None:
+            return self.end - self.start
+        return self.projected_steps * self.step_seconds + self.decode_seconds
 
     @property
     def step_seconds(self) -> float:
-        return (self.marks[-1] - self.marks[0]) / (len(self.marks) - 1)
+        """The mean step after the first, scaled to the released depth."""
+        return (self.marks[-1] - self.marks[0]) / (len(self.marks) - 1) * self.layer_scale
 
     @property
     def decode_seconds(self) -> float:
@@ -78,8 +88,11 @@ class Measure:
             detail = "1 chunk timed from the start (text, loading moves and warm-up included)"
         elif family == "helios":
             detail = f"{len(self.marks) - 1} chunks timed after 1 warm-up"
+        elif self.projected_steps is None:
+            detail = f"{len(self.marks)} steps + decode timed from the start (text, weight moves included)"
         else:
-            detail = f"step {self.step_seconds:.3f} s, decode {self.decode_seconds:.2f} s"
+            scaled = f" (x{self.layer_scale:g}: released / built blocks)" if self.layer_scale != 1 else ""
+            detail = f"step {self.step_seconds:.3f} s{scaled}, decode {self.decode_seconds:.2f} s"
         return f"{detail}; {self.note}" if self.note else detail
 
 
@@ -130,6 +143,7 @@ def diffusers_run(pipe, workload: Workload) -> Measure:
     else:
         inputs.update(
             num_inference_steps=request.steps,
+            max_sequence_length=request.max_sequence_length,
             callback_on_step_end=lambda pipe, step, t, tensors: (clock.mark(), tensors)[1],
         )
     _reset_peak()
@@ -142,7 +156,8 @@ def diffusers_run(pipe, workload: Workload) -> Measure:
             restore()
     _sync()
     end = time.perf_counter()
-    return Measure((frames * 255).round().astype(np.uint8), clock.marks, end, start, _peak())
+    frames = (frames * 255).round().astype(np.uint8)
+    return Measure(frames, clock.marks, end, start, _peak(), projected_steps=workload.projected_steps)
 
 
 def _mark_after_decode(vae, clock: Clock):
@@ -163,10 +178,12 @@ def vidgen_run(model, workload: Workload, runtime: Runtime, decode_ahead: bool =
     request = workload.request
     _reset_peak()
     start = _now()
-    if workload.family == "cogvideox":
-        clock = Clock()
-        frames = cogvideox.generate(model, request, runtime, progress=clock).frames
-        return Measure(frames, clock.marks, _now(), start, _peak())
+    if workload.family in ("cogvideox", "wan"):
+        generate = cogvideox.generate if workload.family == "cogvideox" else wan.generate
+        clock, calls = Clock(), _count_expert_calls(model)
+        frames = generate(model, request, runtime, progress=clock).frames
+        note = _experts_note(model, calls) if calls else ""
+        return Measure(frames, clock.marks, _now(), start, _peak(), note, workload.projected_steps)
     settings = helios.HeliosSettings(pyramid_steps=workload.pyramid_steps, amplify_first_chunk=True)
     clock, chunks = Clock(), []
     for frames in helios.generate_chunks(model, request, settings, runtime, decode_ahead=decode_ahead):
@@ -178,6 +195,31 @@ def vidgen_run(model, workload: Workload, runtime: Runtime, decode_ahead: bool =
     if decode_ahead and helios._side_stream(runtime) is None:
         note = "decoded in turn: no second stream here (CPU or offload)"
     return Measure(np.concatenate(chunks), clock.marks, clock.marks[-1], start, _peak(), note)
+
+
+def _count_expert_calls(model) -> dict[str, int]:
+    """A two-expert Wan's transformer calls per expert, counted as they happen; {} for one expert."""
+    if getattr(model, "transformer_2", None) is None:
+        return {}
+    calls = {"high": 0, "low": 0}
+
+    def counter(name: str):
+        def count(module, args) -> None:
+            calls[name] += 1
+
+        return count
+
+    model.transformer.register_forward_pre_hook(counter("high"))
+    model.transformer_2.register_forward_pre_hook(counter("low"))
+    return calls
+
+
+def _experts_note(model, calls: dict[str, int]) -> str:
+    """How many calls each expert ran and how large each is: the peak says whether both were resident."""
+    gb = sum(p.numel() * p.element_size() for p in model.transformer.parameters()) / 1024**3
+    counts = ", ".join(f"{name} {count}" for name, count in calls.items())
+    parked = "; parked on meta, not the CPU" if str(model.park) == "meta" else ""
+    return f"transformer calls: {counts}; {gb:.3g} GB of weights per expert{parked}"
 
 
 def largest_difference(frames: np.ndarray, reference: np.ndarray) -> int:
