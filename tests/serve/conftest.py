@@ -130,9 +130,9 @@ class Server:
         return self.process.wait(DEADLINE)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def start_server(tmp_path_factory):
-    """`start_server(args, folder=None, key=None, ready=True)`: a server, stopped when the module ends."""
+    """`start_server(args, folder=None, key=None, ready=True)`: a server, killed when the session ends."""
     started: list[Server] = []
 
     def start(
@@ -156,7 +156,7 @@ def start_server(tmp_path_factory):
 FAST = ["--steps", "1", "--guidance", "1"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def cog(start_server):
     """A keyed tiny-cogvideox server with a queue of 20 and a 64 KiB request cap."""
     return start_server(
