@@ -51,22 +51,15 @@ def wait_for(check: Callable[[], Any], what: str, deadline: float = DEADLINE) ->
 class Server:
     """`vidgen serve ARGS` in a subprocess; stderr goes to a log file."""
 
-    def __init__(self, folder: Path, args: list[str], key: str | None = None) -> None:
+    def __init__(
+        self, folder: Path, args: list[str], key: str | None = None, launcher: tuple[str, ...] = ()
+    ) -> None:
         self.folder, self.key, self.port = folder, key, free_port()
         self.log = folder.parent / f"{folder.name}-{self.port}.log"
         env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
         env.pop("VIDGEN_API_KEY", None)
-        command = [
-            sys.executable,
-            "-m",
-            "vidgen",
-            "serve",
-            "--dir",
-            str(folder),
-            "--port",
-            str(self.port),
-            *args,
-        ]
+        command = [*(launcher or (sys.executable,)), "-m", "vidgen", "serve", "--dir", str(folder)]
+        command += ["--port", str(self.port), *args]
         if key is not None:
             command += ["--api-key", key]
         with open(self.log, "wb") as log:
@@ -95,13 +88,14 @@ class Server:
         finally:
             connection.close()
 
-    def wait_ready(self) -> None:
+    def wait_ready(self, workers: int = 1) -> None:
         def ready() -> bool:
             assert self.process.poll() is None, self.output()
             try:
-                return self.call("GET", "/health").status == 200
+                answer = self.call("GET", "/health")
             except OSError:
                 return False
+            return answer.status == 200 and answer.json()["workers"] == workers
 
         wait_for(ready, "the server to load its model")
 
@@ -136,10 +130,10 @@ def start_server(tmp_path_factory):
     started: list[Server] = []
 
     def start(
-        args: list[str], folder: Path | None = None, key: str | None = None, ready: bool = True
+        args: list[str], folder: Path | None = None, key: str | None = None, ready: bool = True, launcher=()
     ) -> Server:
         folder = folder or tmp_path_factory.mktemp("serve") / "videos"
-        server = Server(folder, args, key)
+        server = Server(folder, args, key, launcher)
         started.append(server)
         if ready:
             server.wait_ready()
