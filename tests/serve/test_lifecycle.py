@@ -100,3 +100,27 @@ def test_503_while_the_model_loads_and_while_the_server_drains(unready):
     answer = Server.call(client, "POST", "/v1/videos", {"prompt": "late"})
     assert answer.status == 503 and answer.json()["error"]["code"] == "draining"
     assert not jobs_in(server.folder)
+
+
+def test_a_job_running_when_two_servers_died_fails_with_a_line_saying_so(tmp_path):
+    store = Store(tmp_path)
+    store.add(
+        {
+            "id": "video_a",
+            "created_at": 0,
+            "model": "m",
+            "seconds": "1",
+            "size": "1x1",
+            "prompt": "p",
+            "options": {},
+        },
+        max_queue=1,
+    )
+    assert store.claim("first", "worker-0").attempts == 1
+    assert store.recover("second") == [] and store.get("video_a").status == "queued"  # runs again
+    assert store.claim("second", "worker-0").attempts == 2
+    assert store.recover("second") == []  # its own server's job is not touched
+    assert store.recover("third") == ["video_a"]
+    failed = store.get("video_a")
+    assert failed.status == "failed" and failed.error_code == "server_stopped"
+    assert failed.error_message == "the server stopped 2 times while running this job; it is not run again"
