@@ -123,7 +123,7 @@ def _work_only(worker: Any) -> int:
     """A rank past 0: run jobs until SIGTERM (torchrun passes it on to every rank)."""
     received = _record_stop_signals(worker.drain)
     worker.start()
-    while worker._thread.is_alive():
+    while worker.is_alive():
         worker.join(0.5)
     return INTERRUPTED if signal.SIGINT in received else 0
 
