@@ -69,6 +69,20 @@ def stream_video(
     fetched = run.fetch(plan.plan.source, timings, cache_dir)
     model, runtime = run.load(family, fetched, plan.plan.runtime, plan.plan.request, progress, timings)
     plan = replace(plan, plan=replace(plan.plan, runtime=runtime))
+    return stream_loaded(plan, fetched, model, progress, timings, live)
+
+
+def stream_loaded(
+    plan: StreamPlan,
+    fetched: FetchedModel,
+    model: Any,
+    progress: StreamProgress,
+    timings: dict[str, float],
+    live: LineReader | None = None,
+) -> StreamOutcome:
+    """Stream the plan's video with a model already loaded (`vidgen serve` loads once for many streams);
+    `live` is anything with LineReader's `take()`."""
+    family = registry.family(plan.plan.preset.family)
     request, runtime = plan.plan.request, plan.plan.runtime
     chunked = family.stream_pipeline()
     settings = chunked.settings_for(request)

@@ -280,6 +280,35 @@ def _reported_errors() -> Iterator[None]:
             raise typer.Exit(RANK_LOST) from None
 
 
+SERVE_HELP = (
+    "An HTTP API in the shape of OpenAI's Videos API, with the model loaded once: POST /v1/videos "
+    "(prompt, seconds, size, input_reference, and vidgen's seed, steps, guidance, negative_prompt, frames, "
+    "stream), GET /v1/videos/ID, GET /v1/videos/ID/content (a stream's MP4 while it grows), GET "
+    "/v1/videos, DELETE /v1/videos/ID, POST /v1/videos/ID/prompts (steers a running stream), GET /health. "
+    "Jobs live in DIR/jobs.sqlite beside the videos: a server started again on the same --dir runs what "
+    "was queued. SIGTERM or Ctrl-C drain: no new jobs, the running one finishes (a stream at its chunk "
+    "boundary), exit 0 (130 after Ctrl-C). The generation options are every job's defaults. Under "
+    "`torchrun --nproc_per_node N -m vidgen serve ...` each rank runs jobs on its own GPU; rank 0 serves "
+    "HTTP."
+)
+
+
+@app.command(epilog=SERVE_HELP, cls=Command)
+@options.signature(options.SERVE)
+def serve(**values: Any) -> None:
+    """Serve the model over HTTP: an OpenAI-shaped video API that also streams and steers Helios."""
+    values = options.plain_values(values)
+    console.quiet_libraries(values.pop("verbose"))
+    from vidgen.serve.server import ServeOptions, serve_forever
+
+    flags = ("model", "host", "port", "api_key", "dir", "max_queue", "max_upload_mb", "quiet")
+    given = {name: values.pop(name) for name in flags}
+    defaults = {name: value for name, value in values.items() if value is not None}
+    with _reported_errors():
+        code = serve_forever(ServeOptions(defaults=defaults, **given))
+    raise typer.Exit(code)
+
+
 @app.command(cls=Command)
 def download(
     model: str = typer.Argument(

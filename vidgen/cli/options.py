@@ -311,6 +311,29 @@ BATCH_FORMAT = typer.Option(None, "--format", help="mp4, gif, or png.", show_def
 DRY_RUN = typer.Option(False, "--dry-run", help="Check every job and stop; nothing loads or is written.")
 BATCH_OVERWRITE = typer.Option(False, "--overwrite", help="Run every job again, replacing earlier outputs.")
 
+# vidgen serve's own.
+HOST = typer.Option(
+    "127.0.0.1", "--host", help="The address to listen on; any but this machine's needs --api-key."
+)
+PORT = typer.Option(8000, "--port", min=1, max=65535, help="The TCP port.")
+API_KEY = typer.Option(
+    None,
+    "--api-key",
+    envvar="VIDGEN_API_KEY",
+    help="Clients must send Authorization: Bearer KEY (or set VIDGEN_API_KEY; it is never logged).",
+    show_default=False,
+    show_envvar=False,
+)
+SERVE_DIR = typer.Option(
+    "vidgen-serve", "--dir", help="The folder for the job database, the videos and their sidecars."
+)
+MAX_QUEUE = typer.Option(64, "--max-queue", min=1, help="Jobs that may wait; more are answered 429.")
+MAX_UPLOAD_MB = typer.Option(
+    20.0,
+    "--max-upload-mb",
+    min=0.001,
+    help="The largest request (an input_reference image) in MiB; 413 past it.",
+)
 
 # The commands' parameters, in the order --help shows them.
 SOURCE = (Opt("model", str, MODEL), Opt("preset", str | None, PRESET))
@@ -418,4 +441,25 @@ BATCH = (
     Opt("dry_run", bool, DRY_RUN),
     Opt("overwrite", bool, BATCH_OVERWRITE),
     *REPORT,
+)
+SERVE = (
+    *SOURCE,
+    Opt("host", str, HOST),
+    Opt("port", int, PORT),
+    Opt("api_key", str | None, API_KEY),
+    Opt("dir", str, SERVE_DIR),
+    Opt("max_queue", int, MAX_QUEUE),
+    Opt("max_upload_mb", float, MAX_UPLOAD_MB),
+    SAMPLING[0],
+    *SAMPLING[2:],
+    *DYNAMIC,
+    Opt("pyramid_steps", str | None, PYRAMID_STEPS),
+    Opt("amplify_first_chunk", bool | None, AMPLIFY_FIRST_CHUNK),
+    Opt("interpolate_chunks", int, INTERPOLATE_CHUNKS),
+    *SIZE,
+    *LENGTH,
+    *LEVERS,
+    *LORAS,
+    Opt("quiet", bool, QUIET),
+    Opt("verbose", bool, VERBOSE),
 )

@@ -115,6 +115,6 @@ def _is_stale(found: dict) -> bool:
 def _in_use(path: Path, found: dict) -> VidgenError:
     who = f"process {found.get('pid', '?')} on {found.get('host', '?')}"
     return VidgenError(
-        f"'{path.parent}' is in use by another vidgen batch ({who})",
+        f"'{path.parent}' is in use by another vidgen batch or server ({who})",
         f"wait for it to finish or choose another -o; if no batch runs there, delete {path}",
     )
