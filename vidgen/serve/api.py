@@ -191,8 +191,12 @@ def _check_ready(server: Server) -> None:
     raise ApiError(503, f"the model {server.model_name} is still loading; try again shortly", "model_loading")
 
 
-async def _read_fields(request: Request, limit: int) -> tuple[dict[str, Any], UploadFile | None]:
-    """The body as fields (JSON or a form) and its uploaded file, read up to `limit` bytes (413 past it)."""
+async def _read_fields(request: Request, upload_limit: int) -> tuple[dict[str, Any], UploadFile | None]:
+    """The body as fields (JSON or a form) and its uploaded file, read up to `upload_limit` bytes for a
+    form, MAX_JSON_BYTES for JSON (413 past it)."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    form = kind in ("multipart/form-data", "application/x-www-form-urlencoded")
+    limit = upload_limit if form else MAX_JSON_BYTES
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
@@ -202,12 +206,11 @@ async def _read_fields(request: Request, limit: int) -> tuple[dict[str, Any], Up
         if len(body) > limit:
             raise _too_large(limit)
     request._body = bytes(body)  # Starlette's form parser reads the body from here
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        form = await request.form(max_files=1, max_fields=len(FIELDS) + 4)
+    if form:
+        parsed = await request.form(max_files=1, max_fields=len(FIELDS) + 4)
         fields: dict[str, Any] = {}
         upload = None
-        for name, value in form.multi_items():
+        for name, value in parsed.multi_items():
             if isinstance(value, UploadFile):
                 if name != "input_reference":
                     raise ApiError(

@@ -1,0 +1,102 @@
+"""A server's life: killed and started again with nothing lost, drained by SIGTERM, refused a second
+time on one --dir or on an open host without a key, answering 503 while it loads or drains."""
+
+import signal
+import sqlite3
+import threading
+from types import SimpleNamespace
+
+import pytest
+import uvicorn
+from conftest import DEADLINE, FAST, Server, free_port, wait_for
+
+from vidgen.serve.api import Server as ApiServer
+from vidgen.serve.api import create_app
+from vidgen.serve.store import Store
+
+
+def jobs_in(folder) -> dict[str, tuple[str, int]]:
+    with sqlite3.connect(folder / "jobs.sqlite") as db:
+        return {row[0]: (row[1], row[2]) for row in db.execute("SELECT id, status, attempts FROM jobs")}
+
+
+def test_a_server_killed_and_started_again_keeps_every_video_and_runs_every_job(start_server, tmp_path):
+    folder = tmp_path / "videos"
+    first = start_server(["--model", "tiny-cogvideox", *FAST], folder=folder)
+    ids = [first.create(prompt=f"job {n}", seed=n, frames=1)["id"] for n in range(4)]
+    first.wait_status(ids[0], "completed")
+    first.wait_status(ids[1], "in_progress", "completed")
+    kept = (folder / f"{ids[0]}.mp4").read_bytes()
+    first.process.kill()
+    assert first.process.wait(DEADLINE) == -signal.SIGKILL
+    again = start_server(["--model", "tiny-cogvideox", *FAST], folder=folder)  # the stale lock is taken over
+    for video_id in ids:
+        assert again.wait_status(video_id, "completed", "failed")["status"] == "completed"
+        answer = again.call("GET", f"/v1/videos/{video_id}/content")
+        assert answer.status == 200 and answer.body[4:8] == b"ftyp"
+    assert (folder / f"{ids[0]}.mp4").read_bytes() == kept  # finished before the kill: not made again
+    assert jobs_in(folder)[ids[0]] == ("completed", 1)
+    # Two servers on one folder are refused as two batches are.
+    second = Server(folder, ["--model", "tiny-cogvideox"])
+    assert second.process.wait(DEADLINE) == 2
+    lines = second.output().strip().splitlines()
+    assert len(lines) == 1 and "is in use by another vidgen batch" in lines[0], lines
+    assert again.stop() == 0
+
+
+def test_sigterm_drains_a_stream_at_its_chunk_boundary_keeps_the_queue_and_exits_0(start_server):
+    server = start_server(["--model", "tiny-helios", *FAST])
+    stream_id = server.create(prompt="a long walk", stream=True, frames=33 * 500)["id"]
+    waiting_id = server.create(prompt="after the stream", frames=33)["id"]
+    sidecar = server.folder / f"{stream_id}.mp4.json"
+    wait_for(sidecar.exists, "a first chunk")
+    assert server.stop(signal.SIGTERM) == 0, server.output()
+    assert '"status": "ended"' in sidecar.read_text()
+    jobs = jobs_in(server.folder)
+    assert jobs[stream_id][0] == "completed" and jobs[waiting_id][0] == "queued"
+    assert "Traceback" not in server.output()
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.5", "::"])
+def test_an_open_host_without_a_key_is_refused_in_one_line(host, tmp_path, vidgen, monkeypatch):
+    monkeypatch.delenv("VIDGEN_API_KEY", raising=False)
+    run = vidgen("serve", "--model", "tiny-cogvideox", "--host", host, "--dir", str(tmp_path / "videos"))
+    assert run.exit_code == 2 and run.stderr.count("\n") == 1, run.stderr
+    assert f"--host {host} lets other machines in, so it needs an API key" in run.stderr
+    assert not (tmp_path / "videos").exists()
+
+
+class Worker(SimpleNamespace):
+    """A worker that never finishes loading."""
+
+
+@pytest.fixture
+def unready(tmp_path):
+    """The routes, in-process, over a worker still loading its model."""
+    server = ApiServer(
+        store=Store(tmp_path),
+        folder=tmp_path,
+        model_name="tiny-cogvideox",
+        model=None,
+        defaults={},
+        instance="test",
+        worker=Worker(state="loading", error=None, wake=threading.Event()),
+    )
+    http = uvicorn.Server(uvicorn.Config(create_app(server), port=free_port(), log_level="error"))
+    thread = threading.Thread(target=http.run, daemon=True)
+    thread.start()
+    wait_for(lambda: http.started, "uvicorn to start")
+    yield server, SimpleNamespace(call=Server.call, port=http.config.port, key=None)
+    http.should_exit = True
+    thread.join(DEADLINE)
+
+
+def test_503_while_the_model_loads_and_while_the_server_drains(unready):
+    server, client = unready
+    answer = Server.call(client, "POST", "/v1/videos", {"prompt": "early"})
+    assert answer.status == 503 and answer.json()["error"]["code"] == "model_loading"
+    assert Server.call(client, "GET", "/health").json()["status"] == "loading"
+    server.draining = True
+    answer = Server.call(client, "POST", "/v1/videos", {"prompt": "late"})
+    assert answer.status == 503 and answer.json()["error"]["code"] == "draining"
+    assert not jobs_in(server.folder)
