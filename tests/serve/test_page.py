@@ -15,7 +15,9 @@ import time
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -161,6 +163,7 @@ def test_a_video_made_from_the_page_reaches_100_percent_and_plays_to_its_last_fr
     page.wait_for_function("() => document.getElementById('health').textContent.includes('ready')")
     assert "tiny-cogvideox" in page.locator("#health").inner_text()
     assert page.get_by_label("Stream: watch it while it is made, steer it chunk by chunk").is_hidden()
+    assert page.get_by_label("Start from an image (optional)").is_hidden()  # tiny-cogvideox: text only
 
     page.get_by_label("Size (WIDTHxHEIGHT)").fill("97x64")  # odd: the API's one-line 400 shows
     page.get_by_label("Prompt", exact=True).fill("a cat walks")
@@ -240,6 +243,25 @@ def test_a_stream_started_from_the_page_plays_while_it_grows_and_is_steered_from
     assert chunks >= 2 and played["error"] is None and played["width"] > 0, played
     frames, fps = final["output"]["frames"], final["settings"]["fps"]
     assert frames == chunks * CHUNK and abs(played["duration"] - frames / fps) < 0.1, (played, final)
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 360
+    assert page.problems == []
+
+
+def test_an_image_chosen_in_the_page_is_uploaded_and_animated(servers, page, tmp_path):
+    server = servers["helios"]
+    server.wait_ready()
+    picture = tmp_path / "start.png"
+    Image.fromarray(np.full((32, 48, 3), (200, 40, 90), np.uint8)).save(picture)
+    page.goto(server.url)
+    page.get_by_label("Start from an image (optional)").set_input_files(str(picture))
+    page.get_by_label("Prompt", exact=True).fill("the picture moves")
+    page.get_by_label("Frames").fill(str(CHUNK))
+    page.get_by_role("button", name="Generate").click()
+    job = card(page, "the picture moves")
+    job.locator(".status", has_text="completed · 100%").wait_for()
+    the_id = video_id(page, "the picture moves")
+    assert server.sidecar(the_id)["mode"] == "i2v"
+    assert (server.folder / "uploads" / the_id).read_bytes() == picture.read_bytes()
     assert page.problems == []
 
 

@@ -49,8 +49,8 @@ def add_page(app: FastAPI, server: Any) -> None:
 
 
 def page_model(server: Any) -> dict[str, Any]:
-    """The loaded model as the form shows it: its name, whether it streams or animates an image, and the
-    server's defaults (the placeholders of the options left empty)."""
+    """The loaded model as the form shows it: its name, whether it streams, animates an image or needs one,
+    and the server's defaults (the placeholders of the options left empty)."""
     model, defaults = server.model, server.defaults
     preset = model.preset
 
@@ -62,6 +62,7 @@ def page_model(server: Any) -> dict[str, Any]:
         "model": server.model_name,
         "streams": model.family.streams,
         "images": "i2v" in model.info.modes,
+        "text": "t2v" in model.info.modes,  # False: an image-to-video model, which needs the image
         "defaults": {
             "size": f"{default('width', preset.width)}x{default('height', preset.height)}",
             "frames": default("frames", preset.frames),

@@ -95,6 +95,10 @@ async function loadModel() {
   $("negative_prompt").placeholder = defaults.negative_prompt || "";
   $("stream-option").hidden = !model.streams;
   $("image-option").hidden = !model.images;
+  if (!model.text) {
+    $("image-label").textContent = "Start from an image (required)";
+    $("input_reference").required = true;
+  }
 }
 
 async function watchHealth() {
@@ -139,6 +143,11 @@ $("create").addEventListener("submit", async (event) => {
   }
   const fields = formFields();
   const image = page.model && page.model.images ? $("input_reference").files[0] : undefined;
+  if (page.model && !page.model.text && !image) {
+    error.textContent = "This model animates an image: choose one first.";
+    $("input_reference").focus();
+    return;
+  }
   let options;
   if (image) {
     const form = new FormData();
@@ -246,10 +255,12 @@ function updateCard(card, video) {
   card.bar.value = video.progress;
   card.bar.setAttribute("aria-valuetext", video.progress + "%");
   card.error.textContent = video.status === "failed" && video.error ? video.error.message : card.error.textContent;
-  const running = video.status === "queued" || video.status === "in_progress";
+  // Only a running stream is watched: a browser holds few connections to one server, and a queued
+  // stream's would wait open. One that ends between two polls plays from the Play button.
+  const running = video.status === "in_progress";
   if (card.stream && running && !card.live) watchStream(card);
-  if (card.steer) card.steer.form.hidden = video.status !== "in_progress"; // a queued stream takes no lines
-  card.play.hidden = !(video.status === "completed" && !card.live && !card.loaded);
+  if (card.steer) card.steer.form.hidden = !running; // a queued stream takes no lines
+  card.play.hidden = !(video.status === "completed" && !card.loaded && !card.watching);
   if (previous && previous !== video.status && (video.status === "completed" || video.status === "failed")) {
     announce((video.prompt || video.id) + ": " + words[video.status]);
   }
@@ -291,6 +302,7 @@ async function playFinished(card) {
   try {
     const response = await api(videoPath(card.id) + "/content");
     const blob = await response.blob();
+    if (card.url) URL.revokeObjectURL(card.url);
     card.url = URL.createObjectURL(new Blob([blob], { type: "video/mp4" }));
     card.video.src = card.url;
     card.video.hidden = false;
@@ -313,9 +325,9 @@ async function watchStream(card) {
   card.live = true;
   if (!window.MediaSource) {
     card.error.textContent = "This browser cannot play a growing video; it plays here once finished.";
-    card.live = false;
     return;
   }
+  card.watching = true;
   const source = new MediaSource();
   card.url = URL.createObjectURL(source);
   card.video.src = card.url;
@@ -329,6 +341,8 @@ async function watchStream(card) {
     card.loaded = true;
   } catch (error) {
     if (error.name !== "AbortError") card.error.textContent = error.message;
+  } finally {
+    card.watching = false; // not watched again; once finished, the Play button fetches the whole video
   }
 }
 
