@@ -22,7 +22,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from vidgen.core.errors import VidgenError
-from vidgen.serve import content, plans
+from vidgen.serve import content, plans, web
 from vidgen.serve.errors import ApiError, bad_request, error_body, not_found
 from vidgen.serve.schema import FIELDS, parse_request, seconds_text, video_object
 from vidgen.serve.store import QueueFull, Store
@@ -64,6 +64,7 @@ def create_app(server: Server) -> FastAPI:
     app = FastAPI(title="vidgen", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.server = server
     _add_error_handlers(app)
+    web.add_page(app, server)  # GET /: the page
 
     @app.get("/health")
     def health() -> JSONResponse:
