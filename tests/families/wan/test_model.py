@@ -46,6 +46,9 @@ KINDS = {
         {"in_channels": 8, "image_dim": 12, "added_kv_proj_dim": 32, "pos_embed_seq_len": 10},
         {"text_tokens": I2V_TEXT_TOKENS, "image_tokens": 5, "images_per_sample": 2},
     ),
+    # Image embeddings but no image keys/values: the cross-attention reads [image; text] as text
+    # (diffusers' own I2V pipeline tests build this), so no 512-token text is needed.
+    "i2v_no_added_kv": ({"in_channels": 8, "image_dim": 12}, {"image_tokens": 5}),
     "ti2v": ({"in_channels": 48, "out_channels": 48}, {"timestep_per_token": True}),
     "t2v_no_cross_attn_norm": ({"cross_attn_norm": False}, {"batch": 1}),
     # The released head width (rotary channels 44/42/42) and positions up to 11.

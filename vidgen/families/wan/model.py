@@ -227,7 +227,8 @@ class WanTransformer3DModel(
         return Transformer2DModelOutput(sample=out) if return_dict else (out,)
 
     def _embed_context(self, text: torch.Tensor, image: torch.Tensor | None) -> tuple[torch.Tensor, int]:
-        """-> the projected [image; text] context [B, I + L, D] and the image's token count I."""
+        """-> the projected [image; text] context [B, I + L, D] and the image's token count I (0 where the
+        blocks attend to the image as to the text)."""
         embedder = self.condition_embedder
         text = embedder.text_embedder(text)  # [B, L, D]
         if image is None:
@@ -235,7 +236,10 @@ class WanTransformer3DModel(
         if embedder.image_embedder is None:
             raise ValueError("encoder_hidden_states_image needs a model built with image_dim (I2V)")
         image = embedder.image_embedder(image)  # [B, I, D]
-        return torch.cat([image, text], dim=1), image.shape[1]
+        context = torch.cat([image, text], dim=1)
+        # Without image keys/values (image_dim but no added_kv_proj_dim), diffusers' cross-attention reads
+        # the image tokens as text: the whole context through to_k / to_v.
+        return context, image.shape[1] if self.config.added_kv_proj_dim is not None else 0
 
     def _embed_time(
         self, timestep: torch.Tensor, batch: int, dtype: torch.dtype
