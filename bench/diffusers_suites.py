@@ -15,7 +15,8 @@ The tests folder is a diffusers checkout's `tests/` at the installed version (it
 `parameterized` and `requests_mock`: install them, or put them on PYTHONPATH). The suites' text encoder,
 hf-internal-testing/tiny-random-t5, is replaced in both runs by a local stand-in of the same width (no
 download; a T5 config and vidgen's tiny tokenizer in a throwaway hub cache), so tests that compare with
-numbers recorded from the real one fail both ways and are not counted.
+numbers recorded from the real one fail both ways and are not counted. (The Wan I2V suites' CLIP image
+encoder is built by the tests themselves.)
 """
 
 import argparse
