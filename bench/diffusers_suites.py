@@ -1,19 +1,22 @@
 """diffusers' own pipeline tests, run with diffusers' transformers and again with vidgen's in their place.
 
-vidgen's `CogVideoXTransformer3DModel` and `HeliosTransformer3DModel` are meant as drop-ins: every test
-of diffusers' CogVideoX (T2V, I2V, V2V) and Helios pipeline suites that passes with diffusers' class
-should pass with vidgen's. This runs those suites twice (pytest in a subprocess; the second run loads
-this file as a plugin that swaps the classes before the test modules import them) and prints the tests
-that pass only with diffusers' class; exit status 1 if there are any.
+vidgen's `CogVideoXTransformer3DModel`, `HeliosTransformer3DModel` and `WanTransformer3DModel` are meant as
+drop-ins: every test of diffusers' CogVideoX (T2V, I2V, V2V), Helios and Wan (2.1 T2V, I2V, V2V; 2.2
+two-expert T2V and I2V, TI2V) pipeline suites that passes with diffusers' class should pass with vidgen's.
+This runs those suites twice (pytest in a subprocess; the second run loads this file as a plugin that
+swaps the classes before the test modules import them) and prints the tests that pass only with
+diffusers' class; exit status 1 if there are any.
 
     python bench/diffusers_suites.py /path/to/diffusers/tests
     python bench/diffusers_suites.py /path/to/diffusers/tests -k fused   # extra pytest arguments
+    python bench/diffusers_suites.py /path/to/diffusers/tests --suites wan  # the suites whose path has "wan"
 
 The tests folder is a diffusers checkout's `tests/` at the installed version (its helpers import
 `parameterized` and `requests_mock`: install them, or put them on PYTHONPATH). The suites' text encoder,
 hf-internal-testing/tiny-random-t5, is replaced in both runs by a local stand-in of the same width (no
 download; a T5 config and vidgen's tiny tokenizer in a throwaway hub cache), so tests that compare with
-numbers recorded from the real one fail both ways and are not counted.
+numbers recorded from the real one fail both ways and are not counted. (The Wan I2V suites' CLIP image
+encoder is built by the tests themselves.)
 """
 
 import argparse
@@ -29,6 +32,11 @@ SUITES = (
     "pipelines/cogvideo/test_cogvideox_image2video.py",
     "pipelines/cogvideo/test_cogvideox_video2video.py",
     "pipelines/helios",
+    "pipelines/wan/test_wan.py",
+    "pipelines/wan/test_wan_22.py",
+    "pipelines/wan/test_wan_image_to_video.py",
+    "pipelines/wan/test_wan_22_image_to_video.py",
+    "pipelines/wan/test_wan_video_to_video.py",
 )
 SWAP = "VIDGEN_SWAP_TRANSFORMERS"  # set in the second run's environment: this file, as a plugin, swaps
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,7 +75,7 @@ def stand_in_t5(hub_cache: Path) -> None:
     build_tokenizer(model_max_length=512).save_pretrained(snapshot)
 
 
-def run(tests: Path, swap: bool, extra: list[str]) -> dict[str, str]:
+def run(tests: Path, suites: list[str], swap: bool, extra: list[str]) -> dict[str, str]:
     """{test id: "passed" / "failed" / "skipped"} for one pytest run of the suites."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), str(ROOT / "bench"), env.get("PYTHONPATH")]))
@@ -80,7 +88,7 @@ def run(tests: Path, swap: bool, extra: list[str]) -> dict[str, str]:
         env.update(HF_HUB_CACHE=str(Path(tmp) / "hub"), HF_HUB_OFFLINE="1")
         report = Path(tmp) / "report.xml"
         command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *plugin]
-        command += [f"--junitxml={report}", *(f"{tests.name}/{suite}" for suite in SUITES), *extra]
+        command += [f"--junitxml={report}", *(f"{tests.name}/{suite}" for suite in suites), *extra]
         subprocess.run(command, cwd=tests.parent, env=env, stdout=subprocess.DEVNULL, check=False)
         return outcomes(report)
 
@@ -103,10 +111,14 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("tests", type=Path, help="a diffusers checkout's tests/ folder")
+    parser.add_argument("--suites", default="", help="run only the suites whose path contains this")
     args, extra = parser.parse_known_args()
+    suites = [suite for suite in SUITES if args.suites in suite]
+    if not suites:
+        parser.error(f"no suite's path contains {args.suites!r}; the suites: {', '.join(SUITES)}")
     sys.path.insert(0, str(ROOT))
     tests = args.tests.resolve()
-    theirs, ours = run(tests, False, extra), run(tests, True, extra)
+    theirs, ours = run(tests, suites, False, extra), run(tests, suites, True, extra)
     passing = [test for test, outcome in theirs.items() if outcome == "passed"]
     lost = [test for test in passing if ours.get(test) != "passed"]
     print(f"{'test':<100} diffusers  vidgen")

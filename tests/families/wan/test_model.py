@@ -13,7 +13,7 @@ import pytest
 import torch
 from accelerate import init_empty_weights
 from diffusers import WanTransformer3DModel as DiffusersWan
-from diffusers.hooks import FirstBlockCacheConfig, PyramidAttentionBroadcastConfig
+from diffusers.hooks import FirstBlockCacheConfig, PyramidAttentionBroadcastConfig, SeaCacheConfig
 from diffusers.hooks.pyramid_attention_broadcast import apply_pyramid_attention_broadcast
 from torch._dynamo.testing import CompileCounterWithBackend
 
@@ -46,6 +46,9 @@ KINDS = {
         {"in_channels": 8, "image_dim": 12, "added_kv_proj_dim": 32, "pos_embed_seq_len": 10},
         {"text_tokens": I2V_TEXT_TOKENS, "image_tokens": 5, "images_per_sample": 2},
     ),
+    # Image embeddings but no image keys/values: the cross-attention reads [image; text] as text
+    # (diffusers' own I2V pipeline tests build this), so no 512-token text is needed.
+    "i2v_no_added_kv": ({"in_channels": 8, "image_dim": 12}, {"image_tokens": 5}),
     "ti2v": ({"in_channels": 48, "out_channels": 48}, {"timestep_per_token": True}),
     "t2v_no_cross_attn_norm": ({"cross_attn_norm": False}, {"batch": 1}),
     # The released head width (rotary channels 44/42/42) and positions up to 11.
@@ -241,7 +244,9 @@ def denoise(model: torch.nn.Module, kind: str = "t2v") -> list[torch.Tensor]:
         drift = torch.randn(latents.shape, generator=torch.Generator().manual_seed(step))
         inputs |= {"hidden_states": latents + 0.05 * drift, "timestep": torch.tensor([t, t])}
         model.current_timestep = t
-        with torch.no_grad(), model.cache_context("cond"):
+        # Where the loop is, as diffusers 0.42.1's Wan pipelines say (SeaCache needs it, the others ignore it)
+        where = {"step_index": step, "sigma": t / 1000, "num_inference_steps": len(STEPS)}
+        with torch.no_grad(), model.cache_context("cond", **where):
             outputs.append(model(**inputs).sample)
     return outputs
 
@@ -260,6 +265,20 @@ def test_first_block_cache_on_a_bare_model_matches_diffusers() -> None:
     ours.disable_cache()
     for actual, expected in zip(denoise(ours), plain, strict=True):
         assert relative_error(actual, expected) <= FP32_TOLERANCE
+
+
+@pytest.mark.parametrize("kind", ["t2v", "ti2v"])
+def test_sea_cache_skips_steps_as_on_diffusers_class(kind: str) -> None:
+    # diffusers hands SeaCache the latents of its own Wan class only (input channels = output channels);
+    # without them SeaCache computes every step, so vidgen's class would run uncached.
+    ref, ours = build_pair(num_layers=3, **KINDS[kind][0])
+    plain = denoise(ours, kind)
+    for model in (ref, ours):
+        model.enable_cache(SeaCacheConfig(threshold=5.0))
+    cached = denoise(ours, kind)
+    for actual, expected in zip(cached, denoise(ref, kind), strict=True):
+        assert relative_error(actual, expected) <= FP32_TOLERANCE
+    assert any(relative_error(c, p) > 1e-3 for c, p in zip(cached, plain, strict=True))
 
 
 def hooked_layers(model: torch.nn.Module) -> list[str]:

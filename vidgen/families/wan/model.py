@@ -16,12 +16,14 @@ loading). Beyond it:
 Inference first: the residual stream is updated in place where that saves a copy.
 """
 
+import dataclasses
 import math
 from functools import partial
 from typing import Any
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.hooks import SeaCacheConfig
 from diffusers.loaders import PeftAdapterMixin
 from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
 from diffusers.models.attention import AttentionMixin
@@ -226,8 +228,18 @@ class WanTransformer3DModel(
         out = unpatchify(out, grid, patch)
         return Transformer2DModelOutput(sample=out) if return_dict else (out,)
 
+    def enable_cache(self, config: Any) -> None:
+        """diffusers' `enable_cache`. SeaCache reads the generated video from a call through a callback,
+        which diffusers supplies for its own Wan class only (input channels = output channels: T2V, TI2V);
+        this class gets the same, or SeaCache would compute every step."""
+        same_channels = self.config.in_channels == self.config.out_channels
+        if isinstance(config, SeaCacheConfig) and config.raw_vision_callback is None and same_channels:
+            config = dataclasses.replace(config, raw_vision_callback=latents_as_video)
+        super().enable_cache(config)
+
     def _embed_context(self, text: torch.Tensor, image: torch.Tensor | None) -> tuple[torch.Tensor, int]:
-        """-> the projected [image; text] context [B, I + L, D] and the image's token count I."""
+        """-> the projected [image; text] context [B, I + L, D] and the image's token count I (0 where the
+        blocks attend to the image as to the text)."""
         embedder = self.condition_embedder
         text = embedder.text_embedder(text)  # [B, L, D]
         if image is None:
@@ -235,7 +247,10 @@ class WanTransformer3DModel(
         if embedder.image_embedder is None:
             raise ValueError("encoder_hidden_states_image needs a model built with image_dim (I2V)")
         image = embedder.image_embedder(image)  # [B, I, D]
-        return torch.cat([image, text], dim=1), image.shape[1]
+        context = torch.cat([image, text], dim=1)
+        # Without image keys/values (image_dim but no added_kv_proj_dim), diffusers' cross-attention reads
+        # the image tokens as text: the whole context through to_k / to_v.
+        return context, image.shape[1] if self.config.added_kv_proj_dim is not None else 0
 
     def _embed_time(
         self, timestep: torch.Tensor, batch: int, dtype: torch.dtype
@@ -248,3 +263,9 @@ class WanTransformer3DModel(
             return temb.unflatten(0, timestep.shape), rows.unflatten(0, timestep.shape)
         temb, rows = embed(timestep.reshape(-1).expand(batch), dtype)
         return temb, rows[:, None]
+
+
+def latents_as_video(model: nn.Module, args: tuple, kwargs: dict) -> list[torch.Tensor] | None:
+    """SeaCache's view of a Wan call: each sample's latents [C, F, H, W], all of them the generated video."""
+    latents = kwargs.get("hidden_states", args[0] if args else None)
+    return list(latents.unbind(0)) if isinstance(latents, torch.Tensor) and latents.ndim == 5 else None
