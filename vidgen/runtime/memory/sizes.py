@@ -53,8 +53,7 @@ def folder_parts(folder: Path, dtype: torch.dtype, vae_dtype: torch.dtype, exper
     transformer = component_tensors(folder, "transformer")
     vae = component_tensors(folder, "vae")
     second = component_tensors(folder, "transformer_2") if experts > 1 else {}
-    has_image = names_part(read(folder, "model_index.json", REPAIR), "image_encoder")
-    image = component_tensors(folder, "image_encoder") if has_image else {}
+    image = component_tensors(folder, "image_encoder") if _names(folder, "image_encoder") else {}
     return Parts(
         text_encoder=loaded_bytes(text, dtype),
         transformer=loaded_bytes(transformer, dtype),
@@ -65,6 +64,13 @@ def folder_parts(folder: Path, dtype: torch.dtype, vae_dtype: torch.dtype, exper
         image_encoder=loaded_bytes(image, torch.float32),
         image_encoder_blocks=block_count(image),
     )
+
+
+def _names(folder: Path, component: str) -> bool:
+    """Whether the folder's model_index.json names `component` (an optional part: Wan 2.1's CLIP)."""
+    if not (folder / "model_index.json").is_file():  # a bare folder of parts, as tests build
+        return False
+    return names_part(read(folder, "model_index.json", REPAIR), component)
 
 
 def _width(dtype: str) -> int:
