@@ -103,3 +103,22 @@ def test_a_folder_given_as_image_says_an_image_file(vidgen, offline_workdir):
     run = vidgen("i2v", "--model", "tiny-cogvideox-i2v", "--image", "photos", "a cat")
     assert run.exit_code == 2, run.stderr
     assert "pass the path to an image file" in run.stderr
+
+
+@pytest.mark.parametrize("command", ["t2v", "i2v", "v2v", "stream", "batch"])
+def test_the_size_help_gives_the_multiple_of_every_family(help_of, command):
+    text = help_of(command)
+    for option in ("Height", "Width"):
+        assert (
+            f"{option} in pixels, a multiple of the model's VAE scale times its patch size: 16 for most "
+            "models, 32 for Wan 2.2 TI2V."
+        ) in text
+    assert "a multiple of 16." not in text
+
+
+def test_the_sizes_the_help_names_are_the_models_own(tiny_folder):
+    from vidgen.families import registry
+
+    assert registry.read_info(tiny_folder("wan", "ti2v")).size_multiple == 32
+    for family, variant in (("wan", "t2v"), ("cogvideox", "t2v"), ("helios", "base")):
+        assert registry.read_info(tiny_folder(family, variant)).size_multiple == 16

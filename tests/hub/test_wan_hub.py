@@ -131,3 +131,25 @@ def test_a_named_optional_part_of_a_class_vidgen_does_not_run_is_refused(layouts
     with pytest.raises(VidgenError, match="image_encoder class 'SiglipVisionModel'") as error:
         check_configs(folder, "", {**BASE, **OPTIONAL})
     assert error.value.hint == "use a model whose image_encoder is CLIPVisionModel"
+
+
+@pytest.mark.parametrize(
+    ("preset", "component", "key"),
+    [
+        ("wan2.2-t2v-a14b", "transformer_2", "ffn_dim"),
+        ("wan2.1-i2v-14b-480p", "image_encoder", "intermediate_size"),
+    ],
+)
+def test_the_second_expert_and_the_image_encoder_are_shape_checked_against_their_configs(
+    layouts, tmp_path, preset, component, key
+):
+    folder = tmp_path / preset
+    shutil.copytree(layouts(preset), folder)
+    check_model(folder, "download it again", {**BASE, **OPTIONAL})  # whole as published
+    config = folder / component / "config.json"
+    values = json.loads(config.read_text())
+    config.write_text(json.dumps({**values, key: values[key] * 2}))
+    with pytest.raises(
+        VidgenError, match=rf"^'{folder / component}/.*safetensors' holds .* but {component}/config"
+    ):
+        check_model(folder, "download it again", {**BASE, **OPTIONAL})

@@ -4,15 +4,18 @@ configs and read as `vidgen` reads them: the part sizes, the working memory and 
 """
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
 from diffusers import AutoencoderKLWan
 from transformers import UMT5Config, UMT5EncoderModel
 
+from vidgen.core.request import Request, Runtime
 from vidgen.families.wan.info import read_wan_info
 from vidgen.models import WanTransformer3DModel
-from vidgen.runtime.memory.plan import GB, Parts, choose_plan
+from vidgen.runtime.memory.plan import GB, Parts, Work, choose_plan, device_peak, host_need
+from vidgen.runtime.memory.sizes import folder_parts
 from vidgen.runtime.memory.work import least_bytes, read_footprint, stage_work
 
 HOST = int(128 * GB)
@@ -90,3 +93,147 @@ def test_each_card_gets_the_fastest_plan_that_fits(released, name, card, size, o
     plan = choose_plan(int(card * GB), HOST, parts, work(folder, *size))
     assert (plan.offload, plan.quantize) == (offload, "none")
     assert plan.device_bytes <= card * GB
+
+
+# --- the released image-to-video and two-expert folders, sized from their safetensors headers ---------
+
+# CLIP ViT-H/14, as the Wan 2.1 I2V folders' image_encoder/config.json has it (0.63 billion parameters).
+CLIP_VIT_H = dict(
+    hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=16,
+    patch_size=14, image_size=224, projection_dim=1024, hidden_act="gelu",
+)  # fmt: skip
+RELEASED_FOLDERS = {
+    "wan2.1-i2v-14b-480p": dict(
+        pipeline="WanImageToVideoPipeline",
+        transformer=dict(in_channels=36, image_dim=1280, added_kv_proj_dim=5120),
+        image_encoder=True,
+    ),
+    "wan2.2-t2v-a14b": dict(pipeline="WanPipeline", transformer={}, boundary_ratio=0.875),
+    "wan2.2-i2v-a14b": dict(
+        pipeline="WanImageToVideoPipeline", transformer=dict(in_channels=36), boundary_ratio=0.9
+    ),
+}
+
+
+def write_header_only(path, model: torch.nn.Module, dtype: str = "BF16") -> None:
+    """A safetensors file of `model`'s tensor names and shapes whose data is a hole (a sparse file): it
+    reads as whole, and weighs nothing on disk."""
+    header, offset = {}, 0
+    for name, tensor in model.named_parameters():  # tied weights once, as save_pretrained writes them
+        size = tensor.numel() * (4 if dtype == "F32" else 2)
+        header[name] = {"dtype": dtype, "shape": list(tensor.shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    text = json.dumps(header).encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as file:
+        file.write(len(text).to_bytes(8, "little") + text)
+        file.truncate(8 + len(text) + offset)
+
+
+@pytest.fixture(scope="module")
+def released_folders(tmp_path_factory):
+    """name -> a folder of the released configs with header-only weights."""
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    folders = {}
+    with torch.device("meta"):
+        encoder, vae = UMT5EncoderModel(UMT5Config(**UMT5_XXL)), AutoencoderKLWan()
+        clip = CLIPVisionModel(CLIPVisionConfig(**CLIP_VIT_H))
+        for name, spec in RELEASED_FOLDERS.items():
+            folder = tmp_path_factory.mktemp(name)
+            index = {"_class_name": spec["pipeline"], "boundary_ratio": spec.get("boundary_ratio")}
+            transformer = WanTransformer3DModel(**spec["transformer"])
+            experts = ["transformer", "transformer_2"] if "boundary_ratio" in spec else ["transformer"]
+            for part in experts:
+                (folder / part).mkdir()
+                (folder / part / "config.json").write_text(json.dumps(dict(transformer.config)))
+                write_header_only(folder / part / "diffusion_pytorch_model.safetensors", transformer, "F32")
+                index[part] = ["diffusers", "WanTransformer3DModel"]
+            (folder / "vae").mkdir()
+            (folder / "vae" / "config.json").write_text(json.dumps(dict(vae.config)))
+            write_header_only(folder / "vae" / "diffusion_pytorch_model.safetensors", vae, "F32")
+            (folder / "text_encoder").mkdir()
+            encoder.config.to_json_file(folder / "text_encoder" / "config.json")
+            write_header_only(folder / "text_encoder" / "model.safetensors", encoder)
+            if spec.get("image_encoder"):
+                (folder / "image_encoder").mkdir()
+                clip.config.to_json_file(folder / "image_encoder" / "config.json")
+                write_header_only(folder / "image_encoder" / "model.safetensors", clip)
+                index["image_encoder"] = ["transformers", "CLIPVisionModel"]
+            else:
+                index["image_encoder"] = [None, None]
+            (folder / "model_index.json").write_text(json.dumps(index))
+            folders[name] = folder
+    return folders
+
+
+def planned(folder, free: float, mode: str, offload_plans=None, **runtime):
+    """The `--offload auto` plan for the folder's default size on a card with `free` GB."""
+    from vidgen.runtime.memory import auto
+    from vidgen.runtime.memory.plan import PLANS
+
+    info = read_wan_info(folder)
+    height, width, frames = info.sample_size
+    request = Request(mode=mode, prompt="a cat", guidance=5.0, height=height, width=width, frames=frames)
+    return auto.plan_for(
+        Runtime(device="cuda", dtype=torch.bfloat16, offload="auto", vae_tiling=None, **runtime),
+        folder,
+        request,
+        info,
+        int(free * GB),
+        offload_plans or PLANS,
+    )
+
+
+@pytest.fixture
+def roomy_host(monkeypatch):
+    from vidgen.runtime.memory import auto
+
+    monkeypatch.setattr(auto, "free_host", lambda: HOST)
+
+
+def test_the_plan_counts_wan_2_1_i2vs_clip_image_encoder_in_float32(released_folders, roomy_host):
+    folder = released_folders["wan2.1-i2v-14b-480p"]
+    parts = folder_parts(folder, torch.bfloat16, torch.float32)
+    # ViT-H's 0.63 billion parameters in float32 (the pipeline loads it so whatever --dtype), 32 layers.
+    assert 2.4 * GB < parts.image_encoder < 2.6 * GB and parts.image_encoder_blocks == 32
+    # 16.4 billion parameters: the 14B's and the image cross-attention's (the repo's 14 fp32 shards).
+    assert 32.5 * GB < parts.transformer < 33.2 * GB and parts.transformer_2 == 0
+    everything = parts.text_encoder + parts.transformer + parts.vae + parts.image_encoder
+    plan = planned(folder, 80, "i2v")
+    assert plan.offload == "none" and plan.device_bytes > everything
+    assert host_need("model", "none", parts) == everything
+    without = replace(parts, image_encoder=0)
+    assert device_peak("none", "none", parts, Work(0, 0, 0, 0), False) == everything
+    # A card that holds everything but the image encoder does not get "none".
+    work = stage_work(read_wan_info(folder), read_footprint(folder), 480, 832, 81, True, BF16)
+    edge = device_peak("none", "none", without, work, True) + int(1 * GB)
+    assert choose_plan(edge, HOST, without, work).offload == "none"
+    assert choose_plan(edge, HOST, parts, work).offload == "model"
+
+
+@pytest.mark.parametrize(("name", "mode"), [("wan2.2-t2v-a14b", "t2v"), ("wan2.2-i2v-a14b", "i2v")])
+def test_the_plan_counts_both_a14b_experts_and_model_offload_keeps_one_on_the_device(
+    released_folders, roomy_host, name, mode
+):
+    folder = released_folders[name]
+    assert read_wan_info(folder).experts == 2
+    parts = folder_parts(folder, torch.bfloat16, torch.float32, experts=2)
+    assert parts.transformer_2 == parts.transformer and 28.5 * GB < parts.transformer < 29.5 * GB
+    assert parts.image_encoder == 0  # Wan 2.2 I2V takes the image in the latents alone
+    both = parts.text_encoder + 2 * parts.transformer + parts.vae
+    assert host_need("model", "none", parts) == both
+    # Both experts (57 GB) with UMT5 and 720p's activations do not fit in 64 GB; one expert at a time does.
+    plan = planned(folder, 64, mode)
+    assert plan.offload == "model" and "one expert at a time" in plan.reason
+    assert parts.transformer < plan.device_bytes < parts.transformer + parts.transformer_2
+    one = replace(parts, transformer_2=0)
+    work = stage_work(read_wan_info(folder), read_footprint(folder), 720, 1280, 81, True, BF16)
+    assert device_peak("model", "none", parts, work, False) == device_peak("model", "none", one, work, False)
+    everything = planned(folder, 200, mode)
+    assert everything.offload == "none" and everything.device_bytes > both
+    # --offload model, asked for: one expert resident; --quantize int8 shrinks both.
+    model = planned(folder, 64, mode, (("model", "none"),))
+    assert model.device_bytes == plan.device_bytes
+    quantized = planned(folder, 200, mode, quantize="int8")
+    assert quantized.device_bytes < everything.device_bytes - parts.transformer * 0.9

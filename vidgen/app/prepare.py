@@ -128,6 +128,15 @@ def prepare(
     return Plan(request, runtime, source, model.preset, output, inputs, tuple(notes))
 
 
+def check_guidance_2(guidance_2: float | None, info: ModelInfo, model: str) -> None:
+    """Only a model of two experts takes `--guidance-2` (a batch's, once for every job)."""
+    if guidance_2 is not None and info.experts < 2:
+        raise VidgenError(
+            f"--guidance-2 is for a model of two experts (Wan 2.2 A14B); '{model}' has one transformer",
+            "drop --guidance-2 (--guidance sets its guidance)",
+        )
+
+
 def build_request(
     options: Options,
     prompt: str,
@@ -143,12 +152,7 @@ def build_request(
     check_last_image(options, info)
     check_text(prompt, "the prompt")  # a batch job's, or --prompt's for every job
     check_text(options.negative_prompt, "--negative-prompt")
-    if options.guidance_2 is not None and info.experts < 2:
-        raise VidgenError(
-            f"--guidance-2 is for a model of two experts (Wan 2.2 A14B); '{options.model}' has one "
-            "transformer",
-            "drop --guidance-2 (--guidance sets its guidance)",
-        )
+    check_guidance_2(options.guidance_2, info, options.model)
     family = registry.family(info.family)
     request = family.build_request(options, prompt, seed, preset, info, notes, reader)
     check_frame_count(request.frames)

@@ -121,7 +121,9 @@ def generate(
     timings.update(result.timings)
     if not outcome_speaker():  # another torchrun rank: rank 0 decodes and writes the video
         return Outcome({}, plan.output.path, plan.output.sidecar, result.warnings)
-    skips = take_skip_count(getattr(loaded, "transformer", None))
+    # Every expert's calls (Wan 2.2 A14B: two transformers, each with its own step cache).
+    parts = getattr(loaded, "experts", {"transformer": ""})
+    skips = take_skip_count(*(getattr(loaded, part, None) for part in parts))
     if skips is not None and "replay_read" in skips:  # the mag cache: what its replay needs
         read, _ = skips.pop("replay_read"), skips.pop("replay_measured")
         plan = with_mag_replay(plan, read, plan.output.path)

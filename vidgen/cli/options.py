@@ -118,14 +118,16 @@ HEIGHT = typer.Option(
     None,
     "--height",
     min=16,
-    help="Height in pixels, a multiple of 16.",
+    help="Height in pixels, a multiple of the model's VAE scale times its patch size: 16 for most models, "
+    "32 for Wan 2.2 TI2V.",
     show_default="the preset's",
 )
 WIDTH = typer.Option(
     None,
     "--width",
     min=16,
-    help="Width in pixels, a multiple of 16.",
+    help="Width in pixels, a multiple of the model's VAE scale times its patch size: 16 for most models, "
+    "32 for Wan 2.2 TI2V.",
     show_default="the preset's",
 )
 FRAMES = typer.Option(

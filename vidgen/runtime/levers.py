@@ -82,17 +82,20 @@ def compile_blocks(transformer: nn.Module, **options: Any) -> None:
     transformer.compile_pending = True  # the first denoising step will compile: `compile_stage` shows it
 
 
-def compile_stage(progress: Progress, transformer: nn.Module) -> Progress:
-    """`progress` for a generation; when `transformer` was just compiled, one that reports the first
-    denoising step (where the compiler runs) as a "compile" stage of its own. The mag cache's notes
-    (ratios being measured) go to it from here on."""
-    session = getattr(transformer, "mag_cache", None)
-    if session is not None:
-        session.attach(progress.note)
-    if not getattr(transformer, "compile_pending", False):
-        return progress
-    transformer.compile_pending = False
-    return _FirstStepCompiles(progress)
+def compile_stage(progress: Progress, *transformers: nn.Module | None) -> Progress:
+    """`progress` for a generation; when a transformer was just compiled, one that reports the first
+    denoising step (where the compiler runs) as a "compile" stage of its own. A model of two experts
+    passes both: the second's blocks share the first's compiled graph (the compiler's own timing,
+    `compiling`, counts any it compiles), and neither is shown as compiling again. The mag caches'
+    notes (ratios being measured) go to it from here on."""
+    pending = False
+    for transformer in transformers:
+        session = getattr(transformer, "mag_cache", None)
+        if session is not None:
+            session.attach(progress.note)
+        if getattr(transformer, "compile_pending", False):
+            transformer.compile_pending, pending = False, True
+    return _FirstStepCompiles(progress) if pending else progress
 
 
 class _FirstStepCompiles:
@@ -276,9 +279,28 @@ def reset_step_cache(transformer: nn.Module, timesteps: Sequence[float] | torch.
         session.begin(timesteps)
 
 
-def take_skip_count(transformer: nn.Module | None) -> dict[str, Any] | None:
+def take_skip_count(*transformers: nn.Module | None) -> dict[str, Any] | None:
     """{"calls": n, "skipped": k} since the last time asked (the mag cache adds where its ratios came
-    from); None without a step cache."""
+    from); None without a step cache. A model of two experts passes both: their counts add up, and the
+    mag cache's ratios come from each expert's own file, its stretch of steps under its own keys."""
+    counts = [count for transformer in transformers if (count := _take_one(transformer)) is not None]
+    if len(counts) < 2:
+        return counts[0] if counts else None
+    total: dict[str, Any] = {
+        "calls": sum(count["calls"] for count in counts),
+        "skipped": sum(count["skipped"] for count in counts),
+    }
+    if "ratios" in counts[0]:
+        sources = [count["ratios"] for count in counts]
+        total["ratios"] = "measured" if "measured" in sources else sources[0]
+        files = list(dict.fromkeys(count["ratios_file"] for count in counts))
+        total["ratios_file"] = files[0] if len(files) == 1 else files
+        total["replay_read"] = {key: r for count in counts for key, r in count["replay_read"].items()}
+        total["replay_measured"] = set().union(*(count["replay_measured"] for count in counts))
+    return total
+
+
+def _take_one(transformer: nn.Module | None) -> dict[str, Any] | None:
     counter = getattr(transformer, "step_cache_skips", None)
     if counter is None:
         return None

@@ -175,13 +175,18 @@ def with_flow_shift(request: Request, shift: float | None, family: Family) -> Re
     family whose sampler has no shift refuses it."""
     if shift is None:
         return request
-    if not family.flow_shift:
+    check_flow_shift(shift, family)
+    scheduler = dict(request.scheduler) | {"flow_shift": shift}
+    return replace(request, scheduler=tuple(sorted(scheduler.items())))
+
+
+def check_flow_shift(shift: float | None, family: Family) -> None:
+    """A family whose sampler has no shift refuses `--flow-shift` (a batch's, once for every job)."""
+    if shift is not None and not family.flow_shift:
         raise VidgenError(
             f"--flow-shift sets a flow-matching sampler's shift; {family.title}'s sampler has none",
             "drop --flow-shift",
         )
-    scheduler = dict(request.scheduler) | {"flow_shift": shift}
-    return replace(request, scheduler=tuple(sorted(scheduler.items())))
 
 
 def describe_settings(preset: Preset) -> str:

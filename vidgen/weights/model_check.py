@@ -279,9 +279,10 @@ def blocks_held(tensors: dict) -> int:
 
 
 def check_shapes(folder: Path, classes: Mapping[str, tuple[str, ...]], tensors: dict, repair: str) -> None:
-    """Each tensor has the shape the component's config implies (a model built on the meta device)."""
+    """Each tensor has the shape the component's config implies (a model built on the meta device), for
+    every weighted component `tensors` holds (the optional ones too: a second expert, an image encoder)."""
     check_layer_counts(folder, tensors, repair)
-    for component, expected in expected_shapes(folder, classes).items():
+    for component, expected in expected_shapes(folder, classes, tuple(tensors)).items():
         for name, (_, shape, path) in tensors[component].items():
             if name in expected and list(expected[name]) != shape:
                 raise VidgenError(
@@ -292,24 +293,34 @@ def check_shapes(folder: Path, classes: Mapping[str, tuple[str, ...]], tensors: 
 
 
 def expected_shapes(
-    folder: Path, classes: Mapping[str, tuple[str, ...]]
+    folder: Path,
+    classes: Mapping[str, tuple[str | None, ...]],
+    components: tuple[str, ...] = REQUIRED_WEIGHTS,
 ) -> dict[str, dict[str, tuple[int, ...]]]:
-    """The parameter shapes of each weighted component, from its config alone (no memory used)."""
-    import diffusers
-    import transformers
+    """The parameter shapes of each weighted component in `components`, from its config alone (no
+    memory used)."""
     from accelerate import init_empty_weights
 
     shapes = {}
     with init_empty_weights():
-        config_class = transformers.AutoConfig.from_pretrained(folder / "text_encoder")
-        encoder_class = getattr(transformers, classes["text_encoder"][0])
-        models = {"text_encoder": encoder_class(config_class)}
-        for component in ("transformer", "vae"):
-            cls = getattr(diffusers, classes[component][0])
-            models[component] = cls.from_config(cls.load_config(folder / component))
-    for component, model in models.items():
-        shapes[component] = {name: tuple(value.shape) for name, value in model.state_dict().items()}
+        for component in components:
+            model = _empty_model(folder, classes, component)
+            shapes[component] = {name: tuple(value.shape) for name, value in model.state_dict().items()}
     return shapes
+
+
+def _empty_model(folder: Path, classes: Mapping[str, tuple[str | None, ...]], component: str) -> object:
+    """The component built from its config (under `init_empty_weights`): transformers' encoders from
+    their config class, diffusers' models from their config; a second expert is of the first's class."""
+    import diffusers
+    import transformers
+
+    named = classes.get(component) or classes[component.removesuffix("_2")]
+    name = next(cls for cls in named if cls is not None)
+    if component in ("text_encoder", "image_encoder"):
+        return getattr(transformers, name)(transformers.AutoConfig.from_pretrained(folder / component))
+    cls = getattr(diffusers, name)
+    return cls.from_config(cls.load_config(folder / component))
 
 
 def check_model(folder: Path, repair: str, classes: Mapping[str, tuple[str, ...]]) -> None:

@@ -257,3 +257,30 @@ def test_a_batch_job_may_set_its_flow_shift(vidgen, offline_workdir, loras):
     recipe = read_png_folder(offline_workdir / "batch" / "recipe")
     assert np.array_equal(recipe, vidgen_frames(vidgen, offline_workdir, *RECIPE, *lora))
     assert not np.array_equal(recipe, read_png_folder(offline_workdir / "batch" / "plain"))
+
+
+@pytest.mark.parametrize(
+    ("option", "error"),
+    [
+        (
+            ("--flow-shift", "5"),
+            "--flow-shift sets a flow-matching sampler's shift; CogVideoX's sampler has none",
+        ),
+        (("--guidance-2", "3"), "--guidance-2 is for a model of two experts (Wan 2.2 A14B)"),
+    ],
+)
+def test_a_batch_option_the_model_cannot_take_stops_the_batch_up_front(
+    vidgen, offline_workdir, option, error
+):
+    (offline_workdir / "jobs.jsonl").write_text('{"prompt": "a cat"}\n{"prompt": "a dog"}\n')
+    run = vidgen("batch", "jobs.jsonl", "-m", "tiny-cogvideox", *option, "-o", "out", "--device", "cpu")
+    assert run.exit_code == 2, run.stderr
+    assert len(run.stderr_lines) == 1 and error in run.stderr and "Traceback" not in run.stderr
+    assert not (offline_workdir / "out").exists()
+
+
+def test_a_jobs_own_flow_shift_on_a_model_without_one_fails_that_job_alone(vidgen, offline_workdir):
+    (offline_workdir / "jobs.jsonl").write_text('{"prompt": "a cat", "flow_shift": 5}\n')
+    run = vidgen("batch", "jobs.jsonl", "-m", "tiny-cogvideox", "-o", "out", "--device", "cpu", "-q")
+    assert run.exit_code == 1, run.stderr
+    assert "jobs.jsonl:1: --flow-shift sets a flow-matching sampler's shift" in run.stderr

@@ -30,14 +30,15 @@ from vidgen.app.batch.manifest import (
 )
 from vidgen.app.batch.progress import BatchProgress
 from vidgen.app.batch.report import Report, line_list, merge
-from vidgen.app.prepare import resolve_model
+from vidgen.app.prepare import check_guidance_2, resolve_model
 from vidgen.app.summary import levers
 from vidgen.app.summary import settings as request_settings
 from vidgen.core.errors import INTERRUPTED, OUT_OF_MEMORY, VidgenError
 from vidgen.core.request import Runtime
+from vidgen.families import registry
 from vidgen.runtime.ranks import Rank, gather
 from vidgen.ui import console
-from vidgen.validate.common import InputReader, Model, Options, Plan, check_path_text
+from vidgen.validate.common import InputReader, Model, Options, Plan, check_flow_shift, check_path_text
 from vidgen.validate.limits import check_numbers
 from vidgen.validate.runtime import build_runtime, dtype_name, resolve_device
 from vidgen.weights.presets import Preset, load_presets
@@ -132,6 +133,10 @@ def check_batch(options: BatchOptions, stdin: TextIO | None) -> Batch:
     device = resolve_device(rank.device(resolve_device(defaults.get("device"))))
     outdir = _outdir(options.outdir)
     model = resolve_model(source, presets, preset_name=defaults.get("preset"))
+    # Command-line options the model cannot take are one mistake, not one per job (a job's own keys
+    # fail that job alone).
+    check_flow_shift(defaults.get("flow_shift"), registry.family(model.info.family))
+    check_guidance_2(defaults.get("guidance_2"), model.info, defaults["model"])
     notes: list[str] = list(model.notes)
     given = {key: defaults[key] for key in RUNTIME_OPTIONS if defaults.get(key) is not None}
     runtime = build_runtime(Options(mode="", model=source.spec, **given), model.preset, device, notes)

@@ -114,7 +114,7 @@ def generate(
     generator = torch.Generator("cpu").manual_seed(request.seed)
     for transformer in _transformers(model):
         reset_step_cache(transformer)  # nothing cached from an earlier video
-    progress = compile_stage(progress, model.transformer)
+    progress = compile_stage(progress, *_transformers(model))
     # diffusers' rule: guidance 1 (or less) runs one branch, for both experts (it asks only the first's)
     guided = request.guidance > 1.0
 

@@ -41,10 +41,14 @@ class Parts:
     # The second expert's bytes (Wan 2.2 A14B's low-noise transformer; 0: one transformer). Both are
     # held; the device needs only the one denoising, unless nothing is offloaded.
     transformer_2: int = 0
+    # Wan 2.1 I2V's CLIP image encoder (ViT-H, 0.6B parameters in float32; 0: none). It runs in a stage
+    # of its own, before the VAE encodes the image; its activations (257 tokens) are negligible.
+    image_encoder: int = 0
+    image_encoder_blocks: int = 1
 
     @property
     def total(self) -> int:
-        return self.text_encoder + self.transformers + self.vae
+        return self.text_encoder + self.transformers + self.vae + self.image_encoder
 
     @property
     def transformers(self) -> int:
@@ -114,19 +118,22 @@ def device_peak(offload: str, quantize: str, parts: Parts, work: Work, tiled: bo
     decode = parts.vae + (work.decode_tiled if tiled else work.decode)
     scale = FP8_STORAGE_RATIO if quantize == "fp8-storage" else 1.0
     if offload == "none":
-        weights = parts.text_encoder + parts.transformers * scale + parts.vae
+        weights = parts.text_encoder + parts.transformers * scale + parts.vae + parts.image_encoder
         return int(weights + max(work.text, work.denoise, decode - parts.vae))
     if offload == "model":
-        return int(max(parts.text_encoder + work.text, parts.expert * scale + work.denoise, decode))
+        text = parts.text_encoder + work.text
+        return int(max(text, parts.image_encoder, parts.expert * scale + work.denoise, decode))
     if offload == "group":
         # Two groups of one block each are on the device at once: the one computing, the one copying in.
+        # The image encoder has no top-level block list: it comes whole for its stage, as under "model".
         text_groups = 2 * parts.text_encoder / parts.text_encoder_blocks
         blocks = 2 * parts.expert * scale / parts.transformer_blocks
-        return int(max(text_groups + work.text, blocks + work.denoise, decode))
+        return int(max(text_groups + work.text, parts.image_encoder, blocks + work.denoise, decode))
     if offload == "sequential":
         layer = parts.expert / parts.transformer_blocks / LAYERS_PER_BLOCK
         text_layer = parts.text_encoder / parts.text_encoder_blocks / LAYERS_PER_BLOCK
-        return int(max(text_layer + work.text, layer + work.denoise, decode))
+        image_layer = parts.image_encoder / parts.image_encoder_blocks / LAYERS_PER_BLOCK
+        return int(max(text_layer + work.text, image_layer, layer + work.denoise, decode))
     raise ValueError(f"unknown offload plan {offload!r}")
 
 
@@ -135,7 +142,7 @@ def host_need(offload: str, quantize: str, parts: Parts) -> int:
     if offload == "none":
         return 0
     scale = FP8_STORAGE_RATIO if quantize == "fp8-storage" else 1.0
-    return int(parts.text_encoder + parts.transformers * scale + parts.vae)
+    return int(parts.text_encoder + parts.transformers * scale + parts.vae + parts.image_encoder)
 
 
 def _reason(
