@@ -133,7 +133,7 @@ def check_guidance_2(guidance_2: float | None, info: ModelInfo, model: str) -> N
     if guidance_2 is not None and info.experts < 2:
         raise VidgenError(
             f"--guidance-2 is for a model of two experts (Wan 2.2 A14B); '{model}' has one transformer",
-            "drop --guidance-2 (--guidance sets its guidance)",
+            "drop --guidance-2; --guidance sets the one transformer's guidance",
         )
 
 
