@@ -1,29 +1,27 @@
-"""The Wan 2.1 memory estimate, fed the released 1.3B and 14B configs (MODELS.md: 12 heads x 128, 30
-layers, FFN 8960; 40 x 128, 40 layers, FFN 13824; UMT5-XXL; the 2.1 VAE) written as a folder's JSON
-configs and read as `vidgen` reads them: the part sizes, the working memory and the plan each card gets.
+"""The Wan memory estimate, fed the released checkpoints' configs (MODELS.md: the 1.3B's 12 heads x 128,
+30 layers, FFN 8960; the 14B's 40 x 128, 40 layers, FFN 13824; UMT5-XXL; the 2.1 VAE; CLIP ViT-H for 2.1
+I2V; two experts for 2.2 A14B) written as folders by bench/released_wan.py and read as `vidgen` reads
+them: the part sizes, the working memory and the plan each card gets.
 """
 
-import json
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
-from diffusers import AutoencoderKLWan
-from transformers import UMT5Config, UMT5EncoderModel
 
 from vidgen.core.request import Request, Runtime
 from vidgen.families.wan.info import read_wan_info
-from vidgen.models import WanTransformer3DModel
 from vidgen.runtime.memory.plan import GB, Parts, Work, choose_plan, device_peak, host_need
 from vidgen.runtime.memory.sizes import folder_parts
 from vidgen.runtime.memory.work import least_bytes, read_footprint, stage_work
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+from released_wan import released_models, write_released  # noqa: E402
+
 HOST = int(128 * GB)
-RELEASED = {"1.3b": dict(num_attention_heads=12, num_layers=30, ffn_dim=8960), "14b": dict()}
-UMT5_XXL = dict(
-    vocab_size=256384, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
-    feed_forward_proj="gated-gelu",
-)  # fmt: skip
+RELEASED = {"1.3b": "wan2.1-t2v-1.3b", "14b": "wan2.1-t2v-14b"}
 BF16 = 2
 
 
@@ -33,21 +31,15 @@ def count(module: torch.nn.Module) -> int:
 
 @pytest.fixture(scope="module")
 def released(tmp_path_factory):
-    """name -> (folder of the released configs, Parts in bf16 with the VAE in fp32)."""
+    """name -> (folder of the released configs, Parts in bf16 with the VAE in fp32, from the models'
+    parameter counts rather than the folder's headers)."""
     cases = {}
-    with torch.device("meta"):
-        encoder, vae = UMT5EncoderModel(UMT5Config(**UMT5_XXL)), AutoencoderKLWan()
-        for name, switches in RELEASED.items():
-            transformer = WanTransformer3DModel(**switches)
-            folder = tmp_path_factory.mktemp(f"wan2.1-t2v-{name}")
-            for part, config in (("transformer", transformer.config), ("vae", vae.config)):
-                (folder / part).mkdir()
-                (folder / part / "config.json").write_text(json.dumps(dict(config)))
-            (folder / "text_encoder").mkdir()
-            encoder.config.to_json_file(folder / "text_encoder" / "config.json")
-            (folder / "model_index.json").write_text(json.dumps({"_class_name": "WanPipeline"}))
-            parts = Parts(BF16 * count(encoder), BF16 * count(transformer), 4 * count(vae), 24, 40)
-            cases[name] = folder, parts
+    for name, preset in RELEASED.items():
+        folder = write_released(tmp_path_factory.mktemp(preset), preset)
+        models = released_models(preset)
+        encoder, transformer, vae = (models[part] for part in ("text_encoder", "transformer", "vae"))
+        parts = Parts(BF16 * count(encoder), BF16 * count(transformer), 4 * count(vae), 24, 40)
+        cases[name] = folder, parts
     return cases
 
 
@@ -97,74 +89,12 @@ def test_each_card_gets_the_fastest_plan_that_fits(released, name, card, size, o
 
 # --- the released image-to-video and two-expert folders, sized from their safetensors headers ---------
 
-# CLIP ViT-H/14, as the Wan 2.1 I2V folders' image_encoder/config.json has it (0.63 billion parameters).
-CLIP_VIT_H = dict(
-    hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=16,
-    patch_size=14, image_size=224, projection_dim=1024, hidden_act="gelu",
-)  # fmt: skip
-RELEASED_FOLDERS = {
-    "wan2.1-i2v-14b-480p": dict(
-        pipeline="WanImageToVideoPipeline",
-        transformer=dict(in_channels=36, image_dim=1280, added_kv_proj_dim=5120),
-        image_encoder=True,
-    ),
-    "wan2.2-t2v-a14b": dict(pipeline="WanPipeline", transformer={}, boundary_ratio=0.875),
-    "wan2.2-i2v-a14b": dict(
-        pipeline="WanImageToVideoPipeline", transformer=dict(in_channels=36), boundary_ratio=0.9
-    ),
-}
-
-
-def write_header_only(path, model: torch.nn.Module, dtype: str = "BF16") -> None:
-    """A safetensors file of `model`'s tensor names and shapes whose data is a hole (a sparse file): it
-    reads as whole, and weighs nothing on disk."""
-    header, offset = {}, 0
-    for name, tensor in model.named_parameters():  # tied weights once, as save_pretrained writes them
-        size = tensor.numel() * (4 if dtype == "F32" else 2)
-        header[name] = {"dtype": dtype, "shape": list(tensor.shape), "data_offsets": [offset, offset + size]}
-        offset += size
-    text = json.dumps(header).encode()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as file:
-        file.write(len(text).to_bytes(8, "little") + text)
-        file.truncate(8 + len(text) + offset)
-
 
 @pytest.fixture(scope="module")
 def released_folders(tmp_path_factory):
     """name -> a folder of the released configs with header-only weights."""
-    from transformers import CLIPVisionConfig, CLIPVisionModel
-
-    folders = {}
-    with torch.device("meta"):
-        encoder, vae = UMT5EncoderModel(UMT5Config(**UMT5_XXL)), AutoencoderKLWan()
-        clip = CLIPVisionModel(CLIPVisionConfig(**CLIP_VIT_H))
-        for name, spec in RELEASED_FOLDERS.items():
-            folder = tmp_path_factory.mktemp(name)
-            index = {"_class_name": spec["pipeline"], "boundary_ratio": spec.get("boundary_ratio")}
-            transformer = WanTransformer3DModel(**spec["transformer"])
-            experts = ["transformer", "transformer_2"] if "boundary_ratio" in spec else ["transformer"]
-            for part in experts:
-                (folder / part).mkdir()
-                (folder / part / "config.json").write_text(json.dumps(dict(transformer.config)))
-                write_header_only(folder / part / "diffusion_pytorch_model.safetensors", transformer, "F32")
-                index[part] = ["diffusers", "WanTransformer3DModel"]
-            (folder / "vae").mkdir()
-            (folder / "vae" / "config.json").write_text(json.dumps(dict(vae.config)))
-            write_header_only(folder / "vae" / "diffusion_pytorch_model.safetensors", vae, "F32")
-            (folder / "text_encoder").mkdir()
-            encoder.config.to_json_file(folder / "text_encoder" / "config.json")
-            write_header_only(folder / "text_encoder" / "model.safetensors", encoder)
-            if spec.get("image_encoder"):
-                (folder / "image_encoder").mkdir()
-                clip.config.to_json_file(folder / "image_encoder" / "config.json")
-                write_header_only(folder / "image_encoder" / "model.safetensors", clip)
-                index["image_encoder"] = ["transformers", "CLIPVisionModel"]
-            else:
-                index["image_encoder"] = [None, None]
-            (folder / "model_index.json").write_text(json.dumps(index))
-            folders[name] = folder
-    return folders
+    names = ("wan2.1-i2v-14b-480p", "wan2.2-t2v-a14b", "wan2.2-i2v-a14b")
+    return {name: write_released(tmp_path_factory.mktemp(name), name) for name in names}
 
 
 def planned(folder, free: float, mode: str, offload_plans=None, **runtime):

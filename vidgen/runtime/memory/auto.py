@@ -13,7 +13,7 @@ import torch
 from vidgen.core.errors import VidgenError
 from vidgen.core.model_info import ModelInfo
 from vidgen.core.request import Request, Runtime
-from vidgen.runtime.memory.plan import FP8_STORAGE_RATIO, PLANS, MemoryPlan, choose_plan
+from vidgen.runtime.memory.plan import FP8_STORAGE_RATIO, PLANS, MemoryPlan, Parts, Work, choose_plan
 from vidgen.runtime.memory.sizes import folder_parts
 from vidgen.runtime.memory.work import read_footprint, stage_work
 
@@ -53,9 +53,20 @@ def plan_for(
     info: ModelInfo,
     free: int,
     plans: tuple[tuple[str, str], ...] = PLANS,
+    host: int | None = None,
 ) -> MemoryPlan:
-    """The planner's choice for `free` device bytes, this model and request size; an explicit
-    --quantize wins over the planner's fp8-storage."""
+    """The planner's choice for `free` device bytes (and `host` bytes of RAM; None: what is free now),
+    this model and request size; an explicit --quantize wins over the planner's fp8-storage."""
+    parts, work = plan_inputs(runtime, folder, request, info)
+    if runtime.quantize != "none":
+        plans = tuple(plan for plan in plans if plan[1] == "none")
+    host = free_host() if host is None else host
+    return choose_plan(free, host, parts, work, runtime.vae_tiling, plans)
+
+
+def plan_inputs(runtime: Runtime, folder: Path, request: Request, info: ModelInfo) -> tuple[Parts, Work]:
+    """What the planner weighs: each part's bytes as this runtime loads them, and the request's working
+    memory per stage."""
     dtype_bytes = torch.empty((), dtype=runtime.dtype).element_size()
     parts = folder_parts(
         folder, runtime.dtype, torch.float32 if info.vae_fp32 else runtime.dtype, info.experts
@@ -66,10 +77,8 @@ def plan_for(
             transformer=int(parts.transformer * FP8_STORAGE_RATIO),
             transformer_2=int(parts.transformer_2 * FP8_STORAGE_RATIO),
         )
-        plans = tuple(plan for plan in plans if plan[1] == "none")
     size = (request.height, request.width, request.frames)
-    work = stage_work(info, read_footprint(folder), *size, request.guidance > 1, dtype_bytes)
-    return choose_plan(free, free_host(), parts, work, runtime.vae_tiling, plans)
+    return parts, stage_work(info, read_footprint(folder), *size, request.guidance > 1, dtype_bytes)
 
 
 def free_device(device: str) -> int:
