@@ -176,3 +176,13 @@ def test_the_key_is_never_logged_or_written(cog):
     for path in cog.folder.rglob("*"):
         if path.is_file():
             assert KEY.encode() not in path.read_bytes(), path
+
+
+def test_a_local_folder_is_served_under_its_own_name_not_its_path(tmp_path):
+    from vidgen.serve.server import served_name
+
+    folder = tmp_path / "private" / "my-wan-finetune"
+    folder.mkdir(parents=True)
+    assert served_name(str(folder)) == "my-wan-finetune"
+    assert served_name("tiny-cogvideox") == "tiny-cogvideox"
+    assert served_name("Wan-AI/Wan2.1-T2V-1.3B-Diffusers") == "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"

@@ -124,3 +124,28 @@ def test_a_job_running_when_two_servers_died_fails_with_a_line_saying_so(tmp_pat
     failed = store.get("video_a")
     assert failed.status == "failed" and failed.error_code == "server_stopped"
     assert failed.error_message == "the server stopped 2 times while running this job; it is not run again"
+
+
+def test_a_worker_whose_queue_fails_says_so_and_the_server_takes_no_jobs(tmp_path, monkeypatch, capsys):
+    """A database error outside any job (here on claiming one) stops the worker with a line on stderr,
+    and the server answers 503 with it, instead of queueing jobs no thread will ever run."""
+    from vidgen.serve.api import ApiError, _check_ready
+    from vidgen.serve.worker import Worker as RealWorker
+
+    store = Store(tmp_path)
+    worker = RealWorker(store, tmp_path, {}, "test")
+    monkeypatch.setattr(worker, "_load", lambda: None)
+
+    def broken_claim(instance, name):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(store, "claim", broken_claim)
+    worker.run()  # returns: the worker stops instead of dying silently
+    assert worker.state == "failed" and store.ready_workers("test") == 0
+    assert "the worker stopped taking jobs: OperationalError: disk I/O error" in capsys.readouterr().err
+    server = ApiServer(store=store, folder=tmp_path, model_name="m", model=None, defaults={}, instance="test")
+    server.worker = worker
+    assert server.state() == "failed"
+    with pytest.raises(ApiError) as refused:
+        _check_ready(server)
+    assert refused.value.status == 503 and "disk I/O error" in refused.value.message

@@ -53,7 +53,7 @@ class Server:
     def state(self) -> str:
         if self.draining:
             return "draining"
-        if self.store.ready_workers(self.instance):
+        if self.store.ready_workers(self.instance):  # any rank's worker (torchrun) may take the job
             return "ready"
         if self.worker is not None and self.worker.state == "failed":
             return "failed"
@@ -187,7 +187,7 @@ def _check_ready(server: Server) -> None:
     if state == "draining":
         raise ApiError(503, "the server is shutting down and takes no new jobs", "draining")
     if state == "failed":
-        raise ApiError(503, f"the model failed to load: {server.worker.error}", "model_failed")
+        raise ApiError(503, server.worker.error, "worker_failed")
     raise ApiError(503, f"the model {server.model_name} is still loading; try again shortly", "model_loading")
 
 

@@ -59,6 +59,13 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def served_name(model: str) -> str:
+    """The model's name in answers: a preset or hub id as given; a local folder by its own name, so that
+    no answer shows where the server keeps its files."""
+    path = Path(model).expanduser()
+    return path.resolve().name if path.is_dir() else model
+
+
 def serve_forever(options: ServeOptions) -> int:
     """Run until SIGTERM or Ctrl-C; the exit code."""
     from vidgen.app.batch.lock import group_id, outdir_lock
@@ -161,7 +168,7 @@ def _serve_http(
     server = Server(
         store=store,
         folder=folder,
-        model_name=options.model,
+        model_name=served_name(options.model),
         model=model,
         defaults=defaults,
         instance=instance,

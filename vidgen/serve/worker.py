@@ -71,13 +71,21 @@ class Worker:
         try:
             self._load()
         except Exception as error:  # the server stays up and says why (GET /health, 503s)
-            self.error = str(error) if isinstance(error, VidgenError) else f"{type(error).__name__}: {error}"
+            detail = str(error) if isinstance(error, VidgenError) else f"{type(error).__name__}: {error}"
             if not isinstance(error, VidgenError):
                 console.error(traceback.format_exc().rstrip())
-            console.error(f"{self.name}: the model failed to load: {self.error}")
-            self._set_state("failed")
+            self._fail(f"the model failed to load: {detail}")
             return
         self._set_state("ready")
+        try:
+            self._take_jobs()
+        except Exception as error:  # the queue itself failed (the database): say so, take no more jobs
+            console.error(traceback.format_exc().rstrip())
+            self._fail(f"the worker stopped taking jobs: {type(error).__name__}: {error}")
+            return
+        self._set_state("stopped")
+
+    def _take_jobs(self) -> None:
         while not self.draining.is_set():
             self._remove_deleted()
             job = self.store.claim(self.instance, self.name)
@@ -86,7 +94,16 @@ class Worker:
                 self.wake.clear()
                 continue
             self.run_job(job)
-        self._set_state("stopped")
+
+    def _fail(self, error: str) -> None:
+        """Why this worker runs no jobs, for GET /health and every POST's 503, and on stderr."""
+        self.error = error
+        self.state = "failed"  # first: the store may be what failed
+        console.error(f"{self.name}: {error}")
+        try:
+            self.store.worker_state(self.name, self.instance, "failed")
+        except Exception as store_error:
+            console.error(f"{self.name}: could not record that in the job database: {store_error}")
 
     def _set_state(self, state: str) -> None:
         self.state = state

@@ -112,7 +112,7 @@ async function watchHealth() {
       ready: "ready",
       loading: "loading the model…",
       draining: "shutting down: no new videos",
-      failed: "the model failed to load: " + (body.error || ""),
+      failed: body.error || "the worker failed",
     };
     $("health").textContent = "Model " + name + ": " + (says[state] || state);
   } catch (error) {
