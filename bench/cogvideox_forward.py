@@ -26,7 +26,7 @@ from vidgen.ui.console import quiet_libraries  # noqa: E402
 
 quiet_libraries()  # before diffusers loads: with torchao installed it and torch log on import
 from diffusers import CogVideoXTransformer3DModel as DiffusersModel  # noqa: E402
-from forward_timing import add_run_options, apply_levers, compare, set_threads  # noqa: E402
+from forward_timing import add_run_options, apply_levers, compare_layouts, set_threads  # noqa: E402
 
 from vidgen.families.cogvideox.model import CogVideoXTransformer3DModel, rotary_embedding  # noqa: E402
 
@@ -95,12 +95,7 @@ def main() -> None:
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.clock} clock; ours: attention "
         f"{runtime.attention}{', compiled' if args.compile else ''}"
     )
-    print("unfused (checkpoint layout):")
-    compare(ours, reference, inputs, args)
-    ours.fuse_qkv_projections()
-    reference.fuse_qkv_projections()
-    print("fused QKV, both:")
-    compare(ours, reference, inputs, args)
+    compare_layouts(ours, reference, inputs, args)
 
 
 if __name__ == "__main__":

@@ -107,6 +107,18 @@ def compare(
     )
 
 
+def compare_layouts(
+    ours: torch.nn.Module, reference: torch.nn.Module, inputs: dict, args: argparse.Namespace
+) -> None:
+    """`compare` in the checkpoint's layout, then with both models' QKV projections fused."""
+    print("1. unfused (checkpoint layout):", flush=True)
+    compare(ours, reference, inputs, args)
+    ours.fuse_qkv_projections()
+    reference.fuse_qkv_projections()
+    print("2. fused QKV, both:", flush=True)
+    compare(ours, reference, inputs, args)
+
+
 def apply_levers(
     ours: torch.nn.Module, args: argparse.Namespace, reference: torch.nn.Module | None = None
 ) -> Runtime:

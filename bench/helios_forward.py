@@ -33,7 +33,7 @@ from vidgen.ui.console import quiet_libraries  # noqa: E402
 
 quiet_libraries()  # before diffusers loads: with torchao installed it and torch log on import
 from diffusers import HeliosTransformer3DModel as DiffusersModel  # noqa: E402
-from forward_timing import add_run_options, apply_levers, compare, set_threads, shared_models  # noqa: E402
+from forward_timing import add_run_options, apply_levers, compare, compare_layouts, set_threads, shared_models  # noqa: E402
 
 from vidgen.families.helios.model import HeliosCache, HeliosTransformer3DModel  # noqa: E402
 
@@ -112,12 +112,7 @@ def main() -> None:
         f"{', compiled' if args.compile else ''}",
         flush=True,
     )
-    print("1. unfused (checkpoint layout):", flush=True)
-    compare(ours, reference, inputs, args)
-    ours.fuse_qkv_projections()
-    reference.fuse_qkv_projections()
-    print("2. fused QKV, both:", flush=True)
-    compare(ours, reference, inputs, args)
+    compare_layouts(ours, reference, inputs, args)
     print("3. fused QKV, ours reusing a HeliosCache (a later step of the chunk):", flush=True)
     compare(ours, reference, inputs, args, cache=HeliosCache())
 

@@ -34,7 +34,7 @@ from vidgen.ui.console import quiet_libraries  # noqa: E402
 
 quiet_libraries()  # before diffusers loads: with torchao installed it and torch log on import
 from diffusers import WanTransformer3DModel as DiffusersModel  # noqa: E402
-from forward_timing import add_run_options, apply_levers, compare, set_threads, shared_models  # noqa: E402
+from forward_timing import add_run_options, apply_levers, compare_layouts, set_threads, shared_models  # noqa: E402
 
 from vidgen.core.request import DTYPES  # noqa: E402
 from vidgen.families.wan.model import WanTransformer3DModel  # noqa: E402
@@ -89,12 +89,7 @@ def main() -> None:
         f"both: attention {runtime.attention}{', compiled' if args.compile else ''}",
         flush=True,
     )
-    print("1. unfused (checkpoint layout):", flush=True)
-    compare(ours, reference, inputs, args)
-    ours.fuse_qkv_projections()
-    reference.fuse_qkv_projections()
-    print("2. fused QKV, both:", flush=True)
-    compare(ours, reference, inputs, args)
+    compare_layouts(ours, reference, inputs, args)
 
 
 if __name__ == "__main__":
