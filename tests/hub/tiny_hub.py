@@ -262,22 +262,6 @@ WAN_HUB_VARIANTS = {
         {"boundary_ratio": None, "expand_timesteps": True, "transformer_2": [None, None]},
     ),
 }  # fmt: skip
-# The Wan2.2 VAE, tiny: 48 latent channels, a 2x2 pixel patch and residual blocks (16x spatial in all).
-WAN22_VAE = dict(
-    base_dim=8,
-    z_dim=48,
-    in_channels=12,
-    out_channels=12,
-    is_residual=True,
-    patch_size=2,
-    dim_mult=[1, 1, 1, 1],
-    num_res_blocks=1,
-    temperal_downsample=[False, True, True],
-    scale_factor_spatial=16,
-    scale_factor_temporal=4,
-    latents_mean=[0.0] * 48,
-    latents_std=[1.0] * 48,
-)
 
 
 def wan_source(folder: Path, variant: str, seed: int = 0) -> Path:
@@ -292,7 +276,7 @@ def wan_source(folder: Path, variant: str, seed: int = 0) -> Path:
         UMT5EncoderModel,
     )
 
-    from vidgen.families.wan.tiny import WAN_SCHEDULER, WAN_TRANSFORMER
+    from vidgen.families.wan.tiny import WAN22_VAE, WAN_SCHEDULER, WAN_TRANSFORMER
     from vidgen.weights.tiny import WAN_VAE, build_tokenizer, t5_config, write_pipeline
 
     if (folder / "model_index.json").is_file():

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from wan_parity import request, tiny_wan
 
 from vidgen.core.request import Request, Runtime
 from vidgen.families.layers import DispatchedAttention
@@ -20,25 +21,11 @@ from vidgen.runtime.attention import ATTENTION_BACKENDS
 from vidgen.runtime.levers import take_skip_count
 from vidgen.runtime.memory.quantize import weight_bytes
 
-REQUEST = Request(
-    mode="t2v",
-    prompt="a cat on a skateboard",
-    negative_prompt="blurry",
-    seed=7,
-    steps=4,
-    guidance=4.0,
-    guidance_2=2.5,
-    height=32,
-    width=48,
-    frames=9,
-    max_sequence_length=512,
-)
+REQUEST = Request(**request(steps=4, guidance=4.0, guidance_2=2.5))
 LOOSE = 10.0  # a threshold every step after an expert's first passes: skipping is certain
 
 
-@pytest.fixture(scope="module")
-def folder(tiny_folder):
-    return tiny_folder("wan", "t2v-a14b")
+folder = tiny_wan("t2v-a14b")
 
 
 @pytest.fixture(scope="module")

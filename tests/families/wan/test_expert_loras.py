@@ -13,27 +13,16 @@ import pytest
 import torch
 from parity import assert_uint8_matches
 from safetensors.torch import save_file
+from wan_parity import diffusers_pipeline, request, run_diffusers, tiny_wan, vidgen_frames
 
-from vidgen.core.request import Request, Runtime
+from vidgen.core.request import Runtime
 from vidgen.families import registry
 from vidgen.families.wan import pipeline as wan
 from vidgen.runtime.lora import check_lora
-from vidgen.stages import vae as vae_stage
 from vidgen.weights import loading
 
-REQUEST = dict(
-    mode="t2v",
-    prompt="a cat",
-    negative_prompt="blurry",
-    seed=5,
-    steps=4,  # two steps per expert
-    guidance=4.0,
-    guidance_2=3.0,
-    height=32,
-    width=48,
-    frames=5,
-    max_sequence_length=512,
-)
+# 4 steps: two per expert.
+REQUEST = request(prompt="a cat", seed=5, steps=4, guidance=4.0, guidance_2=3.0, frames=5)
 INNER, FFN, RANK, BLOCKS = 24, 32, 4, 2  # the tiny transformer's widths
 
 
@@ -74,9 +63,7 @@ def published_layout(path, seed: int) -> None:
     save_file(tensors, path)
 
 
-@pytest.fixture(scope="module")
-def folder(tiny_folder):
-    return tiny_folder("wan", "t2v-a14b")
+folder = tiny_wan("t2v-a14b")
 
 
 @pytest.fixture(scope="module")
@@ -92,30 +79,19 @@ def checked(text: str, folder, notes: list | None = None, experts: int = 2):
 
 
 def test_high_and_low_loras_match_wan_pipeline_loading_each_into_its_expert(folder, loras):
-    pipe = diffusers.WanPipeline.from_pretrained(folder, dtype=torch.float32)
+    pipe = diffusers_pipeline(diffusers.WanPipeline, folder)
     pipe.load_lora_weights(str(loras), weight_name="high.safetensors")
     pipe.load_lora_weights(str(loras), weight_name="low.safetensors", load_into_transformer_2=True)
-    reference = pipe(
-        prompt=REQUEST["prompt"],
-        negative_prompt=REQUEST["negative_prompt"],
-        height=REQUEST["height"],
-        width=REQUEST["width"],
-        num_frames=REQUEST["frames"],
-        num_inference_steps=REQUEST["steps"],
-        guidance_scale=REQUEST["guidance"],
-        guidance_scale_2=REQUEST["guidance_2"],
-        generator=torch.Generator("cpu").manual_seed(REQUEST["seed"]),
-        output_type="np",
-    ).frames[0]
+    reference = run_diffusers(pipe, REQUEST)
     high = checked(f"high={loras / 'high.safetensors'}", folder)
     low = checked(f"low={loras / 'low.safetensors'}", folder)
     assert (high.expert, low.expert) == ("high", "low")
     runtime = Runtime(loras=(high, low))
     model = wan.load(folder, runtime)
     assert model.transformer.vidgen_loras == (high,) and model.transformer_2.vidgen_loras == (low,)
-    frames = wan.generate(model, Request(**REQUEST), runtime).frames
-    assert_uint8_matches(frames, vae_stage.to_uint8(reference))
-    plain = wan.generate(wan.load(folder, Runtime()), Request(**REQUEST), Runtime()).frames
+    frames = vidgen_frames(model, REQUEST, runtime)
+    assert_uint8_matches(frames, reference)
+    plain = vidgen_frames(folder, REQUEST)
     assert np.abs(frames.astype(int) - plain.astype(int)).max() > 10  # the LoRAs changed the video
 
 

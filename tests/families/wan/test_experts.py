@@ -10,6 +10,15 @@ import numpy as np
 import pytest
 import torch
 from parity import assert_uint8_matches
+from wan_parity import (
+    diffusers_reference,
+    forbid_loading,
+    loaded_wan,
+    request,
+    tiny_wan,
+    vidgen_frames,
+    with_diffusers_transformers,
+)
 
 from vidgen.core.request import Request, Runtime
 from vidgen.families import registry
@@ -18,57 +27,16 @@ from vidgen.families.wan import pipeline as wan
 from vidgen.families.wan.tiny import A14B_BOUNDARY
 from vidgen.runtime.memory.plan import GB, Parts, Work, choose_plan, device_peak, host_need
 from vidgen.runtime.memory.sizes import folder_parts
-from vidgen.stages import vae as vae_stage
 
 # 4 UniPC steps of the tiny folder's shifted schedule: timesteps 999 and 900 (>= 875) to the high-noise
 # expert, 750 and 500 to the low-noise one; guided, each expert with its own guidance.
-REQUEST = dict(
-    mode="t2v",
-    prompt="a cat on a skateboard",
-    negative_prompt="blurry",
-    seed=7,
-    steps=4,
-    guidance=4.0,
-    guidance_2=2.5,
-    height=32,
-    width=48,
-    frames=9,
-    max_sequence_length=512,
-)
+REQUEST = request(steps=4, guidance=4.0, guidance_2=2.5)
+
+folder = tiny_wan("t2v-a14b")
 
 
-@pytest.fixture(scope="module")
-def folder(tiny_folder):
-    return tiny_folder("wan", "t2v-a14b")
-
-
-def diffusers_frames(folder, **overrides) -> np.ndarray:
-    """diffusers' WanPipeline's uint8 frames for REQUEST (with `overrides`)."""
-    request = {**REQUEST, **overrides}
-    pipe = diffusers.WanPipeline.from_pretrained(folder, dtype=torch.float32)
-    output = pipe(
-        prompt=request["prompt"],
-        negative_prompt=request["negative_prompt"],
-        height=request["height"],
-        width=request["width"],
-        num_frames=request["frames"],
-        num_inference_steps=request["steps"],
-        guidance_scale=request["guidance"],
-        guidance_scale_2=request["guidance_2"],
-        generator=torch.Generator("cpu").manual_seed(request["seed"]),
-        output_type="np",
-    )
-    return vae_stage.to_uint8(output.frames[0])
-
-
-@pytest.fixture(scope="module")
-def reference(folder):
-    return diffusers_frames(folder)
-
-
-@pytest.fixture(scope="module")
-def model(folder):
-    return wan.load(folder, Runtime())
+reference = diffusers_reference(diffusers.WanPipeline, REQUEST)
+model = loaded_wan()
 
 
 def test_the_tiny_folder_has_two_experts_past_a_boundary(folder):
@@ -93,31 +61,28 @@ def test_steps_at_or_above_the_boundary_go_to_the_high_noise_expert():
 
 
 def test_with_diffusers_transformers_the_frames_equal_wan_pipeline_bit_for_bit(folder, reference):
-    model = wan.load(folder, Runtime())
-    for part in ("transformer", "transformer_2"):
-        setattr(model, part, diffusers.WanTransformer3DModel.from_pretrained(folder, subfolder=part))
-    result = wan.generate(model, Request(**REQUEST), Runtime())
-    np.testing.assert_array_equal(result.frames, reference)
+    model = with_diffusers_transformers(wan.load(folder, Runtime()), folder, ("transformer", "transformer_2"))
+    np.testing.assert_array_equal(vidgen_frames(model, REQUEST), reference)
 
 
 def test_with_vidgens_transformers_the_frames_are_within_one_level_of_wan_pipeline(model, reference):
-    result = wan.generate(model, Request(**REQUEST), Runtime())
-    assert result.frames.shape == (9, 32, 48, 3)
-    assert_uint8_matches(result.frames, reference)
+    frames = vidgen_frames(model, REQUEST)
+    assert frames.shape == (9, 32, 48, 3)
+    assert_uint8_matches(frames, reference)
 
 
 def test_both_experts_run_and_guidance_2_moves_the_low_noise_steps_only(model):
     calls = []
     for name in ("transformer", "transformer_2"):
         getattr(model, name).register_forward_pre_hook(lambda module, args, name=name: calls.append(name))
-    frames = wan.generate(model, Request(**REQUEST), Runtime()).frames
+    frames = vidgen_frames(model, REQUEST)
     # conditional and unconditional branch per step: two steps per expert
     assert calls == ["transformer"] * 4 + ["transformer_2"] * 4
-    other = wan.generate(model, Request(**{**REQUEST, "guidance_2": 6.0}), Runtime()).frames
+    other = vidgen_frames(model, {**REQUEST, "guidance_2": 6.0})
     assert not np.array_equal(frames, other)
     # diffusers' default: guidance_scale_2 None is guidance_scale
-    same = wan.generate(model, Request(**{**REQUEST, "guidance_2": None}), Runtime()).frames
-    follows = wan.generate(model, Request(**{**REQUEST, "guidance_2": 4.0}), Runtime()).frames
+    same = vidgen_frames(model, {**REQUEST, "guidance_2": None})
+    follows = vidgen_frames(model, {**REQUEST, "guidance_2": 4.0})
     np.testing.assert_array_equal(same, follows)
 
 
@@ -167,10 +132,7 @@ def test_the_memory_plan_holds_both_experts_and_puts_one_on_the_device(folder):
 def test_guidance_2_for_a_one_expert_model_is_a_one_line_error_before_loading(
     vidgen, offline_workdir, monkeypatch
 ):
-    def never(*args, **kwargs):
-        raise AssertionError("the model was loaded")
-
-    monkeypatch.setattr(wan, "load", never)
+    forbid_loading(monkeypatch)
     run = vidgen("t2v", "--model", "tiny-wan", "--prompt", "a cat", "--guidance-2", "3", "-o", "cat.mp4")
     assert run.exit_code == 2, run.stderr
     assert "--guidance-2 is for a model of two experts" in run.stderr and "drop --guidance-2" in run.stderr

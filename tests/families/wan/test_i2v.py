@@ -9,15 +9,24 @@ import diffusers
 import imageio.v3 as iio
 import numpy as np
 import pytest
-import torch
 from PIL import Image
+from wan_parity import (
+    assert_within_one_level,
+    diffusers_frames,
+    diffusers_reference,
+    forbid_loading,
+    loaded_wan,
+    request,
+    tiny_wan,
+    vidgen_frames,
+    with_diffusers_transformers,
+)
 
 from vidgen.core.errors import VidgenError
 from vidgen.core.request import Request, Runtime
 from vidgen.families import registry
 from vidgen.families.wan import image as wan_image
 from vidgen.families.wan import pipeline as wan
-from vidgen.stages import vae as vae_stage
 from vidgen.weights.model_check import check_model
 
 _pixels = np.random.default_rng(0)
@@ -26,68 +35,14 @@ FIRST = _pixels.integers(0, 256, (40, 56, 3), dtype=np.uint8)
 LAST = _pixels.integers(0, 256, (40, 56, 3), dtype=np.uint8)
 
 # Guided (5.0 > 1), a negative prompt, 3 UniPC steps, 9 frames (3 latent frames).
-REQUEST = dict(
-    mode="i2v",
-    prompt="a cat on a skateboard",
-    negative_prompt="blurry",
-    seed=7,
-    steps=3,
-    guidance=5.0,
-    height=32,
-    width=48,
-    frames=9,
-    max_sequence_length=512,
-    image=FIRST,
-)
+REQUEST = request(mode="i2v", image=FIRST)
+
+folder = tiny_wan("i2v")
+flf2v = tiny_wan("flf2v")
 
 
-@pytest.fixture(scope="module")
-def folder(tiny_folder):
-    return tiny_folder("wan", "i2v")
-
-
-@pytest.fixture(scope="module")
-def flf2v(tiny_folder):
-    return tiny_folder("wan", "flf2v")
-
-
-def diffusers_frames(folder, request: Request) -> np.ndarray:
-    """diffusers' WanImageToVideoPipeline's uint8 frames for the request, the images given as PIL images
-    as diffusers' examples load them."""
-    pipe = diffusers.WanImageToVideoPipeline.from_pretrained(folder, dtype=torch.float32)
-    pipe.set_progress_bar_config(disable=True)
-    last = {} if request.last_image is None else {"last_image": Image.fromarray(request.last_image)}
-    output = pipe(
-        image=Image.fromarray(request.image),
-        prompt=request.prompt,
-        negative_prompt=request.negative_prompt,
-        height=request.height,
-        width=request.width,
-        num_frames=request.frames,
-        num_inference_steps=request.steps,
-        guidance_scale=request.guidance,
-        generator=torch.Generator("cpu").manual_seed(request.seed),
-        output_type="np",
-        **last,
-    )
-    return vae_stage.to_uint8(output.frames[0])
-
-
-@pytest.fixture(scope="module")
-def reference(folder):
-    return diffusers_frames(folder, Request(**REQUEST))
-
-
-@pytest.fixture(scope="module")
-def model(folder):
-    return wan.load(folder, Runtime())
-
-
-def assert_within_one_level(frames: np.ndarray, expected: np.ndarray) -> None:
-    assert frames.shape == expected.shape == (9, 32, 48, 3)
-    difference = np.abs(frames.astype(int) - expected.astype(int))
-    assert difference.max() <= 1
-    assert (difference == 0).mean() >= 0.999
+reference = diffusers_reference(diffusers.WanImageToVideoPipeline, REQUEST)
+model = loaded_wan()
 
 
 def test_the_tiny_folder_is_an_i2v_pipeline_with_a_clip_image_encoder_in_safetensors(folder):
@@ -113,20 +68,19 @@ def test_an_i2v_folder_with_only_pickled_image_encoder_weights_is_refused(folder
 
 
 def test_with_diffusers_transformer_the_frames_equal_wan_i2v_pipeline_bit_for_bit(model, folder, reference):
-    transformer = diffusers.WanTransformer3DModel.from_pretrained(folder, subfolder="transformer").eval()
-    swapped = wan.Wan(**{**model.__dict__, "transformer": transformer})
-    result = wan.generate(swapped, Request(**REQUEST), Runtime())
-    np.testing.assert_array_equal(result.frames, reference)
+    swapped = with_diffusers_transformers(model, folder)
+    np.testing.assert_array_equal(vidgen_frames(swapped, REQUEST), reference)
 
 
 def test_with_vidgens_transformer_the_frames_are_within_one_level_of_wan_i2v_pipeline(model, reference):
-    assert_within_one_level(wan.generate(model, Request(**REQUEST), Runtime()).frames, reference)
+    assert_within_one_level(vidgen_frames(model, REQUEST), reference, (9, 32, 48, 3))
 
 
 def test_first_last_frame_matches_diffusers_last_image(flf2v):
     request = Request(**{**REQUEST, "last_image": LAST})
     frames = wan.generate(wan.load(flf2v, Runtime()), request, Runtime()).frames
-    assert_within_one_level(frames, diffusers_frames(flf2v, request))
+    expected = diffusers_frames(diffusers.WanImageToVideoPipeline, flf2v, request)
+    assert_within_one_level(frames, expected, (9, 32, 48, 3))
 
 
 def test_the_given_frames_mask_marks_the_first_and_last_frame_in_their_latent_frames():
@@ -159,10 +113,7 @@ def test_the_stages_are_text_encode_denoise_decode(model):
 
 @pytest.fixture
 def never_load(monkeypatch):
-    def never(*args, **kwargs):
-        raise AssertionError("the model was loaded")
-
-    monkeypatch.setattr(wan, "load", never)
+    forbid_loading(monkeypatch)
 
 
 @pytest.fixture

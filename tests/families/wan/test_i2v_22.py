@@ -12,64 +12,24 @@ import pytest
 import torch
 from parity import assert_uint8_matches
 from PIL import Image
+from wan_parity import diffusers_frames, request, tiny_wan, vidgen_frames
 
 from vidgen.core.request import Request, Runtime
 from vidgen.families import registry
 from vidgen.families.wan import pipeline as wan
-from vidgen.stages import vae as vae_stage
 
 _pixels = np.random.default_rng(2)
 FIRST = _pixels.integers(0, 256, (40, 56, 3), dtype=np.uint8)
 LAST = _pixels.integers(0, 256, (40, 56, 3), dtype=np.uint8)
 
 # 3 steps: timesteps 999, 857, 600, so A14B's high-noise expert (t >= 900) runs one, the low-noise two.
-REQUEST = dict(
-    mode="i2v",
-    prompt="a cat on a skateboard",
-    negative_prompt="blurry",
-    seed=5,
-    steps=3,
-    guidance=5.0,
-    height=32,
-    width=48,
-    frames=9,
-    max_sequence_length=512,
-    image=FIRST,
-)
+REQUEST = request(mode="i2v", seed=5, image=FIRST)
 TI2V = {**REQUEST, "height": 64, "width": 96}  # TI2V-5B's 16x VAE: 32-pixel steps
 A14B = {**REQUEST, "guidance_2": 3.0}
 
 
-def diffusers_frames(folder, request: Request) -> np.ndarray:
-    pipe = diffusers.WanImageToVideoPipeline.from_pretrained(folder, dtype=torch.float32)
-    pipe.set_progress_bar_config(disable=True)
-    extra = {} if request.last_image is None else {"last_image": Image.fromarray(request.last_image)}
-    if request.guidance_2 is not None:
-        extra["guidance_scale_2"] = request.guidance_2
-    output = pipe(
-        image=Image.fromarray(request.image),
-        prompt=request.prompt,
-        negative_prompt=request.negative_prompt,
-        height=request.height,
-        width=request.width,
-        num_frames=request.frames,
-        num_inference_steps=request.steps,
-        guidance_scale=request.guidance,
-        generator=torch.Generator("cpu").manual_seed(request.seed),
-        output_type="np",
-        **extra,
-    )
-    return vae_stage.to_uint8(output.frames[0])
-
-
-@pytest.fixture(scope="module")
-def ti2v(tiny_folder):
-    return tiny_folder("wan", "ti2v")
-
-
-@pytest.fixture(scope="module")
-def a14b(tiny_folder):
-    return tiny_folder("wan", "i2v-a14b")
+ti2v = tiny_wan("ti2v")
+a14b = tiny_wan("i2v-a14b")
 
 
 def test_the_folders_read_as_image_to_video():
@@ -91,9 +51,9 @@ def test_ti2v_image_to_video_matches_diffusers_with_the_first_frame_clean(ti2v):
         lambda module, args, kwargs: timesteps.append(kwargs["timestep"]), with_kwargs=True
     )
     request = Request(**TI2V)
-    frames = wan.generate(model, request, Runtime()).frames
+    frames = vidgen_frames(model, request)
     assert frames.shape == (9, 64, 96, 3)
-    assert_uint8_matches(frames, diffusers_frames(ti2v, request))
+    assert_uint8_matches(frames, diffusers_frames(diffusers.WanImageToVideoPipeline, ti2v, request))
     # 3 latent frames of 4x6 cells in 2x2 patches: 6 tokens a frame; the image's are at timestep 0.
     first = timesteps[0]
     assert first.shape == (1, 18) and torch.all(first[0, :6] == 0) and torch.all(first[0, 6:] == 999)
@@ -108,8 +68,8 @@ def test_a14b_image_to_video_matches_diffusers_with_both_experts(a14b, last):
             lambda *args, name=name: calls.__setitem__(name, calls[name] + 1)
         )
     request = Request(**{**A14B, "last_image": last})
-    frames = wan.generate(model, request, Runtime()).frames
-    assert_uint8_matches(frames, diffusers_frames(a14b, request))
+    frames = vidgen_frames(model, request)
+    assert_uint8_matches(frames, diffusers_frames(diffusers.WanImageToVideoPipeline, a14b, request))
     assert calls == {"transformer": 2, "transformer_2": 4}  # guided: two calls a step
 
 

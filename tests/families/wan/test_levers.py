@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from parity import assert_uint8_matches, read_png_folder, to_uint8
+from wan_parity import request, tiny_wan
 
 from vidgen.core.request import Request, Runtime
 from vidgen.families.layers import DispatchedAttention
@@ -22,25 +23,12 @@ from vidgen.runtime.memory.quantize import FP8_STORAGE_DTYPE, weight_bytes
 
 # Guided: each step calls the transformer twice (conditional, then unconditional), each with its own
 # step-cache state.
-REQUEST = Request(
-    mode="t2v",
-    prompt="a cat on a skateboard",
-    negative_prompt="blurry",
-    seed=3,
-    steps=6,
-    guidance=5.0,
-    height=32,
-    width=48,
-    frames=9,
-    max_sequence_length=512,
-)
+REQUEST = Request(**request(seed=3, steps=6))
 CALLS = 2 * REQUEST.steps
 LOOSE = 10.0  # a threshold every step after the first passes: skipping is certain on the tiny model
 
 
-@pytest.fixture(scope="module")
-def folder(tiny_folder):
-    return tiny_folder("wan", "t2v")
+folder = tiny_wan("t2v")
 
 
 @pytest.fixture(scope="module")

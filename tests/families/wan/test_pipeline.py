@@ -7,49 +7,26 @@ import diffusers
 import imageio.v3 as iio
 import numpy as np
 import pytest
-import torch
-
-from vidgen.core.request import Request, Runtime
-from vidgen.families import registry
-from vidgen.families.wan import pipeline as wan
-from vidgen.stages import vae as vae_stage
-
-# Guided (5.0 > 1), a negative prompt, 3 UniPC steps (its multistep orders 1 to 3), 9 frames (3 latent).
-REQUEST = dict(
-    mode="t2v",
-    prompt="a cat on a skateboard",
-    negative_prompt="blurry",
-    seed=7,
-    steps=3,
-    guidance=5.0,
-    height=32,
-    width=48,
-    frames=9,
-    max_sequence_length=512,
+from wan_parity import (
+    assert_within_one_level,
+    diffusers_reference,
+    forbid_loading,
+    request,
+    tiny_wan,
+    vidgen_frames,
+    with_diffusers_transformers,
 )
 
+from vidgen.core.request import Runtime
+from vidgen.families import registry
+from vidgen.families.wan import pipeline as wan
 
-@pytest.fixture(scope="module")
-def folder(tiny_folder):
-    return tiny_folder("wan", "t2v")
+REQUEST = request()  # guided, a negative prompt, 3 UniPC steps (its multistep orders 1 to 3), 9 frames
+
+folder = tiny_wan("t2v")
 
 
-@pytest.fixture(scope="module")
-def reference(folder):
-    """diffusers' WanPipeline's frames for REQUEST, float in [0, 1]."""
-    pipe = diffusers.WanPipeline.from_pretrained(folder, dtype=torch.float32)
-    output = pipe(
-        prompt=REQUEST["prompt"],
-        negative_prompt=REQUEST["negative_prompt"],
-        height=REQUEST["height"],
-        width=REQUEST["width"],
-        num_frames=REQUEST["frames"],
-        num_inference_steps=REQUEST["steps"],
-        guidance_scale=REQUEST["guidance"],
-        generator=torch.Generator("cpu").manual_seed(REQUEST["seed"]),
-        output_type="np",
-    )
-    return output.frames[0]
+reference = diffusers_reference(diffusers.WanPipeline, REQUEST)
 
 
 def test_the_tiny_folder_is_a_wan_pipeline_with_a_flow_unipc_sampler(folder):
@@ -65,26 +42,19 @@ def test_the_tiny_folder_is_a_wan_pipeline_with_a_flow_unipc_sampler(folder):
 
 
 def test_with_diffusers_transformer_the_frames_equal_wan_pipeline_bit_for_bit(folder, reference):
-    model = wan.load(folder, Runtime())
-    model.transformer = diffusers.WanTransformer3DModel.from_pretrained(folder, subfolder="transformer")
-    result = wan.generate(model, Request(**REQUEST), Runtime())
-    np.testing.assert_array_equal(result.frames, vae_stage.to_uint8(reference))
+    model = with_diffusers_transformers(wan.load(folder, Runtime()), folder)
+    np.testing.assert_array_equal(vidgen_frames(model, REQUEST), reference)
 
 
 def test_with_vidgens_transformer_the_frames_are_within_one_level_of_wan_pipeline(folder, reference):
-    result = wan.generate(wan.load(folder, Runtime()), Request(**REQUEST), Runtime())
-    expected = vae_stage.to_uint8(reference)
-    assert result.frames.shape == expected.shape == (9, 32, 48, 3)
-    difference = np.abs(result.frames.astype(int) - expected.astype(int))
-    assert difference.max() <= 1
-    assert (difference == 0).mean() >= 0.999
+    assert_within_one_level(vidgen_frames(folder, REQUEST), reference, (9, 32, 48, 3))
 
 
 def test_guidance_and_the_negative_prompt_change_the_video(folder):
     model = wan.load(folder, Runtime())
-    guided = wan.generate(model, Request(**REQUEST), Runtime()).frames
-    other_negative = wan.generate(model, Request(**{**REQUEST, "negative_prompt": "sharp"}), Runtime()).frames
-    unguided = wan.generate(model, Request(**{**REQUEST, "guidance": 1.0}), Runtime()).frames
+    guided = vidgen_frames(model, REQUEST)
+    other_negative = vidgen_frames(model, {**REQUEST, "negative_prompt": "sharp"})
+    unguided = vidgen_frames(model, {**REQUEST, "guidance": 1.0})
     assert not np.array_equal(guided, other_negative)
     assert not np.array_equal(guided, unguided)
 
@@ -100,10 +70,7 @@ def test_guidance_and_the_negative_prompt_change_the_video(folder):
 def test_a_bad_size_or_frame_count_is_a_one_line_error_before_loading(
     option, message, hint, vidgen, offline_workdir, monkeypatch
 ):
-    def never(*args, **kwargs):
-        raise AssertionError("the model was loaded")
-
-    monkeypatch.setattr(wan, "load", never)
+    forbid_loading(monkeypatch)
     run = vidgen("t2v", "--model", "tiny-wan", "--prompt", "a cat", *option, "-o", "cat.mp4")
     assert run.exit_code == 2, run.stderr
     assert message in run.stderr and hint in run.stderr

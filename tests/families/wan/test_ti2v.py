@@ -10,47 +10,22 @@ import numpy as np
 import pytest
 import torch
 from parity import assert_uint8_matches
+from wan_parity import diffusers_pipeline, forbid_loading, request, run_diffusers, tiny_wan, vidgen_frames
 
-from vidgen.core.request import Request, Runtime
+from vidgen.core.request import Runtime
 from vidgen.families import registry
 from vidgen.families.wan import pipeline as wan
-from vidgen.stages import vae as vae_stage
 
-REQUEST = dict(
-    mode="t2v",
-    prompt="a cat on a skateboard",
-    negative_prompt="blurry",
-    seed=3,
-    steps=3,
-    guidance=5.0,
-    height=64,
-    width=96,
-    frames=9,
-    max_sequence_length=512,
-)
+REQUEST = request(seed=3, height=64, width=96)
 
-
-@pytest.fixture(scope="module")
-def folder(tiny_folder):
-    return tiny_folder("wan", "ti2v")
+folder = tiny_wan("ti2v")
 
 
 @pytest.fixture(scope="module")
 def reference(folder):
-    pipe = diffusers.WanPipeline.from_pretrained(folder, dtype=torch.float32)
+    pipe = diffusers_pipeline(diffusers.WanPipeline, folder)
     assert pipe.config.expand_timesteps and pipe.transformer_2 is None
-    output = pipe(
-        prompt=REQUEST["prompt"],
-        negative_prompt=REQUEST["negative_prompt"],
-        height=REQUEST["height"],
-        width=REQUEST["width"],
-        num_frames=REQUEST["frames"],
-        num_inference_steps=REQUEST["steps"],
-        guidance_scale=REQUEST["guidance"],
-        generator=torch.Generator("cpu").manual_seed(REQUEST["seed"]),
-        output_type="np",
-    )
-    return vae_stage.to_uint8(output.frames[0])
+    return run_diffusers(pipe, REQUEST)
 
 
 def test_the_tiny_folder_is_ti2v_shaped_with_a_16x_vae(folder):
@@ -79,9 +54,9 @@ def test_the_frames_are_within_one_level_of_wan_pipeline_with_a_timestep_per_tok
     model.transformer.register_forward_pre_hook(
         lambda module, args, kwargs: timesteps.append(kwargs["timestep"]), with_kwargs=True
     )
-    result = wan.generate(model, Request(**REQUEST), Runtime())
-    assert result.frames.shape == (9, 64, 96, 3)
-    assert_uint8_matches(result.frames, reference)
+    frames = vidgen_frames(model, REQUEST)
+    assert frames.shape == (9, 64, 96, 3)
+    assert_uint8_matches(frames, reference)
     # 3 latent frames of 4x6 cells in 2x2 patches: 3 x 2 x 3 tokens, each with the step's timestep
     first = timesteps[0]
     assert first.shape == (1, 18) and torch.all(first == first[0, 0])
@@ -97,10 +72,7 @@ def test_the_frames_are_within_one_level_of_wan_pipeline_with_a_timestep_per_tok
 def test_a_size_off_the_32_pixel_grid_is_a_one_line_error_before_loading(
     option, message, hint, vidgen, offline_workdir, monkeypatch
 ):
-    def never(*args, **kwargs):
-        raise AssertionError("the model was loaded")
-
-    monkeypatch.setattr(wan, "load", never)
+    forbid_loading(monkeypatch)
     run = vidgen("t2v", "--model", "tiny-wan2.2-ti2v", "--prompt", "a cat", *option, "-o", "cat.mp4")
     assert run.exit_code == 2, run.stderr
     assert message in run.stderr and hint in run.stderr

@@ -8,62 +8,30 @@ import diffusers
 import imageio.v3 as iio
 import numpy as np
 import pytest
-import torch
-from PIL import Image
+from wan_parity import (
+    assert_within_one_level,
+    diffusers_reference,
+    forbid_loading,
+    loaded_wan,
+    request,
+    tiny_wan,
+    vidgen_frames,
+    with_diffusers_transformers,
+)
 
-from vidgen.core.request import Request, Runtime
 from vidgen.families import registry
-from vidgen.families.wan import pipeline as wan
-from vidgen.stages import vae as vae_stage
 
 # 9 frames, not the video's 48x32 nor its aspect: the pipelines resize each frame.
 VIDEO = np.random.default_rng(1).integers(0, 256, (9, 40, 56, 3), dtype=np.uint8)
 
 # 3 UniPC steps at strength 0.7 keep the last 2; guided, with a negative prompt.
-REQUEST = dict(
-    mode="v2v",
-    prompt="a cat on a skateboard",
-    negative_prompt="blurry",
-    seed=7,
-    steps=3,
-    guidance=5.0,
-    height=32,
-    width=48,
-    frames=9,
-    max_sequence_length=512,
-    video=VIDEO,
-    strength=0.7,
-)
+REQUEST = request(mode="v2v", video=VIDEO, strength=0.7)
+
+folder = tiny_wan("t2v")
 
 
-@pytest.fixture(scope="module")
-def folder(tiny_folder):
-    return tiny_folder("wan", "t2v")
-
-
-@pytest.fixture(scope="module")
-def reference(folder):
-    """diffusers' WanVideoToVideoPipeline's uint8 frames for REQUEST."""
-    pipe = diffusers.WanVideoToVideoPipeline.from_pretrained(folder, dtype=torch.float32)
-    pipe.set_progress_bar_config(disable=True)
-    output = pipe(
-        video=[Image.fromarray(frame) for frame in VIDEO],
-        prompt=REQUEST["prompt"],
-        negative_prompt=REQUEST["negative_prompt"],
-        height=REQUEST["height"],
-        width=REQUEST["width"],
-        num_inference_steps=REQUEST["steps"],
-        guidance_scale=REQUEST["guidance"],
-        strength=REQUEST["strength"],
-        generator=torch.Generator("cpu").manual_seed(REQUEST["seed"]),
-        output_type="np",
-    )
-    return vae_stage.to_uint8(output.frames[0])
-
-
-@pytest.fixture(scope="module")
-def model(folder):
-    return wan.load(folder, Runtime())
+reference = diffusers_reference(diffusers.WanVideoToVideoPipeline, REQUEST)
+model = loaded_wan()
 
 
 def test_the_text_to_video_folder_also_does_video_to_video(folder):
@@ -72,17 +40,12 @@ def test_the_text_to_video_folder_also_does_video_to_video(folder):
 
 
 def test_with_diffusers_transformer_the_frames_equal_wan_v2v_pipeline_bit_for_bit(model, folder, reference):
-    transformer = diffusers.WanTransformer3DModel.from_pretrained(folder, subfolder="transformer").eval()
-    swapped = wan.Wan(**{**model.__dict__, "transformer": transformer})
-    np.testing.assert_array_equal(wan.generate(swapped, Request(**REQUEST), Runtime()).frames, reference)
+    swapped = with_diffusers_transformers(model, folder)
+    np.testing.assert_array_equal(vidgen_frames(swapped, REQUEST), reference)
 
 
 def test_with_vidgens_transformer_the_frames_are_within_one_level_of_wan_v2v_pipeline(model, reference):
-    frames = wan.generate(model, Request(**REQUEST), Runtime()).frames
-    assert frames.shape == reference.shape == (9, 32, 48, 3)
-    difference = np.abs(frames.astype(int) - reference.astype(int))
-    assert difference.max() <= 1
-    assert (difference == 0).mean() >= 0.999
+    assert_within_one_level(vidgen_frames(model, REQUEST), reference, (9, 32, 48, 3))
 
 
 def test_strength_decides_how_many_steps_run_and_changes_the_video(model):
@@ -100,8 +63,8 @@ def test_strength_decides_how_many_steps_run_and_changes_the_video(model):
             pass
 
     weak, strong = Steps(), Steps()
-    low = wan.generate(model, Request(**{**REQUEST, "strength": 0.4}), Runtime(), weak).frames
-    high = wan.generate(model, Request(**{**REQUEST, "strength": 1.0}), Runtime(), strong).frames
+    low = vidgen_frames(model, {**REQUEST, "strength": 0.4}, progress=weak)
+    high = vidgen_frames(model, {**REQUEST, "strength": 1.0}, progress=strong)
     assert (weak.totals["denoise"], strong.totals["denoise"]) == (1, 3)
     assert "encode" in weak.totals
     assert not np.array_equal(low, high)
@@ -125,10 +88,7 @@ def clip(offline_workdir):
     ],
 )
 def test_v2v_mistakes_are_one_line_errors_before_loading(arguments, message, vidgen, clip, monkeypatch):
-    def never(*args, **kwargs):
-        raise AssertionError("the model was loaded")
-
-    monkeypatch.setattr(wan, "load", never)
+    forbid_loading(monkeypatch)
     run = vidgen("v2v", "--model", "tiny-wan", *arguments, "--prompt", "a cat", "-o", "cat.mp4")
     assert run.exit_code == 2, (run.stderr, run.exception)
     assert message in run.stderr and "Traceback" not in run.stderr

@@ -13,23 +13,13 @@ import pytest
 import torch
 from parity import read_png_folder
 from torch._dynamo.testing import CompileCounterWithBackend
+from wan_parity import request
 
 from vidgen.core.request import Request, Runtime
 from vidgen.families.wan import pipeline as wan
 from vidgen.runtime import levers
 
-REQUEST = Request(
-    mode="t2v",
-    prompt="a cat",
-    negative_prompt="blurry",
-    seed=1,
-    steps=2,
-    guidance=5.0,
-    height=32,
-    width=48,
-    frames=9,
-    max_sequence_length=512,
-)
+REQUEST = Request(**request(prompt="a cat", seed=1, steps=2))
 
 
 @pytest.fixture(autouse=True)
