@@ -149,3 +149,17 @@ def test_a_worker_whose_queue_fails_says_so_and_the_server_takes_no_jobs(tmp_pat
     with pytest.raises(ApiError) as refused:
         _check_ready(server)
     assert refused.value.status == 503 and "disk I/O error" in refused.value.message
+
+
+def test_a_database_from_before_prompts_had_their_chunk_gets_the_column(tmp_path):
+    with sqlite3.connect(tmp_path / "jobs.sqlite") as db:  # the prompts table as it was made before
+        db.execute(
+            "CREATE TABLE prompts (seq INTEGER PRIMARY KEY AUTOINCREMENT, job TEXT NOT NULL, "
+            "prompt TEXT NOT NULL, taken INTEGER NOT NULL DEFAULT 0)"
+        )
+        db.execute("INSERT INTO prompts (job, prompt, taken) VALUES ('video_a', 'old', 1)")
+    store = Store(tmp_path)
+    store.add_prompt("video_a", "a robot dances")
+    assert store.take_prompts("video_a", 3) == ["a robot dances"]
+    assert store.taken_prompts("video_a") == {3: ["a robot dances"]}  # taken before: no chunk, not replayed
+    assert Store(tmp_path).taken_prompts("video_a") == {3: ["a robot dances"]}  # opened again: kept

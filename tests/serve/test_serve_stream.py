@@ -1,10 +1,12 @@
 """A Helios stream through `vidgen serve`: watched while it grows, steered as `vidgen stream --live` is,
 replayed from its sidecar; deleted while it runs; and an uploaded image animated (image-to-video)."""
 
+import csv as csv_files
 import http.client
 import io
 import json
 import shlex
+import signal
 
 import imageio.v3 as iio
 import numpy as np
@@ -103,3 +105,46 @@ def test_a_bad_image_is_400_with_the_i2v_line(helios):
     message = answer.json()["error"]["message"]
     assert answer.status == 400 and message.startswith("cannot read image 'input_reference'"), message
     assert str(helios.folder) not in message
+
+
+def test_a_steered_stream_run_again_after_a_kill_replays_its_steering_at_the_same_chunk(
+    start_server, tmp_path, vidgen
+):
+    """SIGKILLed mid-stream, the server runs the stream again on restart: the prompt the first run took
+    steers the same chunk, so the re-run is the video the viewer steered and its record says so."""
+    folder = tmp_path / "videos"
+    first = start_server(["--model", "tiny-helios", *FAST], folder=folder)
+    video_id = first.create(prompt="a cat walks", stream=True, frames=LONG, seed=5)["id"]
+    wait_for(lambda: (found := sidecar(first, video_id)) and found["stream"]["chunks"] >= 1, "a first chunk")
+    assert first.call("POST", f"/v1/videos/{video_id}/prompts", {"prompt": "a robot dances"}).status == 200
+
+    def steered_and_written() -> int | None:
+        """The chunk the prompt steered, once that chunk is written."""
+        stream = (sidecar(first, video_id) or {}).get("stream", {"prompts": [], "chunks": 0})
+        robot = [cue["chunk"] for cue in stream["prompts"] if cue["prompt"] == "a robot dances"]
+        return robot[0] if robot and stream["chunks"] > robot[0] else None
+
+    steered_at = wait_for(steered_and_written, "the steered chunk written")  # >= 1: never 0
+    first.process.kill()  # the stream is hundreds of chunks long: it is still running
+    assert first.process.wait(DEADLINE) == -signal.SIGKILL
+
+    again = start_server(["--model", "tiny-helios", *FAST], folder=folder)
+    assert again.wait_status(video_id, "in_progress", "completed", "failed")["status"] == "in_progress"
+    # Sent now, /quit waits until the re-run has passed the steered chunk: it ends the re-run there.
+    assert again.call("POST", f"/v1/videos/{video_id}/prompts", {"prompt": "/quit"}).status == 200
+    done = again.wait_status(video_id, "completed", "failed")
+    assert done["status"] == "completed", done
+    final = sidecar(again, video_id)
+    assert final["stream"]["status"] == "ended" and final["stream"]["chunks"] > steered_at
+    assert {"chunk": steered_at, "prompt": "a robot dances"} in final["stream"]["prompts"]
+    with open(folder / f"{video_id}.mp4.prompts.csv", newline="") as recorded:
+        assert [str(steered_at), "a robot dances"] in list(csv_files.reader(recorded))
+    frames = iio.imread(folder / f"{video_id}.mp4", extension=".mp4")
+    assert len(frames) == final["stream"]["chunks"] * CHUNK
+    words = shlex.split(final["command"])
+    words[words.index("-o") + 1] = str(tmp_path / "replay.mp4")
+    replay = vidgen(*words[1:], "--quiet")
+    assert replay.exit_code == 0, replay.stderr
+    again_frames = iio.imread(tmp_path / "replay.mp4")
+    assert again_frames.shape == frames.shape and np.array_equal(again_frames, frames)
+    assert again.stop() == 0

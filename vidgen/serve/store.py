@@ -5,7 +5,8 @@ A job is queued, then claimed by exactly one worker (an UPDATE in an immediate t
 completed or failed. A job whose worker belonged to an earlier server (killed) goes back to the queue
 once when the server starts again; killed twice while running, it fails with a line saying so. DELETE
 marks a job `deleted` at once (hidden from the API); its worker stops it and removes its files and row.
-Steering prompts wait in their own table until the stream's worker takes them at a chunk boundary.
+Steering prompts wait in their own table until the stream's worker takes them at a chunk boundary; the
+chunk they were taken at is kept, so a stream run again after a kill replays them at the same chunks.
 """
 
 import json
@@ -48,7 +49,8 @@ CREATE TABLE IF NOT EXISTS prompts (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     job TEXT NOT NULL,
     prompt TEXT NOT NULL,
-    taken INTEGER NOT NULL DEFAULT 0
+    taken INTEGER NOT NULL DEFAULT 0,
+    chunk INTEGER
 );
 CREATE TABLE IF NOT EXISTS workers (
     name TEXT PRIMARY KEY,
@@ -92,6 +94,9 @@ class Store:
         self.path = folder / DATABASE
         self._local = threading.local()
         self._connection().executescript(SCHEMA)  # IF NOT EXISTS: another rank may have made it
+        with self._transaction() as db:  # a database from before prompts had their chunk
+            if "chunk" not in {row["name"] for row in db.execute("PRAGMA table_info(prompts)")}:
+                db.execute("ALTER TABLE prompts ADD COLUMN chunk INTEGER")
 
     def _connection(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
@@ -233,14 +238,26 @@ class Store:
     def add_prompt(self, job_id: str, prompt: str) -> None:
         self._connection().execute("INSERT INTO prompts (job, prompt) VALUES (?, ?)", (job_id, prompt))
 
-    def take_prompts(self, job_id: str) -> list[str]:
-        """The steering prompts sent since the last call, oldest first."""
+    def take_prompts(self, job_id: str, chunk: int) -> list[str]:
+        """The steering prompts sent since the last call, oldest first, now taken before `chunk`."""
         with self._transaction() as db:
             rows = db.execute(
                 "SELECT seq, prompt FROM prompts WHERE job = ? AND taken = 0 ORDER BY seq", (job_id,)
             ).fetchall()
-            db.execute("UPDATE prompts SET taken = 1 WHERE job = ? AND taken = 0", (job_id,))
+            db.execute("UPDATE prompts SET taken = 1, chunk = ? WHERE job = ? AND taken = 0", (chunk, job_id))
         return [row["prompt"] for row in rows]
+
+    def taken_prompts(self, job_id: str) -> dict[int, list[str]]:
+        """The steering prompts an earlier run of the job took, by the chunk they were taken before."""
+        rows = self._connection().execute(
+            "SELECT chunk, prompt FROM prompts WHERE job = ? AND taken = 1 AND chunk IS NOT NULL "
+            "ORDER BY seq",
+            (job_id,),
+        )
+        taken: dict[int, list[str]] = {}
+        for row in rows:
+            taken.setdefault(row["chunk"], []).append(row["prompt"])
+        return taken
 
     def worker_state(self, name: str, instance: str, state: str) -> None:
         self._connection().execute(

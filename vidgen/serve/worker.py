@@ -29,13 +29,24 @@ ERROR_CODES = {USAGE: "invalid_request", OUT_OF_MEMORY: "out_of_memory", WRITE_F
 
 class Steering:
     """The prompts sent to a running stream, as `LiveSchedule` takes lines from a `LineReader`: every
-    line since the last chunk; None (the end of input) once the server drains."""
+    line since the last chunk; None (the end of input) once the server drains.
+
+    LiveSchedule takes once before each chunk, from chunk 1 on, in order: the n-th take is chunk n's, and
+    the store keeps that chunk with the prompts taken. A stream run again (its server was killed) gets
+    the prompts its earlier run took at the same chunks, so it makes the video that was steered; prompts
+    sent but not taken then are taken at the first chunk after those."""
 
     def __init__(self, store: Store, job_id: str, draining: threading.Event) -> None:
         self.store, self.job_id, self.draining = store, job_id, draining
+        self.replay = store.taken_prompts(job_id)
+        self.chunk = 0  # the chunk the last take was for
 
     def take(self) -> list[str | None]:
-        lines: list[str | None] = list(self.store.take_prompts(self.job_id))
+        self.chunk += 1
+        if self.chunk <= max(self.replay, default=0):
+            lines: list[str | None] = list(self.replay.get(self.chunk, []))
+        else:
+            lines = list(self.store.take_prompts(self.job_id, self.chunk))
         return [*lines, None] if self.draining.is_set() else lines
 
 
