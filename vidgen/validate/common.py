@@ -388,6 +388,16 @@ def check_last_image(options: Options, info: ModelInfo) -> None:
         )
 
 
+def untrained_frames_note(frames: int, preset: Preset) -> list[str]:
+    """A note when `frames` is off the preset's trained frame counts (stepN+1 up to its maximum)."""
+    if (frames - 1) % preset.frame_step == 0 and frames <= preset.max_frames:
+        return []
+    return [
+        f"{preset.name} was trained on {preset.frame_step}N+1 frames up to {preset.max_frames}; "
+        f"{frames} frames run but may look worse"
+    ]
+
+
 def check_video_length(available: int, frames: int, path: str) -> None:
     """The input video holds `frames` frames (0: none of the counts the model takes fit)."""
     if frames == 0:

@@ -7,9 +7,7 @@ shapes (VAE posterior sample first for I2V/V2V, then the initial noise, then the
 step). Latents are [B, F, C, H, W] throughout, as CogVideoX's transformer takes them.
 """
 
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from vidgen.runtime.levers import compile_stage, reset_step_cache
 from vidgen.runtime.parallel import outcome_speaker
 from vidgen.stages import vae as vae_stage
 from vidgen.stages.text import TextCache, encode_prompts, truncation_warning
+from vidgen.stages.timing import timed_stage
 from vidgen.weights import loading
 
 SCHEDULERS = {cls.__name__: cls for cls in (CogVideoXDDIMScheduler, CogVideoXDPMScheduler)}
@@ -82,18 +81,18 @@ def generate(
     reset_step_cache(model.transformer)  # nothing cached from an earlier video
     progress = compile_stage(progress, model.transformer)
 
-    with _stage("text", progress, result, runtime):
+    with timed_stage("text", progress, result, runtime):
         text = _text_embeddings(model, request, runtime, text_cache, result.warnings)
 
     scheduler = _scheduler(model, request)
     timesteps = _timesteps(scheduler, request, runtime)
-    with nullcontext() if request.mode == "t2v" else _stage("encode", progress, result, runtime):
+    with nullcontext() if request.mode == "t2v" else timed_stage("encode", progress, result, runtime):
         start = _start(model, scheduler, request, runtime, timesteps, generator)
 
     conditioning = _conditioning(model, text, start, runtime)
     guidance = Guidance(request.guidance, request.dynamic_cfg, steps=len(timesteps))
     with (
-        _stage("denoise", progress, result, runtime, total=len(timesteps)),
+        timed_stage("denoise", progress, result, runtime, total=len(timesteps)),
         loading.on_device(model.transformer, runtime, model.park),
     ):
         latents = denoise(
@@ -109,7 +108,7 @@ def generate(
 
     if not outcome_speaker():  # under torchrun rank 0 alone decodes (every rank holds the same latents)
         return result
-    with _stage("decode", progress, result, runtime):
+    with timed_stage("decode", progress, result, runtime):
         # The 1.5 pipelines drop the padding from the front although it was noise like the rest:
         # done the same way so that frames stay equal.
         frames = _decode(model, latents[:, start.padding :], runtime)
@@ -310,21 +309,3 @@ def _decode(model: CogVideoX, latents: torch.Tensor, runtime: Runtime) -> np.nda
     vae_stage.set_tiling(vae, runtime.vae_tiling)
     with loading.on_device(vae, runtime, model.park):
         return vae_stage.decode(vae, latents, vae_stage.video_processor(vae))
-
-
-@contextmanager
-def _stage(
-    name: str,
-    progress: Progress,
-    result: Result,
-    runtime: Runtime,
-    total: int | None = None,
-) -> Iterator[None]:
-    """Reports the stage to `progress` and records its wall time in `result.timings`."""
-    progress.start_stage(name, total)
-    start = time.perf_counter()
-    yield
-    if torch.device(runtime.device).type == "cuda":
-        torch.cuda.synchronize()  # CUDA runs ahead of Python: wait, or the time lands in the next stage
-    result.timings[name] = time.perf_counter() - start
-    progress.end_stage()

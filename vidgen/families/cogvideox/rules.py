@@ -13,6 +13,7 @@ from vidgen.validate.common import (
     check_video_length,
     fixed_size_message,
     required,
+    untrained_frames_note,
 )
 from vidgen.weights.presets import Preset
 
@@ -128,12 +129,7 @@ def longest_valid_frames(available: int, info: ModelInfo, mode: str) -> int:
 
 
 def _frames_notes(frames: int, preset: Preset, info: ModelInfo, mode: str) -> list[str]:
-    notes = []
-    if not info.fixed_size and ((frames - 1) % preset.frame_step or frames > preset.max_frames):
-        notes.append(
-            f"{preset.name} was trained on {preset.frame_step}N+1 frames up to {preset.max_frames}; "
-            f"{frames} frames run but may look worse"
-        )
+    notes = [] if info.fixed_size else untrained_frames_note(frames, preset)
     decoded = info.decoded_frames(info.latent_frames(frames))
     if decoded != frames:  # only 1.5's video-to-video gets here: check_frames refuses the rest
         notes.append(

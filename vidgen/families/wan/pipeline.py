@@ -9,9 +9,7 @@ shape, the latents stay float32 between steps, and the guidance branches run one
 image conditioning `image.py`'s, the video-to-video start `video.py`'s.
 """
 
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +30,7 @@ from vidgen.runtime.parallel import outcome_speaker
 from vidgen.stages import vae as vae_stage
 from vidgen.stages import wan_vae
 from vidgen.stages.text import TextCache, encode_prompts, truncation_warning
+from vidgen.stages.timing import timed_stage
 from vidgen.stages.umt5_text import encode_prompt
 from vidgen.weights import loading
 
@@ -118,7 +117,7 @@ def generate(
     # diffusers' rule: guidance 1 (or less) runs one branch, for both experts (it asks only the first's)
     guided = request.guidance > 1.0
 
-    with _stage("text", progress, result, runtime):
+    with timed_stage("text", progress, result, runtime):
         positive, negative = _text_embeddings(model, request, runtime, text_cache, guided, result.warnings)
 
     scheduler = _scheduler(model, request)
@@ -129,7 +128,7 @@ def generate(
     else:
         scheduler.set_begin_index(0)
     noise = _noise(model, request, runtime, generator)
-    with nullcontext() if request.mode == "t2v" else _stage("encode", progress, result, runtime):
+    with nullcontext() if request.mode == "t2v" else timed_stage("encode", progress, result, runtime):
         start = _start(model, scheduler, request, runtime, noise, timesteps)
     latents = start.latents
     clean_first = start.first_frame is not None
@@ -140,7 +139,7 @@ def generate(
         timesteps, boundary, (model.transformer, model.transformer_2), (request.guidance, guidance_2)
     )
 
-    with _stage("denoise", progress, result, runtime, total=len(timesteps)):
+    with timed_stage("denoise", progress, result, runtime, total=len(timesteps)):
         for stretch in stretches:  # under model offload one expert at a time on the device, high first
             transformer = stretch.transformer
             reset_step_cache(transformer, stretch.timesteps)
@@ -158,7 +157,7 @@ def generate(
         latents = start.model_input(latents)
     if not outcome_speaker():  # under torchrun rank 0 alone decodes (every rank holds the same latents)
         return result
-    with _stage("decode", progress, result, runtime):
+    with timed_stage("decode", progress, result, runtime):
         vae = model.vae
         vae_stage.set_tiling(vae, runtime.vae_tiling)
         with loading.on_device(vae, runtime, model.park):
@@ -292,21 +291,3 @@ def _noise(model: Wan, request: Request, runtime: Runtime, generator: torch.Gene
         request.width // spatial,
     )
     return randn_tensor(shape, generator=generator, device=torch.device(runtime.device), dtype=torch.float32)
-
-
-@contextmanager
-def _stage(
-    name: str,
-    progress: Progress,
-    result: Result,
-    runtime: Runtime,
-    total: int | None = None,
-) -> Iterator[None]:
-    """Reports the stage to `progress` and records its wall time in `result.timings`."""
-    progress.start_stage(name, total)
-    start = time.perf_counter()
-    yield
-    if torch.device(runtime.device).type == "cuda":
-        torch.cuda.synchronize()  # CUDA runs ahead of Python: wait, or the time lands in the next stage
-    result.timings[name] = time.perf_counter() - start
-    progress.end_stage()

@@ -13,6 +13,7 @@ from vidgen.validate.common import (
     check_strength,
     check_video_length,
     required,
+    untrained_frames_note,
 )
 from vidgen.weights.presets import Preset
 
@@ -44,11 +45,7 @@ def wan_request(
         check_video_length(len(video), frames, options.video)
         video = video[:frames]
     check_frames(frames, info)
-    if (frames - 1) % preset.frame_step or frames > preset.max_frames:
-        notes.append(
-            f"{preset.name} was trained on {preset.frame_step}N+1 frames up to {preset.max_frames}; "
-            f"{frames} frames run but may look worse"
-        )
+    notes.extend(untrained_frames_note(frames, preset))
     steps = options.steps or preset.steps
     strength = options.strength if options.strength is not None else DEFAULT_STRENGTH
     if options.mode == "v2v":
